@@ -1,0 +1,674 @@
+//! [`StateStore`] on one DynamoDB table (layout in `keys.rs`). Every counting step is a
+//! conditional `TransactWriteItems`; a failed condition is an answer ("already done"), not an
+//! error. `TransactionConflict` is retried here with jittered backoff (the SDK does not).
+
+use crate::keys::{self, MARKER_PREFIX, SESSION_SK, SOURCES_PK};
+use crate::model::{
+    session::rfc3339, Counters, Outcome, Reason, ResourceState, Session, SessionStatus, Source,
+    SourceOptions,
+};
+use crate::ports::{
+    Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration, Utc};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Markers outlive their session by this long, then DynamoDB's TTL removes them.
+const MARKER_TTL_DAYS: i64 = 90;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.item)
+    }
+
+    /// Runs a transaction. `Ok(None)`: committed. `Ok(Some(codes))`: cancelled, with one
+    /// cancellation code per item (`Some("ConditionalCheckFailed")` where a condition failed).
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let codes = match result {
+                Ok(_) => return Ok(None),
+                Err(SdkError::ServiceError(e)) => match e.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().filter(|c| *c != "None").map(str::to_string))
+                        .collect::<Vec<_>>(),
+                    _ => return Err(store_error(SdkError::ServiceError(e))),
+                },
+                Err(e) => return Err(store_error(e)),
+            };
+            let conflict = codes
+                .iter()
+                .any(|c| matches!(c.as_deref(), Some("TransactionConflict" | "ThrottlingError")));
+            if conflict && attempt < 8 {
+                attempt += 1;
+                backoff(attempt).await;
+                continue;
+            }
+            if conflict {
+                return Err(StoreError::new("transaction kept conflicting"));
+            }
+            return Ok(Some(codes));
+        }
+    }
+
+    fn update(&self, pk: String, sk: String, expression: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression(expression)
+    }
+}
+
+fn condition_failed(codes: &[Option<String>], index: usize) -> bool {
+    codes.get(index).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        // An update, not a put: the run state on the same item must survive config edits.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(SOURCES_PK))
+            .key("sk", s(&source.id))
+            .update_expression(
+                "SET protocol = :p, base_url = :u, schedule = :s, enabled = :e, internal = :i, options = :o, updated_at = :t",
+            )
+            .expression_attribute_values(":p", s(source.protocol.to_string()))
+            .expression_attribute_values(":u", s(&source.base_url))
+            .expression_attribute_values(":s", s(&source.schedule))
+            .expression_attribute_values(":e", AttributeValue::Bool(source.enabled))
+            .expression_attribute_values(":i", AttributeValue::Bool(source.internal))
+            .expression_attribute_values(":o", s(serde_json::to_string(&source.options).expect("options serialize")))
+            .expression_attribute_values(":t", s(rfc3339(Utc::now())))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
+        self.get(SOURCES_PK.into(), id.into())
+            .await?
+            .map(|item| source_entry(&item))
+            .transpose()
+    }
+
+    async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(SOURCES_PK))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut sources = Vec::new();
+        while let Some(item) = pages.next().await {
+            sources.push(source_entry(&item.map_err(store_error)?)?);
+        }
+        Ok(sources)
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
+        let mut item = session_item(session);
+        item.insert("pk".into(), s(keys::session_pk(&session.id)));
+        item.insert("sk".into(), s(SESSION_SK));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(store_error)?;
+        let claim = self
+            .update(SOURCES_PK.into(), session.source_id.clone(), "SET running_session = :sid")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(running_session) OR running_session = :sid)",
+            )
+            .expression_attribute_values(":sid", s(&session.id))
+            .build()
+            .map_err(store_error)?;
+        let codes = match self
+            .transact(vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(claim).build(),
+            ])
+            .await?
+        {
+            None => return Ok(SessionStart::Created),
+            Some(codes) => codes,
+        };
+        if condition_failed(&codes, 0) {
+            if let Some(existing) = self.get_session(&session.id).await? {
+                return Ok(SessionStart::AlreadyExists(Box::new(existing)));
+            }
+        }
+        match self.get_source(&session.source_id).await? {
+            None => Ok(SessionStart::UnknownSource),
+            Some(entry) => Ok(SessionStart::SourceBusy {
+                running: entry.running_session.unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.get(keys::session_pk(id), SESSION_SK.into())
+            .await?
+            .map(|item| parse_session(&item))
+            .transpose()
+    }
+
+    async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
+        let Some(item) = self.get(keys::session_pk(session_id), keys::page_sk(page)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PageState {
+            page,
+            ids_key: get_s(&item, "ids_key").unwrap_or_default(),
+            count: get_n(&item, "count"),
+            next_cursor: get_s(&item, "next_cursor"),
+            sent: matches!(item.get("sent"), Some(AttributeValue::Bool(true))),
+            error: get_s(&item, "error"),
+        }))
+    }
+
+    async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(keys::session_pk(session_id))),
+            ("sk".into(), s(keys::page_sk(page.page))),
+            ("ids_key".into(), s(&page.ids_key)),
+            ("count".into(), n(page.count)),
+            ("sent".into(), AttributeValue::Bool(false)),
+        ]);
+        if let Some(c) = &page.next_cursor {
+            item.insert("next_cursor".into(), s(c));
+        }
+        if let Some(e) = &page.error {
+            item.insert("error".into(), s(e));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(store_error)?;
+        // The page's own unit is settled (-1) in the same step that adds its resources and
+        // its successor page, so `remaining` cannot touch zero in between.
+        let delta = page.count as i64 + i64::from(page.next_cursor.is_some()) - 1;
+        let mut expression = "ADD #total :count, remaining :delta".to_string();
+        if page.error.is_some() {
+            expression.push_str(" SET listing_error = :error");
+        }
+        let mut counts = self
+            .update(keys::session_pk(session_id), SESSION_SK.into(), &expression)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#total", "total")
+            .expression_attribute_values(":count", n(page.count))
+            .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()));
+        if let Some(e) = &page.error {
+            counts = counts.expression_attribute_values(":error", s(e));
+        }
+        let codes = self
+            .transact(vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder()
+                    .update(counts.build().map_err(store_error)?)
+                    .build(),
+            ])
+            .await?;
+        match codes {
+            None => Ok(true),
+            Some(codes) if condition_failed(&codes, 0) => Ok(false),
+            Some(codes) => Err(StoreError::new(format!(
+                "page commit cancelled for session {session_id}: {codes:?}"
+            ))),
+        }
+    }
+
+    async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::session_pk(session_id)))
+            .key("sk", s(keys::page_sk(page)))
+            .update_expression("SET sent = :t")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn put_pending_markers(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+        only_missing: bool,
+    ) -> Result<(), StoreError> {
+        let expires = (Utc::now() + Duration::days(MARKER_TTL_DAYS)).timestamp();
+        let marker = |id: &String| -> Item {
+            HashMap::from([
+                ("pk".into(), s(keys::session_pk(session_id))),
+                ("sk".into(), s(keys::marker_sk(id))),
+                ("status".into(), s("pending")),
+                ("expires_at".into(), AttributeValue::N(expires.to_string())),
+            ])
+        };
+        if only_missing {
+            let puts: Vec<BoxFuture<'_, Result<(), StoreError>>> = resource_ids
+                .iter()
+                .map(|id| -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(async move {
+                    let r = self
+                        .client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(marker(id)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .send()
+                        .await;
+                    match r {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+                        Err(e) => Err(store_error(e)),
+                    }
+                })})
+                .collect();
+            let results: Vec<Result<(), StoreError>> =
+                futures::stream::iter(puts).buffer_unordered(16).collect().await;
+            return results.into_iter().collect();
+        }
+        // Fresh page: nothing can have counted these yet, so unconditional batch writes are safe.
+        let chunks: Vec<Vec<WriteRequest>> = resource_ids
+            .chunks(25)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|id| {
+                        WriteRequest::builder()
+                            .put_request(PutRequest::builder().set_item(Some(marker(id))).build().expect("item set"))
+                            .build()
+                    })
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<BoxFuture<'_, Result<(), StoreError>>> = chunks
+            .into_iter()
+            .map(|requests| -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(self.batch_write(requests)) })
+            .collect();
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        let Some(item) = self
+            .get(keys::resources_pk(source_id), resource_id.into())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let state = get_s(&item, "state").ok_or_else(|| StoreError::new("resource item without state"))?;
+        serde_json::from_str(&state)
+            .map(Some)
+            .map_err(|e| StoreError::new(format!("resource {source_id}/{resource_id}: {e}")))
+    }
+
+    async fn record_outcome(
+        &self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<Counting, StoreError> {
+        let outcome = state.last_outcome;
+        let mut settle = self
+            .update(
+                keys::session_pk(session_id),
+                keys::marker_sk(&state.resource_id),
+                "SET #status = :outcome, settled_at = :at",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":outcome", s(outcome.as_str()))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":at", s(rfc3339(state.last_attempt_at)));
+        if let Some(reason) = &state.last_reason {
+            settle = settle
+                .update_expression("SET #status = :outcome, settled_at = :at, reason = :reason")
+                .expression_attribute_values(":reason", s(serde_json::to_string(reason).expect("reasons serialize")));
+        }
+        let count = self
+            .update(
+                keys::session_pk(session_id),
+                SESSION_SK.into(),
+                "ADD remaining :minus, #outcome :one",
+            )
+            .expression_attribute_names("#outcome", outcome.counter())
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(store_error)?;
+        let resource: Item = HashMap::from([
+            ("pk".into(), s(keys::resources_pk(&state.source_id))),
+            ("sk".into(), s(&state.resource_id)),
+            ("last_outcome".into(), s(outcome.as_str())),
+            ("last_session".into(), s(&state.last_session)),
+            ("state".into(), s(serde_json::to_string(state).expect("states serialize"))),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(resource))
+            .build()
+            .map_err(store_error)?;
+        let codes = self
+            .transact(vec![
+                TransactWriteItem::builder()
+                    .update(settle.build().map_err(store_error)?)
+                    .build(),
+                TransactWriteItem::builder().update(count).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ])
+            .await?;
+        match codes {
+            None => Ok(Counting::Counted),
+            Some(codes) if condition_failed(&codes, 0) => Ok(Counting::AlreadyCounted),
+            Some(codes) => Err(StoreError::new(format!("outcome not recorded: {codes:?}"))),
+        }
+    }
+
+    async fn close_session(
+        &self,
+        session_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Closing, StoreError> {
+        let Some(mut session) = self.get_session(session_id).await? else {
+            return Ok(Closing::NotClosable(None));
+        };
+        if session.status != SessionStatus::Running || session.counters.remaining != 0 {
+            return Ok(Closing::NotClosable(Some(Box::new(session))));
+        }
+        // Counters only move together with `remaining`, so at zero they are final.
+        let status = session.closing_status();
+        let close = self
+            .update(
+                keys::session_pk(session_id),
+                SESSION_SK.into(),
+                "SET #status = :closed, ended_at = :ended",
+            )
+            .condition_expression("#status = :running AND remaining = :zero")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":closed", s(status.as_str()))
+            .expression_attribute_values(":running", s("running"))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":ended", s(rfc3339(ended_at)))
+            .build()
+            .map_err(store_error)?;
+        let release = self
+            .update(
+                SOURCES_PK.into(),
+                session.source_id.clone(),
+                "SET last_session = :sid, last_status = :closed REMOVE running_session",
+            )
+            .condition_expression("running_session = :sid")
+            .expression_attribute_values(":sid", s(session_id))
+            .expression_attribute_values(":closed", s(status.as_str()))
+            .build()
+            .map_err(store_error)?;
+        let mut items = vec![
+            TransactWriteItem::builder().update(close.clone()).build(),
+            TransactWriteItem::builder().update(release).build(),
+        ];
+        let mut codes = self.transact(items.clone()).await?;
+        if let Some(c) = &codes {
+            if !condition_failed(c, 0) && condition_failed(c, 1) {
+                // The source was removed (or no longer names this session): close anyway.
+                tracing::warn!(session = %session_id, "source does not hold this session; closing the session alone");
+                items.truncate(1);
+                codes = self.transact(items).await?;
+            }
+        }
+        match codes {
+            None => {
+                session.status = status;
+                session.ended_at = Some(DateTime::parse_from_rfc3339(&rfc3339(ended_at)).map(|t| t.with_timezone(&Utc)).unwrap_or(ended_at));
+                Ok(Closing::Closed(Box::new(session)))
+            }
+            Some(_) => Ok(Closing::NotClosable(
+                self.get_session(session_id).await?.map(Box::new),
+            )),
+        }
+    }
+
+    async fn session_markers(
+        &self,
+        session_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<Marker>, Option<String>), StoreError> {
+        let pk = keys::session_pk(session_id);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s(MARKER_PREFIX))
+            .consistent_read(true);
+        if let Some(sk) = after {
+            query = query
+                .exclusive_start_key("pk", s(&pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = query.send().await.map_err(store_error)?;
+        let markers = out
+            .items()
+            .iter()
+            .map(|item| Marker {
+                resource_id: get_s(item, "sk")
+                    .and_then(|sk| sk.strip_prefix(MARKER_PREFIX).map(str::to_string))
+                    .unwrap_or_default(),
+                outcome: get_s(item, "status").and_then(|s| Outcome::parse(&s)),
+                reason: get_s(item, "reason").and_then(|r| serde_json::from_str::<Reason>(&r).ok()),
+            })
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok((markers, next))
+    }
+}
+
+impl DynamoStore {
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(store_error)?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                attempt += 1;
+                if attempt > 8 {
+                    return Err(StoreError::new("batch write kept leaving items unprocessed"));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn session_item(session: &Session) -> Item {
+    let c = &session.counters;
+    let mut item: Item = HashMap::from([
+        ("source_id".into(), s(&session.source_id)),
+        ("scheduled_time".into(), s(rfc3339(session.scheduled_time))),
+        ("started_at".into(), s(rfc3339(session.started_at))),
+        ("status".into(), s(session.status.as_str())),
+        ("total".into(), n(c.total)),
+        ("remaining".into(), n(c.remaining)),
+        ("harvested".into(), n(c.harvested)),
+        ("unchanged".into(), n(c.unchanged)),
+        ("failed".into(), n(c.failed)),
+    ]);
+    if let Some(e) = session.ended_at {
+        item.insert("ended_at".into(), s(rfc3339(e)));
+    }
+    item
+}
+
+fn parse_session(item: &Item) -> Result<Session, StoreError> {
+    let id = get_s(item, "pk")
+        .and_then(|pk| pk.strip_prefix("SESSION#").map(str::to_string))
+        .ok_or_else(|| StoreError::new("session item without pk"))?;
+    let time = |k: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        get_s(item, k)
+            .map(|v| {
+                DateTime::parse_from_rfc3339(&v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| StoreError::new(format!("session {id} {k}: {e}")))
+            })
+            .transpose()
+    };
+    Ok(Session {
+        source_id: get_s(item, "source_id").unwrap_or_default(),
+        scheduled_time: time("scheduled_time")?.ok_or_else(|| StoreError::new("session without scheduled_time"))?,
+        started_at: time("started_at")?.ok_or_else(|| StoreError::new("session without started_at"))?,
+        ended_at: time("ended_at")?,
+        status: get_s(item, "status")
+            .and_then(|s| SessionStatus::parse(&s))
+            .ok_or_else(|| StoreError::new(format!("session {id} has no valid status")))?,
+        counters: Counters {
+            total: get_n(item, "total"),
+            remaining: get_n(item, "remaining"),
+            harvested: get_n(item, "harvested"),
+            unchanged: get_n(item, "unchanged"),
+            failed: get_n(item, "failed"),
+        },
+        listing_error: get_s(item, "listing_error"),
+        id,
+    })
+}
+
+fn source_entry(item: &Item) -> Result<SourceEntry, StoreError> {
+    let id = get_s(item, "sk").unwrap_or_default();
+    let bad = |field: &str| StoreError::new(format!("source {id}: bad or missing {field}"));
+    let source = Source {
+        protocol: get_s(item, "protocol")
+            .and_then(|p| crate::model::Protocol::parse(&p))
+            .ok_or_else(|| bad("protocol"))?,
+        base_url: get_s(item, "base_url").ok_or_else(|| bad("base_url"))?,
+        schedule: get_s(item, "schedule").ok_or_else(|| bad("schedule"))?,
+        enabled: matches!(item.get("enabled"), Some(AttributeValue::Bool(true))),
+        internal: matches!(item.get("internal"), Some(AttributeValue::Bool(true))),
+        options: match get_s(item, "options") {
+            Some(o) => serde_json::from_str::<SourceOptions>(&o).map_err(|_| bad("options"))?,
+            None => SourceOptions::default(),
+        },
+        id,
+    };
+    Ok(SourceEntry {
+        source,
+        running_session: get_s(item, "running_session"),
+        last_session: get_s(item, "last_session"),
+        last_status: get_s(item, "last_status"),
+    })
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, key: &str) -> u64 {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn backoff(attempt: u32) {
+    let base = 20u64 << attempt.min(6);
+    let jitter = rand::random::<u64>() % base;
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+}
+
+fn store_error(e: impl std::error::Error) -> StoreError {
+    // `Display` of SDK errors is just "service error"; the source chain says what happened.
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    StoreError::new(text)
+}

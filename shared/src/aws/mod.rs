@@ -1,0 +1,113 @@
+//! AWS adapters of the ports, and building [`Services`] from a function's environment.
+
+pub mod dynamodb;
+pub mod s3;
+pub mod sqs;
+
+use crate::pipeline::{Services, Settings};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Names of the deployed resources (template outputs → function environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resources {
+    pub table: String,
+    pub bucket: String,
+    /// The finalizer sends no work, so it runs without one.
+    pub work_queue_url: Option<String>,
+}
+
+/// The environment variables `template.yaml` sets on the functions.
+pub const ENV_TABLE: &str = "TRAWL_TABLE";
+pub const ENV_BUCKET: &str = "TRAWL_BUCKET";
+pub const ENV_WORK_QUEUE_URL: &str = "TRAWL_WORK_QUEUE_URL";
+pub const ENV_TICK_MINUTES: &str = "TRAWL_TICK_MINUTES";
+pub const ENV_MAX_RECEIVE_COUNT: &str = "TRAWL_MAX_RECEIVE_COUNT";
+pub const ENV_HTTP_TIMEOUT_MS: &str = "TRAWL_HTTP_TIMEOUT_MS";
+pub const ENV_VARS: &[&str] = &[
+    ENV_TABLE,
+    ENV_BUCKET,
+    ENV_WORK_QUEUE_URL,
+    ENV_TICK_MINUTES,
+    ENV_MAX_RECEIVE_COUNT,
+    ENV_HTTP_TIMEOUT_MS,
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct EnvError(String);
+
+/// Reads resources and settings from the environment; missing settings keep their defaults.
+pub fn from_env() -> Result<(Resources, Settings), EnvError> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let required = |k: &str| var(k).ok_or_else(|| EnvError(format!("{k} is not set")));
+    let number = |k: &str, default: u64| -> Result<u64, EnvError> {
+        var(k).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| EnvError(format!("{k}={v:?} is not a whole number")))
+        })
+    };
+    let defaults = Settings::default();
+    let resources = Resources {
+        table: required(ENV_TABLE)?,
+        bucket: required(ENV_BUCKET)?,
+        work_queue_url: var(ENV_WORK_QUEUE_URL),
+    };
+    let settings = Settings {
+        tick_minutes: number(ENV_TICK_MINUTES, defaults.tick_minutes.into())? as u32,
+        max_receive_count: number(ENV_MAX_RECEIVE_COUNT, defaults.max_receive_count.into())? as u32,
+        http_timeout: Duration::from_millis(number(
+            ENV_HTTP_TIMEOUT_MS,
+            defaults.http_timeout.as_millis() as u64,
+        )?),
+        ..defaults
+    };
+    Ok((resources, settings))
+}
+
+/// Loads the SDK configuration the standard way (env, profile, role). When an endpoint is
+/// overridden (LocalStack), S3 uses path-style addressing and checksums only when required,
+/// which emulators need.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config);
+    if config.endpoint_url().is_some() {
+        builder = builder
+            .force_path_style(true)
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Services backed by DynamoDB, S3 and SQS.
+pub fn services(config: &aws_config::SdkConfig, resources: &Resources, settings: Settings) -> Services {
+    let store = dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(config), &resources.table);
+    let objects = s3::S3Objects::new(s3_client(config), &resources.bucket);
+    let queue: Arc<dyn crate::ports::WorkQueue> = match &resources.work_queue_url {
+        Some(url) => Arc::new(sqs::SqsQueue::new(aws_sdk_sqs::Client::new(config), url)),
+        None => Arc::new(NoQueue),
+    };
+    Services::new(Arc::new(store), Arc::new(objects), queue, settings)
+}
+
+/// Services for a Lambda function, from its environment.
+pub async fn services_from_env() -> Result<Services, EnvError> {
+    let (resources, settings) = from_env()?;
+    Ok(services(&sdk_config().await, &resources, settings))
+}
+
+/// For functions deployed without a work queue: sending is a configuration error.
+struct NoQueue;
+
+#[async_trait::async_trait]
+impl crate::ports::WorkQueue for NoQueue {
+    async fn send(&self, _: &[crate::messages::WorkMessage]) -> Result<(), crate::ports::StoreError> {
+        Err(crate::ports::StoreError::new(format!("{ENV_WORK_QUEUE_URL} is not set")))
+    }
+}

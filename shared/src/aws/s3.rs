@@ -1,0 +1,56 @@
+//! [`ObjectStore`] on S3.
+
+use crate::ports::{ObjectStore, StoreError};
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+#[derive(Clone)]
+pub struct S3Objects {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Objects {
+    pub fn new(client: Client, bucket: impl Into<String>) -> S3Objects {
+        S3Objects {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Objects {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::new(format!("s3 put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::new(format!("s3 get {key}: {e}")))?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) => Err(StoreError::new(format!(
+                "s3 get {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The Lambda-facing edge: turns events into pipeline calls and results into responses.
+//! The functions' `main.rs` and the local runner call exactly these.
+
+use crate::pipeline::finalize::{finalize_session, Finalized};
+use crate::pipeline::harvest::{handle_message, Disposition};
+use crate::pipeline::schedule::{on_tick, run_now, ScheduleReport};
+use crate::pipeline::Services;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What the scheduler accepts: the EventBridge Scheduler payload of `template.yaml`
+/// (`{"scheduled_time": "<aws.scheduler.scheduled-time>"}`), an EventBridge scheduled event
+/// (`time`), or a manual run `{"source_id": "..."}` (optionally with `scheduled_time`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerEvent {
+    scheduled_time: Option<DateTime<Utc>>,
+    source_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("bad event: {0}")]
+    BadEvent(String),
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+}
+
+pub async fn scheduler(svc: &Services, payload: Value) -> Result<ScheduleReport, HandlerError> {
+    let event = parse_scheduler_event(payload)?;
+    match event.source_id {
+        Some(source_id) => {
+            let at = event.scheduled_time.unwrap_or_else(|| svc.clock.now());
+            Ok(run_now(svc, &source_id, truncate_to_second(at)).await?)
+        }
+        None => {
+            let at = event.scheduled_time.ok_or_else(|| {
+                HandlerError::BadEvent("needs scheduled_time (a tick) or source_id (a manual run)".into())
+            })?;
+            Ok(on_tick(svc, at).await?)
+        }
+    }
+}
+
+fn parse_scheduler_event(payload: Value) -> Result<SchedulerEvent, HandlerError> {
+    // EventBridge's classic scheduled event carries the time as `time`.
+    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let time = payload.get("time").and_then(Value::as_str).unwrap_or_default();
+        let at = time
+            .parse()
+            .map_err(|e| HandlerError::BadEvent(format!("time {time:?}: {e}")))?;
+        return Ok(SchedulerEvent {
+            scheduled_time: Some(at),
+            source_id: None,
+        });
+    }
+    serde_json::from_value(payload).map_err(|e| HandlerError::BadEvent(e.to_string()))
+}
+
+fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// The SQS batch handler: every message is handled on its own; the ones to retry are
+/// reported as batch item failures (the event source mapping has `ReportBatchItemFailures`).
+pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
+    let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let receive_count = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let body = record.body.unwrap_or_default();
+            let disposition = handle_message(svc, &id, &body, receive_count).await;
+            // An empty identifier would fail the whole batch: such a message is retried by
+            // the batch succeeding without it, which SQS cannot express, so skip it.
+            (disposition == Disposition::Retry && !id.is_empty()).then(|| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+        })
+        .buffer_unordered(svc.settings.batch_concurrency.max(1))
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+/// The stream handler: for each session record that says "nothing remains", close the
+/// session. Records that do not qualify (the filter should have dropped them) are ignored;
+/// unreadable ones are logged and skipped, never failing the batch.
+pub async fn finalizer(svc: &Services, event: Value) -> Value {
+    let mut failures = Vec::new();
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for record in records {
+        let sequence = record
+            .pointer("/dynamodb/SequenceNumber")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let Some(session_id) = completed_session(&record) else {
+            tracing::debug!(%sequence, "stream record is not a completed session; ignored");
+            continue;
+        };
+        match finalize_session(svc, &session_id).await {
+            Ok(Finalized::Closed(status)) => {
+                tracing::info!(session = %session_id, status = status.as_str(), "finalized")
+            }
+            Ok(other) => tracing::info!(session = %session_id, ?other, "nothing to close"),
+            Err(e) => {
+                tracing::error!(session = %session_id, error = %e, "finalize failed; record will be retried");
+                if !sequence.is_empty() {
+                    failures.push(json!({"itemIdentifier": sequence}));
+                }
+            }
+        }
+    }
+    json!({"batchItemFailures": failures})
+}
+
+/// The session id of a stream record whose new image is a running session with nothing
+/// remaining (the same test the template's filter makes, repeated because the handler must
+/// be safe without it).
+pub fn completed_session(record: &Value) -> Option<String> {
+    let new = record.pointer("/dynamodb/NewImage")?;
+    let sk = new.pointer("/sk/S")?.as_str()?;
+    let pk = new.pointer("/pk/S")?.as_str()?;
+    let status = new.pointer("/status/S")?.as_str()?;
+    let remaining = new.pointer("/remaining/N")?.as_str()?;
+    (sk == crate::keys::SESSION_SK && status == "running" && remaining == "0")
+        .then(|| pk.strip_prefix("SESSION#").map(str::to_string))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_stream_event_names_a_completed_session() {
+        let event: Value =
+            serde_json::from_str(include_str!("../../infra/events/finalizer-stream.json")).unwrap();
+        let id = completed_session(&event["Records"][0]).unwrap();
+        assert_eq!(id, "demo-erddap@20261122T120000Z");
+    }
+
+    #[test]
+    fn records_with_work_remaining_or_other_items_are_not_completions() {
+        let rec = |sk: &str, status: &str, remaining: &str| {
+            json!({"dynamodb": {"NewImage": {"pk": {"S": "SESSION#s@1"}, "sk": {"S": sk},
+                "status": {"S": status}, "remaining": {"N": remaining}}}})
+        };
+        assert_eq!(completed_session(&rec("SESSION", "running", "0")).as_deref(), Some("s@1"));
+        assert_eq!(completed_session(&rec("SESSION", "running", "1")), None);
+        assert_eq!(completed_session(&rec("SESSION", "succeeded", "0")), None);
+        assert_eq!(completed_session(&rec("PAGE#00000001", "running", "0")), None);
+        assert_eq!(completed_session(&json!({"garbage": true})), None);
+    }
+
+    #[test]
+    fn scheduler_events_are_read_in_every_documented_shape() {
+        let tick = parse_scheduler_event(json!({"scheduled_time": "2026-11-22T12:00:00Z"})).unwrap();
+        assert!(tick.scheduled_time.is_some() && tick.source_id.is_none());
+        let manual = parse_scheduler_event(json!({"source_id": "a"})).unwrap();
+        assert_eq!(manual.source_id.as_deref(), Some("a"));
+        let classic = parse_scheduler_event(json!({"detail-type": "Scheduled Event", "time": "2026-11-22T12:00:00Z"})).unwrap();
+        assert!(classic.scheduled_time.is_some());
+        assert!(parse_scheduler_event(json!({"sauce_id": "a"})).is_err());
+        for file in [include_str!("../../infra/events/scheduler-tick.json"), include_str!("../../infra/events/scheduler-manual.json")] {
+            parse_scheduler_event(serde_json::from_str(file).unwrap()).unwrap();
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Trawl: serverless metadata harvesting for open-data catalogs.
+//!
+//! - [`model`]: sources, sessions, resources, records (plain data).
+//! - [`protocols`]: one module per remote catalog protocol behind [`protocols::Catalog`].
+//! - [`pipeline`]: the stages (schedule → list → harvest → finalize), written against [`ports`].
+//! - [`aws`]: DynamoDB / S3 / SQS implementations of the ports.
+//! - [`handlers`]: the Lambda event edge the functions and the local runner call.
+
+pub mod aws;
+pub mod handlers;
+pub mod http;
+pub mod keys;
+pub mod messages;
+pub mod model;
+pub mod pipeline;
+pub mod ports;
+pub mod protocols;
+
+/// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects),
+/// level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,101 @@
+//! The work queue's message format. One message is one unit the session counts: a resource
+//! to harvest, or a listing page to fetch (for protocols whose listings span many requests).
+
+use crate::model::{Protocol, Source, SourceOptions};
+use serde::{Deserialize, Serialize};
+
+/// The part of a source a harvester needs, snapshotted when the session starts so a source
+/// edited mid-session does not change how the session's remaining work is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub id: String,
+    pub protocol: Protocol,
+    pub base_url: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub options: SourceOptions,
+}
+
+impl From<&Source> for SourceRef {
+    fn from(s: &Source) -> SourceRef {
+        SourceRef {
+            id: s.id.clone(),
+            protocol: s.protocol,
+            base_url: s.base_url.clone(),
+            internal: s.internal,
+            options: s.options.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WorkMessage {
+    Resource {
+        session_id: String,
+        source: SourceRef,
+        resource_id: String,
+    },
+    ListPage {
+        session_id: String,
+        source: SourceRef,
+        /// 1-based page number: the page's identity within the session.
+        page: u32,
+        /// The protocol's own cursor (start position, resumption token, next URL).
+        cursor: Option<String>,
+    },
+}
+
+impl WorkMessage {
+    pub fn session_id(&self) -> &str {
+        match self {
+            WorkMessage::Resource { session_id, .. } | WorkMessage::ListPage { session_id, .. } => {
+                session_id
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("work messages serialize")
+    }
+
+    /// A dedupe-friendly id for batch entries (SQS batch entry ids: alphanumerics, - and _).
+    pub fn entry_id(&self, index: usize) -> String {
+        format!("m{index}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_reject_unknown_kinds() {
+        let m = WorkMessage::ListPage {
+            session_id: "s@1".into(),
+            source: SourceRef {
+                id: "s".into(),
+                protocol: Protocol::Erddap,
+                base_url: "http://h/erddap".into(),
+                internal: false,
+                options: SourceOptions::default(),
+            },
+            page: 2,
+            cursor: Some("start=1000".into()),
+        };
+        let json = m.to_json();
+        assert!(json.contains(r#""kind":"list_page""#), "{json}");
+        assert_eq!(serde_json::from_str::<WorkMessage>(&json).unwrap(), m);
+        assert!(serde_json::from_str::<WorkMessage>(r#"{"kind":"mystery"}"#).is_err());
+    }
+
+    #[test]
+    fn the_example_event_body_parses() {
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../infra/events/harvester-sqs.json")).unwrap();
+        let body = event["Records"][0]["body"].as_str().unwrap();
+        let m: WorkMessage = serde_json::from_str(body).unwrap();
+        assert!(matches!(m, WorkMessage::Resource { .. }));
+    }
+}

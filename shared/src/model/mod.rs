@@ -1,0 +1,15 @@
+//! Plain data: what Trawl knows about sources, sessions, resources and records.
+
+pub mod reason;
+pub mod record;
+pub mod resource;
+pub mod schedule;
+pub mod session;
+pub mod source;
+
+pub use reason::{Reason, ReasonCode};
+pub use record::{BoundingBox, Link, Record, TimeRange, Variable};
+pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
+pub use schedule::Schedule;
+pub use session::{Counters, Session, SessionStatus};
+pub use source::{ConfigError, Protocol, Source, SourceOptions, SourceSpec};

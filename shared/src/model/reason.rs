@@ -1,0 +1,154 @@
+//! Why a resource failed, in one taxonomy for every protocol. Each code says whether trying
+//! again later can help; the harvester retries only those that can.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReasonCode {
+    /// The server says the resource does not exist (404, or ERDDAP's "no matching results").
+    NotFound,
+    /// Any other unexpected HTTP status; 5xx, 408 and 429 are retryable.
+    HttpError,
+    /// Connect, read or total timeout.
+    Timeout,
+    /// The connection failed (refused, reset, DNS).
+    ConnectError,
+    /// The body was larger than the configured cap.
+    TooLarge,
+    /// The body could not be parsed (malformed, truncated, wrong encoding or shape).
+    ParseError,
+    /// Retries ran out on a retryable error; `detail` holds the last one.
+    RetriesExhausted,
+}
+
+impl ReasonCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReasonCode::NotFound => "NOT_FOUND",
+            ReasonCode::HttpError => "HTTP_ERROR",
+            ReasonCode::Timeout => "TIMEOUT",
+            ReasonCode::ConnectError => "CONNECT_ERROR",
+            ReasonCode::TooLarge => "TOO_LARGE",
+            ReasonCode::ParseError => "PARSE_ERROR",
+            ReasonCode::RetriesExhausted => "RETRIES_EXHAUSTED",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub detail: String,
+}
+
+impl Reason {
+    pub fn new(code: ReasonCode, detail: impl Into<String>) -> Reason {
+        Reason {
+            code,
+            http_status: None,
+            detail: truncate(detail.into(), 500),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Reason {
+        Reason::new(ReasonCode::NotFound, detail)
+    }
+
+    pub fn http(status: u16, detail: impl Into<String>) -> Reason {
+        Reason {
+            http_status: Some(status),
+            ..Reason::new(ReasonCode::HttpError, detail)
+        }
+    }
+
+    pub fn parse(detail: impl Into<String>) -> Reason {
+        Reason::new(ReasonCode::ParseError, detail)
+    }
+
+    /// Whether another attempt later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self.code {
+            ReasonCode::Timeout | ReasonCode::ConnectError => true,
+            ReasonCode::HttpError => matches!(self.http_status, Some(s) if s >= 500 || s == 408 || s == 429),
+            ReasonCode::NotFound
+            | ReasonCode::TooLarge
+            | ReasonCode::ParseError
+            | ReasonCode::RetriesExhausted => false,
+        }
+    }
+
+    /// What the resource is counted with once retries have run out.
+    pub fn exhausted(self, attempts: u32) -> Reason {
+        if self.retryable() {
+            Reason {
+                code: ReasonCode::RetriesExhausted,
+                http_status: self.http_status,
+                detail: format!("after {attempts} attempts, last: {self}"),
+            }
+        } else {
+            self
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.http_status {
+            Some(s) => write!(f, "{} ({s}): {}", self.code, self.detail),
+            None => write!(f, "{}: {}", self.code, self.detail),
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        assert!(Reason::http(503, "x").retryable());
+        assert!(Reason::http(429, "x").retryable());
+        assert!(!Reason::http(403, "x").retryable());
+        assert!(!Reason::not_found("x").retryable());
+        assert!(!Reason::parse("x").retryable());
+        assert!(Reason::new(ReasonCode::Timeout, "x").retryable());
+    }
+
+    #[test]
+    fn exhausted_retries_keep_the_last_error() {
+        let r = Reason::http(500, "boom").exhausted(3);
+        assert_eq!(r.code, ReasonCode::RetriesExhausted);
+        assert_eq!(r.http_status, Some(500));
+        assert!(r.detail.contains("3 attempts") && r.detail.contains("boom"), "{r}");
+        assert_eq!(Reason::not_found("x").exhausted(3).code, ReasonCode::NotFound);
+    }
+
+    #[test]
+    fn long_details_are_truncated_on_a_char_boundary() {
+        let r = Reason::parse("é".repeat(400));
+        assert!(r.detail.len() <= 504);
+        assert!(r.detail.ends_with('…'));
+    }
+}

@@ -1,0 +1,150 @@
+//! Per-resource state: the last outcome, its history and where its artifacts are.
+
+use super::reason::Reason;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How many sessions of history a resource keeps (enough for a dashboard sparkline).
+pub const HISTORY_LEN: usize = 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// New or changed content: record, raw response and log were written.
+    Harvested,
+    /// Same content hash as last time: nothing but the log was written.
+    Unchanged,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Harvested => "harvested",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "harvested" => Outcome::Harvested,
+            "unchanged" => Outcome::Unchanged,
+            "failed" => Outcome::Failed,
+            _ => return None,
+        })
+    }
+
+    /// The session counter this outcome increments.
+    pub fn counter(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub session_id: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceState {
+    pub source_id: String,
+    pub resource_id: String,
+    pub last_outcome: Outcome,
+    pub last_reason: Option<Reason>,
+    pub last_session: String,
+    pub last_attempt_at: DateTime<Utc>,
+    /// When content was last fetched successfully (harvested or unchanged).
+    pub last_harvested_at: Option<DateTime<Utc>>,
+    pub content_hash: Option<String>,
+    pub record_key: Option<String>,
+    pub raw_key: Option<String>,
+    pub log_key: Option<String>,
+    /// Newest last, at most [`HISTORY_LEN`] entries.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl ResourceState {
+    /// The state after this session's outcome, carrying over what the outcome did not change.
+    #[allow(clippy::too_many_arguments)]
+    pub fn next(
+        previous: Option<&ResourceState>,
+        source_id: &str,
+        resource_id: &str,
+        session_id: &str,
+        outcome: Outcome,
+        reason: Option<Reason>,
+        at: DateTime<Utc>,
+        content: Option<(String, String, String)>,
+        log_key: String,
+    ) -> ResourceState {
+        let mut history: Vec<HistoryEntry> =
+            previous.map(|p| p.history.clone()).unwrap_or_default();
+        history.push(HistoryEntry {
+            session_id: session_id.to_string(),
+            outcome,
+            reason: reason.clone(),
+            at,
+        });
+        if history.len() > HISTORY_LEN {
+            history.drain(..history.len() - HISTORY_LEN);
+        }
+        let (content_hash, record_key, raw_key) = match content {
+            Some((h, r, w)) => (Some(h), Some(r), Some(w)),
+            None => (
+                previous.and_then(|p| p.content_hash.clone()),
+                previous.and_then(|p| p.record_key.clone()),
+                previous.and_then(|p| p.raw_key.clone()),
+            ),
+        };
+        let last_harvested_at = match outcome {
+            Outcome::Failed => previous.and_then(|p| p.last_harvested_at),
+            _ => Some(at),
+        };
+        ResourceState {
+            source_id: source_id.to_string(),
+            resource_id: resource_id.to_string(),
+            last_outcome: outcome,
+            last_reason: reason,
+            last_session: session_id.to_string(),
+            last_attempt_at: at,
+            last_harvested_at,
+            content_hash,
+            record_key,
+            raw_key,
+            log_key: Some(log_key),
+            history,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_capped_and_content_survives_a_failure() {
+        let t = Utc::now();
+        let mut state = ResourceState::next(
+            None, "s", "r", "s@1", Outcome::Harvested, None, t,
+            Some(("h1".into(), "records/s/r.json".into(), "raw/s/r.json".into())),
+            "logs/1".into(),
+        );
+        for i in 2..=40 {
+            state = ResourceState::next(
+                Some(&state), "s", "r", &format!("s@{i}"), Outcome::Failed,
+                Some(Reason::not_found("gone")), t, None, format!("logs/{i}"),
+            );
+        }
+        assert_eq!(state.history.len(), HISTORY_LEN);
+        assert_eq!(state.history.last().unwrap().session_id, "s@40");
+        assert_eq!(state.history.first().unwrap().session_id, format!("s@{}", 41 - HISTORY_LEN));
+        assert_eq!(state.content_hash.as_deref(), Some("h1"), "a failure keeps the last good content");
+        assert_eq!(state.last_harvested_at, Some(t));
+        assert_eq!(state.last_outcome, Outcome::Failed);
+    }
+}

@@ -1,0 +1,150 @@
+//! Sessions: one harvest of one source.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Running,
+    Succeeded,
+    PartiallyFailed,
+    Failed,
+}
+
+impl SessionStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionStatus::Running => "running",
+            SessionStatus::Succeeded => "succeeded",
+            SessionStatus::PartiallyFailed => "partially_failed",
+            SessionStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionStatus> {
+        Some(match s {
+            "running" => SessionStatus::Running,
+            "succeeded" => SessionStatus::Succeeded,
+            "partially_failed" => SessionStatus::PartiallyFailed,
+            "failed" => SessionStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Work still owed and what became of the rest. `remaining` counts unfinished resources *and*
+/// unfinished listing pages, so it cannot reach zero while a page may still add resources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub total: u64,
+    pub remaining: u64,
+    pub harvested: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub source_id: String,
+    pub scheduled_time: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: SessionStatus,
+    pub counters: Counters,
+    /// Why the listing failed, when it did (the session then harvests nothing).
+    pub listing_error: Option<String>,
+}
+
+impl Session {
+    /// A new running session, owing its first listing page.
+    pub fn start(source_id: &str, scheduled_time: DateTime<Utc>, now: DateTime<Utc>) -> Session {
+        Session {
+            id: session_id(source_id, scheduled_time),
+            source_id: source_id.to_string(),
+            scheduled_time,
+            started_at: now,
+            ended_at: None,
+            status: SessionStatus::Running,
+            counters: Counters {
+                remaining: 1,
+                ..Counters::default()
+            },
+            listing_error: None,
+        }
+    }
+
+    /// The status a finished session closes with.
+    pub fn closing_status(&self) -> SessionStatus {
+        let c = &self.counters;
+        if self.listing_error.is_some() && c.total == 0 {
+            SessionStatus::Failed
+        } else if c.failed == 0 && self.listing_error.is_none() {
+            SessionStatus::Succeeded
+        } else if c.harvested + c.unchanged == 0 {
+            SessionStatus::Failed
+        } else {
+            SessionStatus::PartiallyFailed
+        }
+    }
+
+    /// The compact stamp used in session ids and object keys.
+    pub fn stamp(&self) -> String {
+        stamp(self.scheduled_time)
+    }
+}
+
+/// Deterministic: the same source and scheduled time always name the same session, so a
+/// retried scheduler invocation finds the session it already created.
+pub fn session_id(source_id: &str, scheduled_time: DateTime<Utc>) -> String {
+    format!("{source_id}@{}", stamp(scheduled_time))
+}
+
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Splits a session id back into its source id and stamp.
+pub fn split_session_id(id: &str) -> Option<(&str, &str)> {
+    id.rsplit_once('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn session_ids_are_derived_from_source_and_scheduled_time() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let later = t + chrono::Duration::seconds(42);
+        let a = Session::start("erddap-1", t, later);
+        let b = Session::start("erddap-1", t, later + chrono::Duration::minutes(3));
+        assert_eq!(a.id, "erddap-1@20261122T120000Z");
+        assert_eq!(a.id, b.id);
+        assert_eq!(split_session_id(&a.id), Some(("erddap-1", "20261122T120000Z")));
+        assert_eq!(a.counters.remaining, 1, "the first page is owed from the start");
+    }
+
+    #[test]
+    fn closing_status_follows_the_counters() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let mut s = Session::start("a", t, t);
+        let with = |h, u, f| Counters { total: h + u + f, remaining: 0, harvested: h, unchanged: u, failed: f };
+        s.counters = with(3, 1, 0);
+        assert_eq!(s.closing_status(), SessionStatus::Succeeded);
+        s.counters = with(3, 0, 2);
+        assert_eq!(s.closing_status(), SessionStatus::PartiallyFailed);
+        s.counters = with(0, 0, 2);
+        assert_eq!(s.closing_status(), SessionStatus::Failed);
+        s.counters = with(0, 0, 0);
+        assert_eq!(s.closing_status(), SessionStatus::Succeeded, "an empty catalog is not a failure");
+        s.listing_error = Some("HTTP_ERROR 500".into());
+        assert_eq!(s.closing_status(), SessionStatus::Failed);
+    }
+}

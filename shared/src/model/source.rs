@@ -1,0 +1,306 @@
+//! Sources: the remote catalogs operators register, validated when written.
+
+use super::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Erddap,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "erddap" => Some(Protocol::Erddap),
+            _ => None,
+        }
+    }
+
+    pub const ALL: &'static [&'static str] = &["erddap"];
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Erddap => "erddap",
+        })
+    }
+}
+
+/// Which of a source's resources to harvest. Patterns are exact ids or globs with `*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl SourceOptions {
+    /// Include lists restrict (empty = everything); exclude lists win over include lists.
+    pub fn selects(&self, resource_id: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, resource_id)))
+            && !self.exclude.iter().any(|p| glob_match(p, resource_id))
+    }
+}
+
+/// A registered source, as stored and as carried (snapshotted) in work messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: String,
+    pub protocol: Protocol,
+    pub base_url: String,
+    /// Normalized spelling (see [`Schedule`]).
+    pub schedule: String,
+    pub enabled: bool,
+    /// Marks a source on a private/loopback network (fixtures, the demo) as intended.
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub options: SourceOptions,
+}
+
+/// What an operator writes; [`SourceSpec::validate`] turns it into a [`Source`].
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub id: String,
+    pub protocol: String,
+    pub base_url: String,
+    pub schedule: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub options: SourceOptions,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A config problem, naming the field so the operator can fix it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid source: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl SourceSpec {
+    /// Parses operator JSON, reporting unknown or mistyped fields by name.
+    pub fn from_json(text: &str) -> Result<Source, ConfigError> {
+        let spec: SourceSpec = serde_json::from_str(text).map_err(|e| {
+            // serde names the offending field in its message ("unknown field `x`").
+            ConfigError::new(field_in_serde_error(&e.to_string()), e.to_string())
+        })?;
+        spec.validate()
+    }
+
+    pub fn validate(self) -> Result<Source, ConfigError> {
+        if !valid_source_id(&self.id) {
+            return Err(ConfigError::new(
+                "id",
+                format!(
+                    "{:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
+                    self.id
+                ),
+            ));
+        }
+        let protocol = Protocol::parse(&self.protocol).ok_or_else(|| {
+            ConfigError::new(
+                "protocol",
+                format!(
+                    "unknown protocol {:?}; supported: {}",
+                    self.protocol,
+                    Protocol::ALL.join(", ")
+                ),
+            )
+        })?;
+        let url = url::Url::parse(self.base_url.trim())
+            .map_err(|e| ConfigError::new("base_url", format!("{:?}: {e}", self.base_url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(ConfigError::new(
+                "base_url",
+                format!("{:?} must be an http(s) URL with a host", self.base_url),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new(
+                "base_url",
+                "must not carry a query or fragment: give the server's root (e.g. https://host/erddap)",
+            ));
+        }
+        let schedule = Schedule::parse(&self.schedule)
+            .map_err(|e| ConfigError::new("schedule", e.to_string()))?;
+        for (field, patterns) in [
+            ("options.include", &self.options.include),
+            ("options.exclude", &self.options.exclude),
+        ] {
+            if let Some(p) = patterns.iter().find(|p| p.trim().is_empty()) {
+                return Err(ConfigError::new(field, format!("empty pattern {p:?}")));
+            }
+        }
+        Ok(Source {
+            id: self.id,
+            protocol,
+            base_url: url.as_str().trim_end_matches('/').to_string(),
+            schedule: schedule.to_string(),
+            enabled: self.enabled,
+            internal: self.internal,
+            options: self.options,
+        })
+    }
+}
+
+impl Source {
+    pub fn schedule(&self) -> Schedule {
+        // Stored schedules were normalized when written; a bad one means the item was edited
+        // by hand, and such a source never fires rather than failing every tick.
+        Schedule::parse(&self.schedule).unwrap_or(Schedule::Rate { minutes: u32::MAX })
+    }
+}
+
+pub fn valid_source_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn field_in_serde_error(msg: &str) -> &'static str {
+    for f in [
+        "id",
+        "protocol",
+        "base_url",
+        "schedule",
+        "enabled",
+        "internal",
+        "include",
+        "exclude",
+        "options",
+    ] {
+        if msg.contains(&format!("`{f}`")) {
+            return f;
+        }
+    }
+    if let Some(start) = msg.find("unknown field `") {
+        let rest = &msg[start + 15..];
+        if rest.contains('`') {
+            return "unknown field";
+        }
+    }
+    "source"
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SourceSpec {
+        SourceSpec {
+            id: "cioos-pacific".into(),
+            protocol: "erddap".into(),
+            base_url: "https://data.cioospacific.ca/erddap/".into(),
+            schedule: "cron(0 3 * * ? *)".into(),
+            enabled: true,
+            internal: false,
+            options: SourceOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_valid_source_is_normalized() {
+        let s = spec().validate().unwrap();
+        assert_eq!(s.base_url, "https://data.cioospacific.ca/erddap");
+        assert_eq!(s.schedule, "cron(0 3 * * *)");
+        assert_eq!(s.protocol, Protocol::Erddap);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(SourceSpec, &str)> = vec![
+            (SourceSpec { protocol: "gopher".into(), ..spec() }, "protocol"),
+            (SourceSpec { base_url: "not a url".into(), ..spec() }, "base_url"),
+            (SourceSpec { base_url: "ftp://x.org/erddap".into(), ..spec() }, "base_url"),
+            (SourceSpec { base_url: "https://x.org/erddap?x=1".into(), ..spec() }, "base_url"),
+            (SourceSpec { schedule: "sometimes".into(), ..spec() }, "schedule"),
+            (SourceSpec { id: "Bad Id".into(), ..spec() }, "id"),
+            (
+                SourceSpec {
+                    options: SourceOptions { include: vec![" ".into()], exclude: vec![] },
+                    ..spec()
+                },
+                "options.include",
+            ),
+        ];
+        for (spec, field) in cases {
+            let e = spec.clone().validate().unwrap_err();
+            assert_eq!(e.field, field, "{spec:?} -> {e}");
+        }
+    }
+
+    #[test]
+    fn json_with_unknown_or_mistyped_fields_is_rejected_by_name() {
+        let e = SourceSpec::from_json(
+            r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","colour":"red"}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+        let e = SourceSpec::from_json(
+            r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","enabled":"yes"}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn include_and_exclude_globs_select_resources() {
+        let o = SourceOptions {
+            include: vec!["ds_*".into(), "special".into()],
+            exclude: vec!["ds_*_test".into()],
+        };
+        assert!(o.selects("ds_0001"));
+        assert!(o.selects("special"));
+        assert!(!o.selects("other"));
+        assert!(!o.selects("ds_0001_test"));
+        assert!(SourceOptions::default().selects("anything"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxc"));
+    }
+}

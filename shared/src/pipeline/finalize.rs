@@ -1,0 +1,102 @@
+//! Stage 3: close a session whose `remaining` reached zero, exactly once, and write its summary.
+
+use super::Services;
+use crate::keys;
+use crate::model::{session::rfc3339, Session, SessionStatus};
+use crate::ports::{Closing, StoreError};
+use bytes::Bytes;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// At most this many failed resources are listed by id in a summary; the counts are complete.
+pub const SUMMARY_FAILED_LIMIT: usize = 1000;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finalized {
+    /// Closed now, by this call.
+    Closed(SessionStatus),
+    /// Closed earlier (a redelivered stream record); the summary was written again.
+    AlreadyClosed,
+    /// Still running with work remaining, or unknown: nothing to do.
+    NotReady,
+}
+
+pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finalized, StoreError> {
+    match svc.store.close_session(session_id, svc.clock.now()).await? {
+        Closing::Closed(session) => {
+            write_summary(svc, &session).await?;
+            tracing::info!(session = %session.id, status = session.status.as_str(),
+                total = session.counters.total, harvested = session.counters.harvested,
+                unchanged = session.counters.unchanged, failed = session.counters.failed,
+                "session closed");
+            Ok(Finalized::Closed(session.status))
+        }
+        // The close committed but the summary may not have (a crash in between): rewrite it
+        // from the stored session, which gives the same document.
+        Closing::NotClosable(Some(session)) if session.status != SessionStatus::Running => {
+            write_summary(svc, &session).await?;
+            Ok(Finalized::AlreadyClosed)
+        }
+        Closing::NotClosable(_) => Ok(Finalized::NotReady),
+    }
+}
+
+/// The session summary: counters, reason counts and the failed resources.
+pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, StoreError> {
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut pending = 0u64;
+    let mut after = None;
+    loop {
+        let (markers, next) = svc.store.session_markers(&session.id, after).await?;
+        for m in markers {
+            match (&m.outcome, &m.reason) {
+                (None, _) => pending += 1,
+                (Some(_), Some(reason)) => {
+                    *reasons.entry(reason.code.as_str().to_string()).or_default() += 1;
+                    if failed.len() < SUMMARY_FAILED_LIMIT {
+                        failed.push(json!({"resource_id": m.resource_id, "reason": reason}));
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let c = &session.counters;
+    let ended = session.ended_at.unwrap_or(session.started_at);
+    let doc = json!({
+        "session_id": session.id,
+        "source_id": session.source_id,
+        "status": session.status.as_str(),
+        "scheduled_time": rfc3339(session.scheduled_time),
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
+        "duration_seconds": (ended - session.started_at).num_milliseconds() as f64 / 1000.0,
+        "counters": {
+            "total": c.total,
+            "harvested": c.harvested,
+            "unchanged": c.unchanged,
+            "failed": c.failed,
+            "remaining": c.remaining,
+        },
+        "listing_error": session.listing_error,
+        "reasons": reasons,
+        "failed_resources": failed,
+        "failed_resources_truncated": (c.failed as usize) > SUMMARY_FAILED_LIMIT,
+        "pending_markers": pending,
+        "records_prefix": format!("records/{}/", session.source_id),
+    });
+    let key = keys::summary_key(&session.source_id, &session.stamp());
+    svc.objects
+        .put(
+            &key,
+            Bytes::from(serde_json::to_vec_pretty(&doc).expect("summaries serialize")),
+            "application/json",
+        )
+        .await?;
+    Ok(key)
+}

@@ -1,0 +1,190 @@
+//! Stage 2: one unit of work from the queue: a resource to harvest (or a page to list).
+//!
+//! For a resource: fetch its metadata, normalize it, store record + raw + log in the object
+//! store unless the content hash is unchanged, then count the outcome in one transaction
+//! (marker + session counters + resource state). A redelivered message finds its marker
+//! settled and changes nothing.
+
+use super::listing::{list_page, PageResult};
+use super::Services;
+use crate::keys;
+use crate::messages::{SourceRef, WorkMessage};
+use crate::model::{session::split_session_id, Outcome, ResourceState};
+use crate::ports::{Counting, StoreError};
+use crate::protocols::{catalog_for, Fetched};
+use bytes::Bytes;
+use serde_json::json;
+
+/// What to tell the queue about a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done with it (counted now, counted before, or kept aside as unreadable): delete it.
+    Done,
+    /// Leave it for redelivery after the visibility timeout.
+    Retry,
+}
+
+/// Handles one work message body. Never fails as a whole: problems become a disposition.
+pub async fn handle_message(
+    svc: &Services,
+    message_id: &str,
+    body: &str,
+    receive_count: u32,
+) -> Disposition {
+    let message = match serde_json::from_str::<WorkMessage>(body) {
+        Ok(m) => m,
+        Err(e) => return reject(svc, message_id, body, &e.to_string()).await,
+    };
+    let final_attempt = receive_count >= svc.settings.max_receive_count;
+    let result = match &message {
+        WorkMessage::Resource {
+            session_id,
+            source,
+            resource_id,
+        } => harvest_resource(svc, session_id, source, resource_id, receive_count).await,
+        WorkMessage::ListPage {
+            session_id,
+            source,
+            page,
+            cursor,
+        } => match list_page(svc, session_id, source, *page, cursor.clone(), final_attempt).await {
+            Ok(PageResult::Retry(reason)) => {
+                tracing::warn!(session = %session_id, page, %reason, receive_count, "listing page will be retried");
+                Ok(Disposition::Retry)
+            }
+            Ok(_) => Ok(Disposition::Done),
+            Err(e) => Err(e),
+        },
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(message_id, session = %message.session_id(), error = %e, "storage failed; message will be retried");
+        Disposition::Retry
+    })
+}
+
+pub async fn harvest_resource(
+    svc: &Services,
+    session_id: &str,
+    source: &SourceRef,
+    resource_id: &str,
+    receive_count: u32,
+) -> Result<Disposition, StoreError> {
+    let previous = svc.store.get_resource(&source.id, resource_id).await?;
+    // The resource item is written in the same transaction as the marker: if it names this
+    // session, this resource is already counted and the message is a redelivery.
+    if previous.as_ref().is_some_and(|p| p.last_session == session_id) {
+        return Ok(Disposition::Done);
+    }
+
+    let catalog = catalog_for(source.protocol);
+    let mut requests = Vec::new();
+    let fetched = catalog
+        .fetch(&svc.http, source, resource_id, &mut requests)
+        .await;
+    let result = fetched.and_then(|f| {
+        let record = catalog.normalize(source, resource_id, &f)?;
+        Ok((f, record))
+    });
+
+    let now = svc.clock.now();
+    let (outcome, reason, content) = match result {
+        Ok((fetched, record)) => {
+            let hash = record.content_hash();
+            let unchanged = previous
+                .as_ref()
+                .is_some_and(|p| p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some());
+            if unchanged {
+                (Outcome::Unchanged, None, None)
+            } else {
+                let keys = store_content(svc, source, resource_id, &fetched, &record).await?;
+                (Outcome::Harvested, None, Some((hash, keys.0, keys.1)))
+            }
+        }
+        Err(reason) if reason.retryable() && receive_count < svc.settings.max_receive_count => {
+            tracing::warn!(session = %session_id, resource = %resource_id, %reason, receive_count, "transient failure; will retry");
+            return Ok(Disposition::Retry);
+        }
+        Err(reason) => (Outcome::Failed, Some(reason.exhausted(receive_count)), None),
+    };
+
+    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+    let log_key = keys::log_key(&source.id, resource_id, stamp);
+    let log = json!({
+        "session_id": session_id,
+        "source_id": source.id,
+        "resource_id": resource_id,
+        "at": now,
+        "attempt": receive_count,
+        "outcome": outcome,
+        "reason": reason,
+        "content_hash": content.as_ref().map(|c| &c.0).or(previous.as_ref().and_then(|p| p.content_hash.as_ref())),
+        "requests": requests,
+    });
+    svc.objects
+        .put(&log_key, Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")), "application/json")
+        .await?;
+
+    let state = ResourceState::next(
+        previous.as_ref(),
+        &source.id,
+        resource_id,
+        session_id,
+        outcome,
+        reason.clone(),
+        now,
+        content,
+        log_key,
+    );
+    match svc.store.record_outcome(session_id, &state).await? {
+        Counting::Counted => {
+            match &reason {
+                Some(r) => tracing::info!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), reason = %r, "resource counted"),
+                None => tracing::debug!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), "resource counted"),
+            }
+        }
+        Counting::AlreadyCounted => {
+            tracing::info!(session = %session_id, resource = %resource_id, "already counted (redelivery)");
+        }
+    }
+    Ok(Disposition::Done)
+}
+
+/// Writes the raw response and the normalized record; returns (record key, raw key).
+async fn store_content(
+    svc: &Services,
+    source: &SourceRef,
+    resource_id: &str,
+    fetched: &Fetched,
+    record: &crate::model::Record,
+) -> Result<(String, String), StoreError> {
+    let raw_key = keys::raw_key(&source.id, resource_id, fetched.extension);
+    let record_key = keys::record_key(&source.id, resource_id);
+    let record_json = serde_json::to_vec_pretty(record).expect("records serialize");
+    let (raw, rec) = tokio::join!(
+        svc.objects.put(&raw_key, fetched.body.clone(), fetched.content_type),
+        svc.objects.put(&record_key, Bytes::from(record_json), "application/json"),
+    );
+    raw?;
+    rec?;
+    Ok((record_key, raw_key))
+}
+
+/// An unreadable message cannot be counted (we do not know its session), but it must not be
+/// lost or block its batch: keep it in the object store and delete it from the queue.
+async fn reject(svc: &Services, message_id: &str, body: &str, why: &str) -> Disposition {
+    let day = svc.clock.now().format("%Y-%m-%d").to_string();
+    let key = keys::rejected_key(&day, message_id);
+    let doc = json!({"message_id": message_id, "error": why, "body": body});
+    tracing::error!(message_id, error = why, key = %key, "unreadable work message set aside");
+    match svc
+        .objects
+        .put(&key, Bytes::from(doc.to_string()), "application/json")
+        .await
+    {
+        Ok(()) => Disposition::Done,
+        Err(e) => {
+            tracing::error!(message_id, error = %e, "could not set the message aside; leaving it on the queue");
+            Disposition::Retry
+        }
+    }
+}

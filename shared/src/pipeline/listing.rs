@@ -1,0 +1,169 @@
+//! Listing: one page of a source's resources becomes counted, pending work.
+//!
+//! Order matters for exactly-once accounting. The page's ids are saved first (under a key of
+//! their own), then the page is committed in one transaction that adds its resources to the
+//! session's `total` and `remaining`; only then are markers written and messages sent. A page
+//! redelivered after its commit re-sends exactly the ids that were counted, and the harvester's
+//! marker condition makes the second copies no-ops.
+
+use super::Services;
+use crate::keys;
+use crate::messages::{SourceRef, WorkMessage};
+use crate::model::{session::split_session_id, Reason};
+use crate::ports::{PageState, StoreError};
+use crate::protocols::catalog_for;
+use bytes::Bytes;
+use std::collections::HashSet;
+
+#[derive(Debug)]
+pub enum PageResult {
+    Listed { resources: u64, has_next: bool },
+    /// Committed and sent before: nothing was done.
+    AlreadyListed,
+    /// A transient remote failure; the page should be tried again later.
+    Retry(Reason),
+}
+
+/// Lists page `page` of `source` for the session. `final_attempt` turns a transient failure
+/// into a failed listing (the session then closes as failed) instead of a retry.
+pub async fn list_page(
+    svc: &Services,
+    session_id: &str,
+    source: &SourceRef,
+    page: u32,
+    cursor: Option<String>,
+    final_attempt: bool,
+) -> Result<PageResult, StoreError> {
+    if let Some(existing) = svc.store.get_page(session_id, page).await? {
+        if existing.sent {
+            return Ok(PageResult::AlreadyListed);
+        }
+        let ids = read_ids(svc, &existing.ids_key).await?;
+        deliver(svc, session_id, source, &existing, &ids, true).await?;
+        return Ok(PageResult::Listed {
+            resources: existing.count,
+            has_next: existing.next_cursor.is_some(),
+        });
+    }
+
+    let mut requests = Vec::new();
+    let listed = catalog_for(source.protocol)
+        .list_page(&svc.http, source, cursor.as_deref(), &mut requests)
+        .await;
+    let (ids, next_cursor, error) = match listed {
+        Ok(listing) => {
+            // Duplicates within a page would be counted twice but harvested once.
+            let mut seen = HashSet::new();
+            let ids: Vec<String> = listing
+                .resource_ids
+                .into_iter()
+                .filter(|id| source.options.selects(id) && seen.insert(id.clone()))
+                .collect();
+            (ids, listing.next_cursor, None)
+        }
+        Err(reason) if reason.retryable() && !final_attempt => {
+            return Ok(PageResult::Retry(reason));
+        }
+        Err(reason) => (Vec::new(), None, Some(format!("page {page}: {reason}"))),
+    };
+    if let Some(error) = &error {
+        tracing::error!(session = %session_id, %error, "listing failed");
+    }
+
+    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+    // A key per attempt: two racing attempts must not overwrite each other's ids, because the
+    // committed page points at the ids that were counted.
+    let ids_key = format!(
+        "{}-{:016x}",
+        keys::page_ids_key(&source.id, stamp, page).trim_end_matches(".json"),
+        rand::random::<u64>()
+    ) + ".json";
+    let body = serde_json::to_vec(&serde_json::json!({
+        "session_id": session_id,
+        "page": page,
+        "cursor": cursor,
+        "next_cursor": next_cursor,
+        "error": error,
+        "requests": requests,
+        "resource_ids": ids,
+    }))
+    .expect("page documents serialize");
+    svc.objects
+        .put(&ids_key, Bytes::from(body), "application/json")
+        .await?;
+    let state = PageState {
+        page,
+        ids_key,
+        count: ids.len() as u64,
+        next_cursor,
+        sent: false,
+        error,
+    };
+    if svc.store.commit_page(session_id, &state).await? {
+        deliver(svc, session_id, source, &state, &ids, false).await?;
+        Ok(PageResult::Listed {
+            resources: state.count,
+            has_next: state.next_cursor.is_some(),
+        })
+    } else {
+        // Another attempt committed this page first: deliver what *it* counted.
+        let committed = svc
+            .store
+            .get_page(session_id, page)
+            .await?
+            .ok_or_else(|| StoreError::new("page vanished after a failed commit"))?;
+        let ids = read_ids(svc, &committed.ids_key).await?;
+        deliver(svc, session_id, source, &committed, &ids, true).await?;
+        Ok(PageResult::Listed {
+            resources: committed.count,
+            has_next: committed.next_cursor.is_some(),
+        })
+    }
+}
+
+/// Writes the page's pending markers, sends its messages, and records that it did.
+async fn deliver(
+    svc: &Services,
+    session_id: &str,
+    source: &SourceRef,
+    page: &PageState,
+    ids: &[String],
+    redelivery: bool,
+) -> Result<(), StoreError> {
+    // On a redelivery some markers may already be counted: only add the missing ones.
+    svc.store
+        .put_pending_markers(session_id, ids, redelivery)
+        .await?;
+    let mut messages: Vec<WorkMessage> = ids
+        .iter()
+        .map(|id| WorkMessage::Resource {
+            session_id: session_id.to_string(),
+            source: source.clone(),
+            resource_id: id.clone(),
+        })
+        .collect();
+    if let Some(cursor) = &page.next_cursor {
+        messages.push(WorkMessage::ListPage {
+            session_id: session_id.to_string(),
+            source: source.clone(),
+            page: page.page + 1,
+            cursor: Some(cursor.clone()),
+        });
+    }
+    svc.queue.send(&messages).await?;
+    svc.store.mark_page_sent(session_id, page.page).await
+}
+
+async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, StoreError> {
+    let body = svc
+        .objects
+        .get(key)
+        .await?
+        .ok_or_else(|| StoreError::new(format!("page ids {key} are missing")))?;
+    let doc: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| StoreError::new(format!("page ids {key} unreadable: {e}")))?;
+    Ok(doc["resource_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}

@@ -1,0 +1,103 @@
+//! Stage 1: start sessions for the sources that are due, and list their first page.
+
+use super::listing::{list_page, PageResult};
+use super::Services;
+use crate::messages::{SourceRef, WorkMessage};
+use crate::model::Session;
+use crate::ports::{SessionStart, SourceEntry, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ScheduleReport {
+    /// Sessions started by this invocation.
+    pub started: Vec<String>,
+    /// Sessions this (source, scheduled time) already had: nothing was created or sent again.
+    pub already_started: Vec<String>,
+    /// Due sources skipped because a previous session is still running.
+    pub busy: Vec<String>,
+    /// Sources that could not be started, with why.
+    pub errors: Vec<String>,
+}
+
+/// An EventBridge Scheduler tick: starts every enabled source that fires in the tick's window.
+pub async fn on_tick(
+    svc: &Services,
+    scheduled_time: DateTime<Utc>,
+) -> Result<ScheduleReport, StoreError> {
+    let window_start = scheduled_time - Duration::minutes(i64::from(svc.settings.tick_minutes));
+    let mut report = ScheduleReport::default();
+    for entry in svc.store.list_sources().await? {
+        if !entry.source.enabled {
+            continue;
+        }
+        if let Some(fire) = entry.source.schedule().fire_time_in(window_start, scheduled_time) {
+            start(svc, &entry, fire, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// A manual run ("harvest now"): the session is named after `at`.
+pub async fn run_now(
+    svc: &Services,
+    source_id: &str,
+    at: DateTime<Utc>,
+) -> Result<ScheduleReport, StoreError> {
+    let mut report = ScheduleReport::default();
+    match svc.store.get_source(source_id).await? {
+        Some(entry) => start(svc, &entry, at, &mut report).await?,
+        None => report.errors.push(format!("{source_id}: no such source")),
+    }
+    Ok(report)
+}
+
+async fn start(
+    svc: &Services,
+    entry: &SourceEntry,
+    scheduled_time: DateTime<Utc>,
+    report: &mut ScheduleReport,
+) -> Result<(), StoreError> {
+    let session = Session::start(&entry.source.id, scheduled_time, svc.clock.now());
+    let resume = match svc.store.create_session(&session).await? {
+        SessionStart::Created => false,
+        // A retried invocation: finish page 1 if the first attempt died before sending it.
+        SessionStart::AlreadyExists(existing) => {
+            let page1 = svc.store.get_page(&existing.id, 1).await?;
+            if page1.is_some_and(|p| p.sent) {
+                report.already_started.push(existing.id.clone());
+                return Ok(());
+            }
+            true
+        }
+        SessionStart::SourceBusy { running } => {
+            tracing::warn!(source = %entry.source.id, %running, "previous session still running; not starting another");
+            report.busy.push(entry.source.id.clone());
+            return Ok(());
+        }
+        SessionStart::UnknownSource => {
+            report.errors.push(format!("{}: no such source", entry.source.id));
+            return Ok(());
+        }
+    };
+    let source = SourceRef::from(&entry.source);
+    tracing::info!(session = %session.id, resume, "session started");
+    // The first page is listed right here; when the remote is flaky, it is handed to the work
+    // queue instead so SQS retries it like any other unit of work.
+    match list_page(svc, &session.id, &source, 1, None, false).await? {
+        PageResult::Retry(reason) => {
+            tracing::warn!(session = %session.id, %reason, "first listing failed; retrying through the queue");
+            svc.queue
+                .send(&[WorkMessage::ListPage {
+                    session_id: session.id.clone(),
+                    source,
+                    page: 1,
+                    cursor: None,
+                }])
+                .await?;
+        }
+        PageResult::Listed { .. } | PageResult::AlreadyListed => {}
+    }
+    report.started.push(session.id);
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The small traits the pipeline is written against. `aws/` implements them with DynamoDB,
+//! S3 and SQS; tests and local tools can bring their own.
+
+use crate::messages::WorkMessage;
+use crate::model::{Outcome, Reason, ResourceState, Session, Source};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+/// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
+/// the message or event that hit it is handed back to the Lambda service.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    pub fn new(what: impl std::fmt::Display) -> StoreError {
+        StoreError(what.to_string())
+    }
+}
+
+/// A source with its run state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub source: Source,
+    /// The session currently running, if any: never two at once.
+    pub running_session: Option<String>,
+    pub last_session: Option<String>,
+    pub last_status: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStart {
+    Created,
+    /// This (source, scheduled time) was already started.
+    AlreadyExists(Box<Session>),
+    /// Another session of the source is still running.
+    SourceBusy { running: String },
+    UnknownSource,
+}
+
+/// A listing page as committed: its resources are counted in the session from then on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageState {
+    pub page: u32,
+    /// S3 key of the page's resource ids, so a redelivered page re-sends exactly what was counted.
+    pub ids_key: String,
+    pub count: u64,
+    pub next_cursor: Option<String>,
+    /// All of the page's messages were sent.
+    pub sent: bool,
+    /// Why listing failed at this page (then it holds no ids and no next page).
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    Counted,
+    /// The marker was no longer pending: a redelivery of work already counted.
+    AlreadyCounted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closing {
+    Closed(Box<Session>),
+    /// Someone closed it before (a redelivered stream record), or it is not finished.
+    NotClosable(Option<Box<Session>>),
+}
+
+/// One resource's line in a session: `outcome` is `None` while still pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub resource_id: String,
+    pub outcome: Option<Outcome>,
+    pub reason: Option<Reason>,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError>;
+    async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError>;
+    async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError>;
+
+    /// Creates the session and marks its source running, atomically and only once.
+    async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError>;
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError>;
+    /// Commits a page once: adds its resources (and its next page, if any) to the session's
+    /// `total`/`remaining` and settles the page's own unit. `false` if it was committed before.
+    async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError>;
+    async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError>;
+    /// Writes pending markers. `only_missing` keeps markers that exist (possibly counted).
+    async fn put_pending_markers(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+        only_missing: bool,
+    ) -> Result<(), StoreError>;
+
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError>;
+    /// In one transaction: settles the pending marker, counts the outcome in the session and
+    /// stores the resource's new state. A marker already settled means "already counted".
+    async fn record_outcome(
+        &self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<Counting, StoreError>;
+
+    /// Closes a running session whose `remaining` is zero and sets its source back to ready.
+    async fn close_session(
+        &self,
+        session_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Closing, StoreError>;
+    /// One page of a session's markers, in resource-id order.
+    async fn session_markers(
+        &self,
+        session_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<Marker>, Option<String>), StoreError>;
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+}
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Sends all messages or fails; partial batch failures are retried inside.
+    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,334 @@
+//! ERDDAP: lists datasets with `tabledap/allDatasets.json` (one request, no paging) and
+//! fetches each dataset's `info/{id}/index.json` attribute table.
+
+mod table;
+
+use super::{Catalog, Fetched, Listing};
+use crate::http::{HttpClient, RequestLog, Response};
+use crate::keys::key_segment;
+use crate::messages::SourceRef;
+use crate::model::{BoundingBox, Link, Reason, Record, TimeRange, Variable};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use table::Table;
+
+pub struct Erddap;
+
+/// The pseudo-dataset real ERDDAP servers list as the first row of `allDatasets`.
+const ALL_DATASETS: &str = "allDatasets";
+
+#[async_trait]
+impl Catalog for Erddap {
+    async fn list_page(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        _cursor: Option<&str>,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Listing, Reason> {
+        let url = format!(
+            "{}/tabledap/allDatasets.json?datasetID&accessible=%22public%22",
+            source.base_url
+        );
+        let response = ok_or_reason(http.get(&url, log).await?)?;
+        let table = Table::parse(&response.body)?;
+        let column = table.column("datasetID").ok_or_else(|| {
+            Reason::parse("allDatasets has no datasetID column")
+        })?;
+        let mut ids = Vec::with_capacity(table.rows.len());
+        for row in &table.rows {
+            match row.get(column).and_then(|v| v.as_text()) {
+                Some(id) if id == ALL_DATASETS || id.is_empty() => {}
+                Some(id) => ids.push(id),
+                None => return Err(Reason::parse("allDatasets row without a datasetID")),
+            }
+        }
+        Ok(Listing {
+            resource_ids: ids,
+            next_cursor: None,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        resource_id: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Fetched, Reason> {
+        // Dataset ids are letters, digits and `_`; escaping keeps anything else inside its segment.
+        let url = format!("{}/info/{}/index.json", source.base_url, key_segment(resource_id));
+        let response = ok_or_reason(http.get(&url, log).await?)?;
+        Ok(Fetched {
+            body: response.body,
+            content_type: "application/json",
+            extension: "json",
+        })
+    }
+
+    fn normalize(
+        &self,
+        source: &SourceRef,
+        resource_id: &str,
+        fetched: &Fetched,
+    ) -> Result<Record, Reason> {
+        let table = Table::parse(&fetched.body)?;
+        let info = Info::from_table(&table)?;
+        Ok(info.into_record(source, resource_id))
+    }
+}
+
+/// ERDDAP reports errors as `Error {\n code=404;\n message="...";\n}`. "No data" comes back
+/// as a 404, or on older servers as a 500 whose message says so: both mean not found.
+fn ok_or_reason(response: Response) -> Result<Response, Reason> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let text = String::from_utf8_lossy(&response.body);
+    let message = error_message(&text).unwrap_or_else(|| text.chars().take(200).collect());
+    if response.status == 404 || message.contains("Your query produced no matching results") {
+        return Err(Reason {
+            http_status: Some(response.status),
+            ..Reason::not_found(message)
+        });
+    }
+    Err(Reason::http(response.status, message))
+}
+
+fn error_message(body: &str) -> Option<String> {
+    let start = body.find("message=\"")? + "message=\"".len();
+    let end = body[start..].rfind('"')? + start;
+    Some(body[start..end].to_string())
+}
+
+/// A dataset's `info` table, grouped: global attributes, and variables with their attributes.
+#[derive(Debug, Default)]
+struct Info {
+    globals: BTreeMap<String, String>,
+    variables: Vec<(String, BTreeMap<String, String>)>,
+}
+
+impl Info {
+    fn from_table(table: &Table) -> Result<Info, Reason> {
+        let col = |name: &str| {
+            table
+                .column(name)
+                .ok_or_else(|| Reason::parse(format!("info table has no {name:?} column")))
+        };
+        let (row_type, var_name, attr_name, value) = (
+            col("Row Type")?,
+            col("Variable Name")?,
+            col("Attribute Name")?,
+            col("Value")?,
+        );
+        let mut info = Info::default();
+        for row in &table.rows {
+            let text = |i: usize| row.get(i).and_then(|v| v.as_text()).unwrap_or_default();
+            match text(row_type).as_str() {
+                "attribute" if text(var_name) == "NC_GLOBAL" => {
+                    info.globals.insert(text(attr_name), text(value));
+                }
+                "attribute" => {
+                    let name = text(var_name);
+                    match info.variables.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, attrs)) => {
+                            attrs.insert(text(attr_name), text(value));
+                        }
+                        // An attribute before its variable row: keep it anyway.
+                        None => info
+                            .variables
+                            .push((name, BTreeMap::from([(text(attr_name), text(value))]))),
+                    }
+                }
+                "variable" | "dimension" => {
+                    let name = text(var_name);
+                    if !info.variables.iter().any(|(n, _)| *n == name) {
+                        info.variables.push((name, BTreeMap::new()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if info.globals.is_empty() && info.variables.is_empty() {
+            return Err(Reason::parse("info table has no attribute rows"));
+        }
+        Ok(info)
+    }
+
+    fn into_record(self, source: &SourceRef, id: &str) -> Record {
+        let g = |k: &str| {
+            self.globals
+                .get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let num = |k: &str| g(k).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite());
+        let bounding_box = match (
+            num("geospatial_lon_min").or_else(|| num("Westernmost_Easting")),
+            num("geospatial_lat_min").or_else(|| num("Southernmost_Northing")),
+            num("geospatial_lon_max").or_else(|| num("Easternmost_Easting")),
+            num("geospatial_lat_max").or_else(|| num("Northernmost_Northing")),
+        ) {
+            (Some(west), Some(south), Some(east), Some(north)) => Some(BoundingBox {
+                west,
+                south,
+                east,
+                north,
+            }),
+            _ => None,
+        };
+        let time_range = match (g("time_coverage_start"), g("time_coverage_end")) {
+            (None, None) => None,
+            (start, end) => Some(TimeRange { start, end }),
+        };
+        let keywords = g("keywords")
+            .map(|k| {
+                k.split([',', '\n'])
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let variables = self
+            .variables
+            .iter()
+            .map(|(name, attrs)| {
+                let a = |k: &str| attrs.get(k).cloned().filter(|v| !v.is_empty());
+                Variable {
+                    name: name.clone(),
+                    standard_name: a("standard_name"),
+                    units: a("units"),
+                    long_name: a("long_name"),
+                }
+            })
+            .collect();
+        let base = &source.base_url;
+        let seg = key_segment(id);
+        let mut links = vec![Link {
+            rel: "info".into(),
+            href: format!("{base}/info/{seg}/index.html"),
+        }];
+        if let Some(url) = g("infoUrl") {
+            links.push(Link { rel: "landing".into(), href: url });
+        }
+        links.push(Link {
+            rel: "iso19115".into(),
+            href: format!("{base}/metadata/iso19115/xml/{seg}_iso19115.xml"),
+        });
+        links.push(Link {
+            rel: "fgdc".into(),
+            href: format!("{base}/metadata/fgdc/xml/{seg}_fgdc.xml"),
+        });
+        Record {
+            id: id.to_string(),
+            source_id: source.id.clone(),
+            title: g("title"),
+            summary: g("summary"),
+            keywords,
+            institution: g("institution"),
+            license: g("license"),
+            bounding_box,
+            time_range,
+            variables,
+            links,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, ReasonCode, SourceOptions};
+
+    fn source() -> SourceRef {
+        SourceRef {
+            id: "test".into(),
+            protocol: Protocol::Erddap,
+            base_url: "https://erddap.example.org/erddap".into(),
+            internal: false,
+            options: SourceOptions::default(),
+        }
+    }
+
+    fn info_json(rows: &str) -> Fetched {
+        let body = format!(
+            r#"{{"table": {{"columnNames": ["Row Type", "Variable Name", "Attribute Name", "Data Type", "Value"],
+            "columnTypes": ["String", "String", "String", "String", "String"], "rows": [{rows}]}}}}"#
+        );
+        Fetched { body: body.into(), content_type: "application/json", extension: "json" }
+    }
+
+    #[test]
+    fn an_info_table_normalizes_into_a_record() {
+        let fetched = info_json(
+            r#"["attribute", "NC_GLOBAL", "title", "String", "Ocean temps"],
+            ["attribute", "NC_GLOBAL", "summary", "String", "Hourly CTD"],
+            ["attribute", "NC_GLOBAL", "keywords", "String", "ocean, temperature,\nsalinity"],
+            ["attribute", "NC_GLOBAL", "institution", "String", "CIOOS"],
+            ["attribute", "NC_GLOBAL", "license", "String", "CC-BY-4.0"],
+            ["attribute", "NC_GLOBAL", "geospatial_lat_min", "double", "48.5"],
+            ["attribute", "NC_GLOBAL", "geospatial_lat_max", "double", "50.25"],
+            ["attribute", "NC_GLOBAL", "geospatial_lon_min", "double", "-130.0"],
+            ["attribute", "NC_GLOBAL", "geospatial_lon_max", "double", "-123.5"],
+            ["attribute", "NC_GLOBAL", "time_coverage_start", "String", "2020-01-01T00:00:00Z"],
+            ["attribute", "NC_GLOBAL", "time_coverage_end", "String", "2021-01-01T00:00:00Z"],
+            ["variable", "time", "", "double", ""],
+            ["attribute", "time", "standard_name", "String", "time"],
+            ["attribute", "time", "units", "String", "seconds since 1970-01-01T00:00:00Z"],
+            ["variable", "sea_water_temperature", "", "float", ""],
+            ["attribute", "sea_water_temperature", "standard_name", "String", "sea_water_temperature"],
+            ["attribute", "sea_water_temperature", "units", "String", "degree_C"],
+            ["attribute", "sea_water_temperature", "long_name", "String", "Temperature"]"#,
+        );
+        let r = Erddap.normalize(&source(), "ctd_1", &fetched).unwrap();
+        assert_eq!(r.title.as_deref(), Some("Ocean temps"));
+        assert_eq!(r.keywords, ["ocean", "temperature", "salinity"]);
+        assert_eq!(
+            r.bounding_box,
+            Some(BoundingBox { west: -130.0, south: 48.5, east: -123.5, north: 50.25 })
+        );
+        assert_eq!(r.time_range.unwrap().end.as_deref(), Some("2021-01-01T00:00:00Z"));
+        assert_eq!(r.variables.len(), 2);
+        assert_eq!(r.variables[1].standard_name.as_deref(), Some("sea_water_temperature"));
+        assert_eq!(r.variables[1].units.as_deref(), Some("degree_C"));
+        assert_eq!(r.links[0].href, "https://erddap.example.org/erddap/info/ctd_1/index.html");
+    }
+
+    #[test]
+    fn numeric_values_may_be_json_numbers_and_missing_globals_stay_empty() {
+        let fetched = info_json(
+            r#"["attribute", "NC_GLOBAL", "geospatial_lat_min", "double", 1.5],
+            ["attribute", "NC_GLOBAL", "geospatial_lat_max", "double", 2],
+            ["attribute", "NC_GLOBAL", "geospatial_lon_min", "double", "NaN"],
+            ["attribute", "NC_GLOBAL", "geospatial_lon_max", "double", 4]"#,
+        );
+        let r = Erddap.normalize(&source(), "x", &fetched).unwrap();
+        assert_eq!(r.bounding_box, None, "NaN is not a coordinate");
+        assert_eq!(r.title, None);
+    }
+
+    #[test]
+    fn malformed_bodies_are_parse_errors() {
+        for body in [r#"{"table": {"columnNames": ["Row Type""#, "<html>", r#"{"table": {"rows": []}}"#] {
+            let f = Fetched { body: body.to_string().into(), content_type: "application/json", extension: "json" };
+            let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
+            assert_eq!(e.code, ReasonCode::ParseError, "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn erddap_error_bodies_map_to_reasons() {
+        let not_found = Response {
+            status: 500,
+            content_type: None,
+            body: "Error {\n    code=500;\n    message=\"Internal Server Error: Your query produced no matching results. (nRows = 0)\";\n}\n".into(),
+        };
+        let e = ok_or_reason(not_found).unwrap_err();
+        assert_eq!(e.code, ReasonCode::NotFound);
+        assert!(!e.retryable());
+        let boom = Response { status: 502, content_type: None, body: "bad gateway".into() };
+        let e = ok_or_reason(boom).unwrap_err();
+        assert_eq!((e.code, e.http_status), (ReasonCode::HttpError, Some(502)));
+        assert!(e.retryable());
+    }
+}

@@ -1,0 +1,63 @@
+//! Remote catalog protocols. Each lives in its own folder and implements [`Catalog`]; the
+//! pipeline only ever talks to this trait, so adding a protocol touches one folder and the
+//! match in [`catalog_for`].
+
+pub mod erddap;
+
+use crate::http::{HttpClient, RequestLog};
+use crate::messages::SourceRef;
+use crate::model::{Protocol, Reason, Record};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub resource_ids: Vec<String>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A resource's metadata as the server sent it.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub body: Bytes,
+    pub content_type: &'static str,
+    /// File extension for the raw copy kept beside the record.
+    pub extension: &'static str,
+}
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Lists one page of the source's resources starting at `cursor` (`None` = the first page).
+    async fn list_page(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        cursor: Option<&str>,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Listing, Reason>;
+
+    /// Fetches one resource's metadata document.
+    async fn fetch(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        resource_id: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Fetched, Reason>;
+
+    /// Maps the fetched document onto the common record model.
+    fn normalize(
+        &self,
+        source: &SourceRef,
+        resource_id: &str,
+        fetched: &Fetched,
+    ) -> Result<Record, Reason>;
+}
+
+pub fn catalog_for(protocol: Protocol) -> &'static dyn Catalog {
+    match protocol {
+        Protocol::Erddap => &erddap::Erddap,
+    }
+}
