@@ -3,13 +3,14 @@
 //! - [`model`]: sources, sessions, resources, records (plain data).
 //! - [`protocols`]: one module per remote catalog protocol behind [`protocols::Catalog`].
 //! - [`pipeline`]: the stages (schedule → list → harvest → finalize), written against [`ports`].
-//! - [`aws`]: DynamoDB / S3 / SQS implementations of the ports.
+//! - [`aws`]: DynamoDB / S3 / SQS implementations of the ports; [`local`]: in-memory ones.
 //! - [`handlers`]: the Lambda event edge the functions and the local runner call.
 
 pub mod aws;
 pub mod handlers;
 pub mod http;
 pub mod keys;
+pub mod local;
 pub mod messages;
 pub mod model;
 pub mod pipeline;

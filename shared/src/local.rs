@@ -1,0 +1,283 @@
+//! In-memory adapters of the ports: the same semantics as the AWS ones (conditional, atomic
+//! counting), for fast pipeline tests and runs without AWS.
+
+use crate::keys;
+use crate::messages::WorkMessage;
+use crate::model::{Outcome, ResourceState, Session, SessionStatus, Source};
+use crate::ports::{
+    Closing, Counting, Marker, ObjectStore, PageState, SessionStart, SourceEntry, StateStore,
+    StoreError, WorkQueue,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sources: BTreeMap<String, SourceEntry>,
+    sessions: HashMap<String, Session>,
+    pages: HashMap<(String, u32), PageState>,
+    /// session → resource → outcome (`None` = pending).
+    markers: HashMap<String, BTreeMap<String, Option<(Outcome, Option<crate::model::Reason>)>>>,
+    resources: HashMap<(String, String), ResourceState>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let entry = s.sources.entry(source.id.clone()).or_insert_with(|| SourceEntry {
+            source: source.clone(),
+            running_session: None,
+            last_session: None,
+            last_status: None,
+        });
+        entry.source = source.clone();
+        Ok(())
+    }
+
+    async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
+        Ok(self.lock().sources.get(id).cloned())
+    }
+
+    async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
+        Ok(self.lock().sources.values().cloned().collect())
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
+        let mut s = self.lock();
+        if let Some(existing) = s.sessions.get(&session.id) {
+            return Ok(SessionStart::AlreadyExists(Box::new(existing.clone())));
+        }
+        let Some(entry) = s.sources.get_mut(&session.source_id) else {
+            return Ok(SessionStart::UnknownSource);
+        };
+        if let Some(running) = &entry.running_session {
+            return Ok(SessionStart::SourceBusy {
+                running: running.clone(),
+            });
+        }
+        entry.running_session = Some(session.id.clone());
+        s.sessions.insert(session.id.clone(), session.clone());
+        Ok(SessionStart::Created)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().sessions.get(id).cloned())
+    }
+
+    async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
+        Ok(self.lock().pages.get(&(session_id.to_string(), page)).cloned())
+    }
+
+    async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let key = (session_id.to_string(), page.page);
+        if s.pages.contains_key(&key) {
+            return Ok(false);
+        }
+        let session = s
+            .sessions
+            .get_mut(session_id)
+            .ok_or_else(|| StoreError::new(format!("no session {session_id}")))?;
+        session.counters.total += page.count;
+        session.counters.remaining =
+            session.counters.remaining + page.count + u64::from(page.next_cursor.is_some()) - 1;
+        if page.error.is_some() {
+            session.listing_error = page.error.clone();
+        }
+        s.pages.insert(key, page.clone());
+        Ok(true)
+    }
+
+    async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
+        if let Some(p) = self.lock().pages.get_mut(&(session_id.to_string(), page)) {
+            p.sent = true;
+        }
+        Ok(())
+    }
+
+    async fn put_pending_markers(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+        only_missing: bool,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let markers = s.markers.entry(session_id.to_string()).or_default();
+        for id in resource_ids {
+            if only_missing {
+                markers.entry(id.clone()).or_insert(None);
+            } else {
+                markers.insert(id.clone(), None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        Ok(self
+            .lock()
+            .resources
+            .get(&(source_id.to_string(), resource_id.to_string()))
+            .cloned())
+    }
+
+    async fn record_outcome(
+        &self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<Counting, StoreError> {
+        let mut s = self.lock();
+        let pending = s
+            .markers
+            .get(session_id)
+            .and_then(|m| m.get(&state.resource_id))
+            .is_some_and(Option::is_none);
+        if !pending {
+            return Ok(Counting::AlreadyCounted);
+        }
+        s.markers
+            .get_mut(session_id)
+            .and_then(|m| m.get_mut(&state.resource_id))
+            .map(|m| *m = Some((state.last_outcome, state.last_reason.clone())));
+        if let Some(session) = s.sessions.get_mut(session_id) {
+            let c = &mut session.counters;
+            c.remaining = c.remaining.saturating_sub(1);
+            match state.last_outcome {
+                Outcome::Harvested => c.harvested += 1,
+                Outcome::Unchanged => c.unchanged += 1,
+                Outcome::Failed => c.failed += 1,
+            }
+        }
+        s.resources.insert(
+            (state.source_id.clone(), state.resource_id.clone()),
+            state.clone(),
+        );
+        Ok(Counting::Counted)
+    }
+
+    async fn close_session(
+        &self,
+        session_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Closing, StoreError> {
+        let mut s = self.lock();
+        let Some(session) = s.sessions.get_mut(session_id) else {
+            return Ok(Closing::NotClosable(None));
+        };
+        if session.status != SessionStatus::Running || session.counters.remaining != 0 {
+            return Ok(Closing::NotClosable(Some(Box::new(session.clone()))));
+        }
+        session.status = session.closing_status();
+        session.ended_at = Some(ended_at);
+        let closed = session.clone();
+        if let Some(entry) = s.sources.get_mut(&closed.source_id) {
+            if entry.running_session.as_deref() == Some(session_id) {
+                entry.running_session = None;
+                entry.last_session = Some(closed.id.clone());
+                entry.last_status = Some(closed.status.as_str().to_string());
+            }
+        }
+        Ok(Closing::Closed(Box::new(closed)))
+    }
+
+    async fn session_markers(
+        &self,
+        session_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<Marker>, Option<String>), StoreError> {
+        const PAGE: usize = 100;
+        let s = self.lock();
+        let Some(markers) = s.markers.get(session_id) else {
+            return Ok((Vec::new(), None));
+        };
+        let start = after.map(|sk| sk.trim_start_matches(keys::MARKER_PREFIX).to_string());
+        let page: Vec<Marker> = markers
+            .iter()
+            .filter(|(id, _)| start.as_ref().is_none_or(|s| id.as_str() > s.as_str()))
+            .take(PAGE)
+            .map(|(id, outcome)| Marker {
+                resource_id: id.clone(),
+                outcome: outcome.as_ref().map(|o| o.0),
+                reason: outcome.as_ref().and_then(|o| o.1.clone()),
+            })
+            .collect();
+        let next = (page.len() == PAGE).then(|| keys::marker_sk(&page[PAGE - 1].resource_id));
+        Ok((page, next))
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryObjects {
+    objects: Mutex<BTreeMap<String, (Bytes, String)>>,
+}
+
+impl MemoryObjects {
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjects {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.insert(key.to_string(), (body, content_type.to_string()));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(objects.get(key).map(|(b, _)| b.clone()))
+    }
+}
+
+/// A FIFO of work messages; whoever drives it decides about retries.
+#[derive(Default)]
+pub struct MemoryQueue {
+    messages: Mutex<VecDeque<WorkMessage>>,
+}
+
+impl MemoryQueue {
+    pub fn pop(&self) -> Option<WorkMessage> {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(messages.iter().cloned());
+        Ok(())
+    }
+}
