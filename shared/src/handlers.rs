@@ -38,7 +38,9 @@ pub async fn scheduler(svc: &Services, payload: Value) -> Result<ScheduleReport,
         }
         None => {
             let at = event.scheduled_time.ok_or_else(|| {
-                HandlerError::BadEvent("needs scheduled_time (a tick) or source_id (a manual run)".into())
+                HandlerError::BadEvent(
+                    "needs scheduled_time (a tick) or source_id (a manual run)".into(),
+                )
             })?;
             Ok(on_tick(svc, at).await?)
         }
@@ -48,7 +50,10 @@ pub async fn scheduler(svc: &Services, payload: Value) -> Result<ScheduleReport,
 fn parse_scheduler_event(payload: Value) -> Result<SchedulerEvent, HandlerError> {
     // EventBridge's classic scheduled event carries the time as `time`.
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let time = payload.get("time").and_then(Value::as_str).unwrap_or_default();
+        let time = payload
+            .get("time")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let at = time
             .parse()
             .map_err(|e| HandlerError::BadEvent(format!("time {time:?}: {e}")))?;
@@ -162,23 +167,36 @@ mod tests {
             json!({"dynamodb": {"NewImage": {"pk": {"S": "SESSION#s@1"}, "sk": {"S": sk},
                 "status": {"S": status}, "remaining": {"N": remaining}}}})
         };
-        assert_eq!(completed_session(&rec("SESSION", "running", "0")).as_deref(), Some("s@1"));
+        assert_eq!(
+            completed_session(&rec("SESSION", "running", "0")).as_deref(),
+            Some("s@1")
+        );
         assert_eq!(completed_session(&rec("SESSION", "running", "1")), None);
         assert_eq!(completed_session(&rec("SESSION", "succeeded", "0")), None);
-        assert_eq!(completed_session(&rec("PAGE#00000001", "running", "0")), None);
+        assert_eq!(
+            completed_session(&rec("PAGE#00000001", "running", "0")),
+            None
+        );
         assert_eq!(completed_session(&json!({"garbage": true})), None);
     }
 
     #[test]
     fn scheduler_events_are_read_in_every_documented_shape() {
-        let tick = parse_scheduler_event(json!({"scheduled_time": "2026-11-22T12:00:00Z"})).unwrap();
+        let tick =
+            parse_scheduler_event(json!({"scheduled_time": "2026-11-22T12:00:00Z"})).unwrap();
         assert!(tick.scheduled_time.is_some() && tick.source_id.is_none());
         let manual = parse_scheduler_event(json!({"source_id": "a"})).unwrap();
         assert_eq!(manual.source_id.as_deref(), Some("a"));
-        let classic = parse_scheduler_event(json!({"detail-type": "Scheduled Event", "time": "2026-11-22T12:00:00Z"})).unwrap();
+        let classic = parse_scheduler_event(
+            json!({"detail-type": "Scheduled Event", "time": "2026-11-22T12:00:00Z"}),
+        )
+        .unwrap();
         assert!(classic.scheduled_time.is_some());
         assert!(parse_scheduler_event(json!({"sauce_id": "a"})).is_err());
-        for file in [include_str!("../../infra/events/scheduler-tick.json"), include_str!("../../infra/events/scheduler-manual.json")] {
+        for file in [
+            include_str!("../../infra/events/scheduler-tick.json"),
+            include_str!("../../infra/events/scheduler-manual.json"),
+        ] {
             parse_scheduler_event(serde_json::from_str(file).unwrap()).unwrap();
         }
     }

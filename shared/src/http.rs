@@ -37,7 +37,11 @@ pub struct RequestLog {
 impl HttpClient {
     pub fn new(timeout: Duration, max_body_bytes: usize) -> HttpClient {
         let client = reqwest::Client::builder()
-            .user_agent(concat!("Trawl/", env!("CARGO_PKG_VERSION"), " (metadata harvester)"))
+            .user_agent(concat!(
+                "Trawl/",
+                env!("CARGO_PKG_VERSION"),
+                " (metadata harvester)"
+            ))
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .read_timeout(timeout)
             .timeout(timeout)
@@ -78,7 +82,12 @@ impl HttpClient {
     }
 
     async fn get_inner(&self, url: &str) -> Result<Response, Reason> {
-        let mut response = self.client.get(url).send().await.map_err(transport_reason)?;
+        let mut response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(transport_reason)?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -106,7 +115,10 @@ impl HttpClient {
 }
 
 fn too_large(cap: usize) -> Reason {
-    Reason::new(ReasonCode::TooLarge, format!("response exceeds the {cap}-byte cap"))
+    Reason::new(
+        ReasonCode::TooLarge,
+        format!("response exceeds the {cap}-byte cap"),
+    )
 }
 
 fn transport_reason(e: reqwest::Error) -> Reason {

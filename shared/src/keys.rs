@@ -51,7 +51,10 @@ pub fn raw_key(source_id: &str, resource_id: &str, extension: &str) -> String {
 }
 
 pub fn log_key(source_id: &str, resource_id: &str, session_stamp: &str) -> String {
-    format!("logs/{source_id}/{}/{session_stamp}.json", key_segment(resource_id))
+    format!(
+        "logs/{source_id}/{}/{session_stamp}.json",
+        key_segment(resource_id)
+    )
 }
 
 pub fn summary_key(source_id: &str, session_stamp: &str) -> String {

@@ -17,11 +17,14 @@ pub mod pipeline;
 pub mod ports;
 pub mod protocols;
 
-/// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects),
-/// level from `RUST_LOG` (default `info`).
+/// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects), level
+/// from `RUST_LOG`, else from the function's `ApplicationLogLevel` (`AWS_LAMBDA_LOG_LEVEL`),
+/// else `info`.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::new(level.to_lowercase())
+    });
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -19,13 +19,15 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+type Settled = (Outcome, Option<crate::model::Reason>);
+
 #[derive(Default)]
 struct State {
     sources: BTreeMap<String, SourceEntry>,
     sessions: HashMap<String, Session>,
     pages: HashMap<(String, u32), PageState>,
     /// session → resource → outcome (`None` = pending).
-    markers: HashMap<String, BTreeMap<String, Option<(Outcome, Option<crate::model::Reason>)>>>,
+    markers: HashMap<String, BTreeMap<String, Option<Settled>>>,
     resources: HashMap<(String, String), ResourceState>,
 }
 
@@ -39,12 +41,15 @@ impl MemoryStore {
 impl StateStore for MemoryStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         let mut s = self.lock();
-        let entry = s.sources.entry(source.id.clone()).or_insert_with(|| SourceEntry {
-            source: source.clone(),
-            running_session: None,
-            last_session: None,
-            last_status: None,
-        });
+        let entry = s
+            .sources
+            .entry(source.id.clone())
+            .or_insert_with(|| SourceEntry {
+                source: source.clone(),
+                running_session: None,
+                last_session: None,
+                last_status: None,
+            });
         entry.source = source.clone();
         Ok(())
     }
@@ -80,7 +85,11 @@ impl StateStore for MemoryStore {
     }
 
     async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
-        Ok(self.lock().pages.get(&(session_id.to_string(), page)).cloned())
+        Ok(self
+            .lock()
+            .pages
+            .get(&(session_id.to_string(), page))
+            .cloned())
     }
 
     async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
@@ -154,10 +163,13 @@ impl StateStore for MemoryStore {
         if !pending {
             return Ok(Counting::AlreadyCounted);
         }
-        s.markers
+        if let Some(marker) = s
+            .markers
             .get_mut(session_id)
             .and_then(|m| m.get_mut(&state.resource_id))
-            .map(|m| *m = Some((state.last_outcome, state.last_reason.clone())));
+        {
+            *marker = Some((state.last_outcome, state.last_reason.clone()));
+        }
         if let Some(session) = s.sessions.get_mut(session_id) {
             let c = &mut session.counters;
             c.remaining = c.remaining.saturating_sub(1);
@@ -233,7 +245,11 @@ pub struct MemoryObjects {
 impl MemoryObjects {
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+        objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 
@@ -259,11 +275,17 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     pub fn pop(&self) -> Option<WorkMessage> {
-        self.messages.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     pub fn len(&self) -> usize {
-        self.messages.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -35,7 +35,9 @@ pub enum SessionStart {
     /// This (source, scheduled time) was already started.
     AlreadyExists(Box<Session>),
     /// Another session of the source is still running.
-    SourceBusy { running: String },
+    SourceBusy {
+        running: String,
+    },
     UnknownSource,
 }
 

@@ -27,7 +27,10 @@ struct World {
 async fn world(datasets: usize, failures: &[(&str, Failure)]) -> World {
     let fixture = ErddapFixture::start(ErddapConfig {
         datasets,
-        failures: failures.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+        failures: failures
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
         port: 0,
     })
     .await
@@ -53,7 +56,13 @@ async fn world(datasets: usize, failures: &[(&str, Failure)]) -> World {
     .validate()
     .unwrap();
     store.put_source(&source).await.unwrap();
-    World { svc, store, objects, queue, fixture }
+    World {
+        svc,
+        store,
+        objects,
+        queue,
+        fixture,
+    }
 }
 
 /// Drains the queue like SQS would: retried messages come back with a higher receive count.
@@ -80,60 +89,147 @@ fn t(s: &str) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn a_session_counts_every_resource_once_and_closes_once() {
-    let w = world(10, &[("ds_0002", Failure::NotFound), ("ds_0005", Failure::ServerError)]).await;
-    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let w = world(
+        10,
+        &[
+            ("ds_0002", Failure::NotFound),
+            ("ds_0005", Failure::ServerError),
+        ],
+    )
+    .await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(report.started, ["src@20261122T120000Z"]);
     assert_eq!(w.queue.len(), 10);
     let id = &report.started[0];
 
     drain(&w, false).await;
     let s = w.store.get_session(id).await.unwrap().unwrap();
-    assert_eq!((s.counters.total, s.counters.harvested, s.counters.failed, s.counters.remaining), (10, 8, 2, 0));
-    assert_eq!(w.fixture.requests("/erddap/info/ds_0005/"), 3, "retried up to max_receive_count");
+    assert_eq!(
+        (
+            s.counters.total,
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (10, 8, 2, 0)
+    );
+    assert_eq!(
+        w.fixture.requests("/erddap/info/ds_0005/"),
+        3,
+        "retried up to max_receive_count"
+    );
     assert_eq!(w.objects.keys("records/src/").len(), 8);
 
-    assert_eq!(finalize_session(&w.svc, id).await.unwrap(), Finalized::Closed(SessionStatus::PartiallyFailed));
-    assert_eq!(finalize_session(&w.svc, id).await.unwrap(), Finalized::AlreadyClosed);
-    assert!(w.store.get_source("src").await.unwrap().unwrap().running_session.is_none());
-    assert_eq!(w.objects.keys("sessions/src/20261122T120000Z/summary.json").len(), 1);
+    assert_eq!(
+        finalize_session(&w.svc, id).await.unwrap(),
+        Finalized::Closed(SessionStatus::PartiallyFailed)
+    );
+    assert_eq!(
+        finalize_session(&w.svc, id).await.unwrap(),
+        Finalized::AlreadyClosed
+    );
+    assert!(w
+        .store
+        .get_source("src")
+        .await
+        .unwrap()
+        .unwrap()
+        .running_session
+        .is_none());
+    assert_eq!(
+        w.objects
+            .keys("sessions/src/20261122T120000Z/summary.json")
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn handling_every_message_twice_changes_no_counter() {
     let w = world(10, &[("ds_0003", Failure::Malformed)]).await;
-    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     drain(&w, true).await;
-    let s = w.store.get_session(&report.started[0]).await.unwrap().unwrap();
-    assert_eq!((s.counters.total, s.counters.harvested, s.counters.failed, s.counters.remaining), (10, 9, 1, 0));
+    let s = w
+        .store
+        .get_session(&report.started[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            s.counters.total,
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (10, 9, 1, 0)
+    );
 }
 
 #[tokio::test]
 async fn unchanged_content_writes_no_record_and_changed_content_does() {
     let w = world(4, &[]).await;
-    let first = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let first = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     drain(&w, false).await;
     finalize_session(&w.svc, &first.started[0]).await.unwrap();
-    let before = w.store.get_resource("src", "ds_0001").await.unwrap().unwrap();
+    let before = w
+        .store
+        .get_resource("src", "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
 
     w.fixture.bump_version("ds_0001");
-    let second = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z")).await.unwrap();
+    let second = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
+        .await
+        .unwrap();
     drain(&w, false).await;
-    let s = w.store.get_session(&second.started[0]).await.unwrap().unwrap();
+    let s = w
+        .store
+        .get_session(&second.started[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.counters.harvested, s.counters.unchanged), (1, 3));
-    let after = w.store.get_resource("src", "ds_0001").await.unwrap().unwrap();
+    let after = w
+        .store
+        .get_resource("src", "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(before.content_hash, after.content_hash);
     assert_eq!(after.last_outcome, Outcome::Harvested);
-    assert_eq!(w.store.get_resource("src", "ds_0002").await.unwrap().unwrap().last_outcome, Outcome::Unchanged);
+    assert_eq!(
+        w.store
+            .get_resource("src", "ds_0002")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_outcome,
+        Outcome::Unchanged
+    );
 }
 
 #[tokio::test]
 async fn a_source_with_a_running_session_is_not_started_again() {
     let w = world(2, &[]).await;
-    let first = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let first = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(first.started.len(), 1);
-    let other = run_now(&w.svc, "src", t("2026-11-22T13:00:00Z")).await.unwrap();
+    let other = run_now(&w.svc, "src", t("2026-11-22T13:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(other.busy, ["src"]);
-    let same = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let same = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(same.already_started, ["src@20261122T120000Z"]);
     assert_eq!(w.queue.len(), 2, "nothing sent twice");
 }
@@ -141,13 +237,27 @@ async fn a_source_with_a_running_session_is_not_started_again() {
 #[tokio::test]
 async fn a_redelivered_listing_page_sends_nothing_new() {
     let w = world(3, &[]).await;
-    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     let id = &report.started[0];
-    let source = trawl::messages::SourceRef::from(&w.store.get_source("src").await.unwrap().unwrap().source);
-    let again = list_page(&w.svc, id, &source, 1, None, false).await.unwrap();
+    let source =
+        trawl::messages::SourceRef::from(&w.store.get_source("src").await.unwrap().unwrap().source);
+    let again = list_page(&w.svc, id, &source, 1, None, false)
+        .await
+        .unwrap();
     assert!(matches!(again, PageResult::AlreadyListed), "{again:?}");
     assert_eq!(w.queue.len(), 3);
-    assert_eq!(w.store.get_session(id).await.unwrap().unwrap().counters.total, 3);
+    assert_eq!(
+        w.store
+            .get_session(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .counters
+            .total,
+        3
+    );
 }
 
 #[tokio::test]
@@ -157,12 +267,22 @@ async fn a_listing_that_keeps_failing_closes_the_session_as_failed() {
     let mut entry = w.store.get_source("src").await.unwrap().unwrap().source;
     entry.base_url = format!("{}/missing", w.fixture.base_url());
     w.store.put_source(&entry).await.unwrap();
-    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z")).await.unwrap();
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
     let id = &report.started[0];
     let s = w.store.get_session(id).await.unwrap().unwrap();
     assert_eq!(s.counters.remaining, 0);
-    assert!(s.listing_error.as_deref().is_some_and(|e| e.contains("NOT_FOUND")), "{s:?}");
-    assert_eq!(finalize_session(&w.svc, id).await.unwrap(), Finalized::Closed(SessionStatus::Failed));
+    assert!(
+        s.listing_error
+            .as_deref()
+            .is_some_and(|e| e.contains("NOT_FOUND")),
+        "{s:?}"
+    );
+    assert_eq!(
+        finalize_session(&w.svc, id).await.unwrap(),
+        Finalized::Closed(SessionStatus::Failed)
+    );
 }
 
 #[tokio::test]
@@ -175,10 +295,15 @@ async fn an_unreadable_message_is_set_aside_not_retried() {
     assert!(kept[0].ends_with("/msg-1.json"));
     let unknown = WorkMessage::Resource {
         session_id: "nope@1".into(),
-        source: trawl::messages::SourceRef::from(&w.store.get_source("src").await.unwrap().unwrap().source),
+        source: trawl::messages::SourceRef::from(
+            &w.store.get_source("src").await.unwrap().unwrap().source,
+        ),
         resource_id: "ds_0001".into(),
     };
     // A message for a session with no pending marker counts nothing.
-    assert_eq!(handle_message(&w.svc, "m", &unknown.to_json(), 1).await, Disposition::Done);
+    assert_eq!(
+        handle_message(&w.svc, "m", &unknown.to_json(), 1).await,
+        Disposition::Done
+    );
     assert!(w.store.get_session("nope@1").await.unwrap().is_none());
 }

@@ -15,7 +15,10 @@ use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 use trawl_local::{connect_local, Faults, Runner};
 
 #[derive(Parser)]
-#[command(name = "trawl-local", about = "Run Trawl's pipeline against the local emulator")]
+#[command(
+    name = "trawl-local",
+    about = "Run Trawl's pipeline against the local emulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,8 +51,7 @@ enum Command {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -66,7 +68,9 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Run { source_id } => {
-            let report = runner.invoke_scheduler(json!({ "source_id": source_id })).await?;
+            let report = runner
+                .invoke_scheduler(json!({ "source_id": source_id }))
+                .await?;
             drain_report(&runner, report, timeout).await
         }
         Command::Tick { at } => {
@@ -102,7 +106,11 @@ async fn demo(runner: &Runner, datasets: usize, timeout: Duration) -> Result<()>
     // server error that persists through retries, one malformed body.
     let ids: Vec<String> = (1..=datasets).map(|i| format!("ds_{i:04}")).collect();
     let mut failures = std::collections::BTreeMap::new();
-    for (i, failure) in [(2, Failure::NotFound), (6, Failure::ServerError), (10, Failure::Malformed)] {
+    for (i, failure) in [
+        (2, Failure::NotFound),
+        (6, Failure::ServerError),
+        (10, Failure::Malformed),
+    ] {
         if let Some(id) = ids.get(i) {
             failures.insert(id.clone(), failure);
         }
@@ -113,7 +121,10 @@ async fn demo(runner: &Runner, datasets: usize, timeout: Duration) -> Result<()>
         port: 0,
     })
     .await?;
-    println!("sample ERDDAP catalog serving {datasets} datasets at {}", fixture.base_url());
+    println!(
+        "sample ERDDAP catalog serving {datasets} datasets at {}",
+        fixture.base_url()
+    );
     let source = SourceSpec {
         id: "demo-erddap".into(),
         protocol: "erddap".into(),
@@ -126,12 +137,18 @@ async fn demo(runner: &Runner, datasets: usize, timeout: Duration) -> Result<()>
     .validate()?;
     runner.services.store.put_source(&source).await?;
     let started = std::time::Instant::now();
-    let report = runner.invoke_scheduler(json!({ "source_id": source.id })).await?;
+    let report = runner
+        .invoke_scheduler(json!({ "source_id": source.id }))
+        .await?;
     if report.started.is_empty() {
         bail!("the scheduler started no session: {report:?}");
     }
     runner.run_until_closed(&report.started, timeout).await?;
-    println!("harvested in {:.1} s; runner: {:?}", started.elapsed().as_secs_f64(), runner.stats.snapshot());
+    println!(
+        "harvested in {:.1} s; runner: {:?}",
+        started.elapsed().as_secs_f64(),
+        runner.stats.snapshot()
+    );
     for id in &report.started {
         print_summary(runner, id).await?;
     }

@@ -208,8 +208,12 @@ impl Runner {
                 self.send_duplicates(&queue_url, &messages).await?;
             }
             let event = sqs_event(&messages, &queue_arn);
-            self.stats.harvester_invocations.fetch_add(1, Ordering::Relaxed);
-            self.stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            self.stats
+                .harvester_invocations
+                .fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .messages
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
             let response = match tokio::time::timeout(
                 self.harvester_timeout,
                 trawl::handlers::harvester(&self.services, event),
@@ -260,10 +264,17 @@ impl Runner {
         Ok(())
     }
 
-    async fn send_duplicates(&self, queue_url: &str, messages: &[aws_sdk_sqs::types::Message]) -> Result<()> {
+    async fn send_duplicates(
+        &self,
+        queue_url: &str,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> Result<()> {
         let originals: Vec<&aws_sdk_sqs::types::Message> = messages
             .iter()
-            .filter(|m| !m.message_attributes().is_some_and(|a| a.contains_key(DUPLICATE_ATTRIBUTE)))
+            .filter(|m| {
+                !m.message_attributes()
+                    .is_some_and(|a| a.contains_key(DUPLICATE_ATTRIBUTE))
+            })
             .collect();
         if originals.is_empty() {
             return Ok(());
@@ -294,7 +305,11 @@ impl Runner {
             .set_entries(Some(entries))
             .send()
             .await?;
-        anyhow::ensure!(out.failed().is_empty(), "duplicates not sent: {:?}", out.failed());
+        anyhow::ensure!(
+            out.failed().is_empty(),
+            "duplicates not sent: {:?}",
+            out.failed()
+        );
         self.stats
             .duplicates_sent
             .fetch_add(originals.len() as u64, Ordering::Relaxed);
@@ -354,7 +369,9 @@ impl Runner {
     async fn invoke_finalizer(&self, mut records: Vec<Value>) -> Result<()> {
         let mut attempt = 0;
         loop {
-            self.stats.finalizer_invocations.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .finalizer_invocations
+                .fetch_add(1, Ordering::Relaxed);
             let response =
                 trawl::handlers::finalizer(&self.services, json!({ "Records": records })).await;
             let failed: Vec<String> = response["batchItemFailures"]
@@ -371,7 +388,11 @@ impl Runner {
             // Lambda retries from the first failed record onwards.
             let first = records
                 .iter()
-                .position(|r| failed.iter().any(|f| r["dynamodb"]["SequenceNumber"].as_str() == Some(f)))
+                .position(|r| {
+                    failed
+                        .iter()
+                        .any(|f| r["dynamodb"]["SequenceNumber"].as_str() == Some(f))
+                })
                 .unwrap_or(0);
             records.drain(..first);
             attempt += 1;
@@ -379,10 +400,14 @@ impl Runner {
                 self.sqs
                     .send_message()
                     .queue_url(self.stack.get("StreamFailureQueueUrl")?)
-                    .message_body(json!({"Records": records, "reason": "retries exhausted"}).to_string())
+                    .message_body(
+                        json!({"Records": records, "reason": "retries exhausted"}).to_string(),
+                    )
                     .send()
                     .await?;
-                self.stats.stream_failures_sent.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .stream_failures_sent
+                    .fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
@@ -403,8 +428,14 @@ impl Runner {
                 .send()
                 .await
                 .context("describing the table stream")?;
-            let Some(desc) = out.stream_description else { break };
-            shard_ids.extend(desc.shards().iter().filter_map(|s| s.shard_id().map(str::to_string)));
+            let Some(desc) = out.stream_description else {
+                break;
+            };
+            shard_ids.extend(
+                desc.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_string)),
+            );
             match desc.last_evaluated_shard_id {
                 Some(last) => start = Some(last),
                 None => break,
@@ -462,7 +493,13 @@ fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> SqsEv
 /// A stream record in the JSON shape Lambda hands to a function.
 fn stream_record_json(r: &aws_sdk_dynamodbstreams::types::Record) -> Value {
     let image = |m: Option<&HashMap<String, AttributeValue>>| {
-        m.map(|m| Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect()))
+        m.map(|m| {
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), attribute_json(v)))
+                    .collect(),
+            )
+        })
     };
     let mut dynamodb = Map::new();
     if let Some(d) = r.dynamodb() {
@@ -503,7 +540,9 @@ fn attribute_json(v: &AttributeValue) -> Value {
         AttributeValue::Null(b) => json!({ "NULL": b }),
         AttributeValue::Ss(v) => json!({ "SS": v }),
         AttributeValue::Ns(v) => json!({ "NS": v }),
-        AttributeValue::L(items) => json!({ "L": items.iter().map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::L(items) => {
+            json!({ "L": items.iter().map(attribute_json).collect::<Vec<_>>() })
+        }
         AttributeValue::M(m) => {
             json!({ "M": m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect::<Map<_, _>>() })
         }

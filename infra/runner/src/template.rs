@@ -27,8 +27,8 @@ pub struct EventSources {
 
 impl EventSources {
     pub fn from_file(path: &Path) -> Result<EventSources> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         EventSources::parse(&text)
     }
 
@@ -53,7 +53,10 @@ impl EventSources {
         let reports = |v: &Yaml| {
             v.get("FunctionResponseTypes")
                 .and_then(Yaml::as_sequence)
-                .is_some_and(|s| s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")))
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                })
         };
         let work = event("HarvesterFunction", "Work")?;
         let stream = event("FinalizerFunction", "SessionCompleted")?;
@@ -67,7 +70,8 @@ impl EventSources {
             .ok_or_else(|| anyhow!("finalizer stream event has no FilterCriteria pattern"))?;
         Ok(EventSources {
             harvester_batch_size: int(&work, "BatchSize")? as i32,
-            harvester_batching_window_secs: int(&work, "MaximumBatchingWindowInSeconds").unwrap_or(0) as i32,
+            harvester_batching_window_secs: int(&work, "MaximumBatchingWindowInSeconds")
+                .unwrap_or(0) as i32,
             harvester_max_concurrency: work
                 .get("ScalingConfig")
                 .map(|s| int(s, "MaximumConcurrency"))
@@ -77,7 +81,8 @@ impl EventSources {
             finalizer_batch_size: int(&stream, "BatchSize")? as i32,
             finalizer_max_retry_attempts: int(&stream, "MaximumRetryAttempts")? as u32,
             finalizer_reports_batch_item_failures: reports(&stream),
-            finalizer_filter: serde_json::from_str(pattern).context("filter pattern is not JSON")?,
+            finalizer_filter: serde_json::from_str(pattern)
+                .context("filter pattern is not JSON")?,
             schedule_input: tick
                 .get("Input")
                 .and_then(Yaml::as_str)
@@ -165,10 +170,22 @@ mod tests {
     #[test]
     fn the_template_filter_passes_exactly_the_step_to_zero() {
         let filter = template().finalizer_filter;
-        assert!(pattern_matches(&filter, &session_record("0", "1", "running")));
-        assert!(!pattern_matches(&filter, &session_record("1", "2", "running")), "work remains");
-        assert!(!pattern_matches(&filter, &session_record("0", "0", "running")), "no step to zero");
-        assert!(!pattern_matches(&filter, &session_record("0", "0", "succeeded")), "the close itself");
+        assert!(pattern_matches(
+            &filter,
+            &session_record("0", "1", "running")
+        ));
+        assert!(
+            !pattern_matches(&filter, &session_record("1", "2", "running")),
+            "work remains"
+        );
+        assert!(
+            !pattern_matches(&filter, &session_record("0", "0", "running")),
+            "no step to zero"
+        );
+        assert!(
+            !pattern_matches(&filter, &session_record("0", "0", "succeeded")),
+            "the close itself"
+        );
         let mut marker = session_record("0", "1", "running");
         marker["dynamodb"]["Keys"]["sk"] = json!({"S": "RESOURCE#x"});
         assert!(!pattern_matches(&filter, &marker));
@@ -180,7 +197,8 @@ mod tests {
     #[test]
     fn the_filter_and_the_finalizer_agree_on_what_completes_a_session() {
         let filter = template().finalizer_filter;
-        let event: Value = serde_json::from_str(include_str!("../../events/finalizer-stream.json")).unwrap();
+        let event: Value =
+            serde_json::from_str(include_str!("../../events/finalizer-stream.json")).unwrap();
         let record = &event["Records"][0];
         assert!(pattern_matches(&filter, record));
         assert!(trawl::handlers::completed_session(record).is_some());
@@ -188,11 +206,29 @@ mod tests {
 
     #[test]
     fn pattern_operators() {
-        assert!(pattern_matches(&json!({"a": [{"exists": false}]}), &json!({"b": 1})));
-        assert!(!pattern_matches(&json!({"a": [{"exists": true}]}), &json!({"b": 1})));
-        assert!(pattern_matches(&json!({"a": [{"prefix": "SES"}]}), &json!({"a": "SESSION"})));
-        assert!(pattern_matches(&json!({"a": [{"anything-but": "x"}]}), &json!({"a": "y"})));
-        assert!(!pattern_matches(&json!({"a": [{"anything-but": ["x"]}]}), &json!({"a": "x"})));
-        assert!(!pattern_matches(&json!({"a": {"b": ["1"]}}), &json!({"a": "flat"})));
+        assert!(pattern_matches(
+            &json!({"a": [{"exists": false}]}),
+            &json!({"b": 1})
+        ));
+        assert!(!pattern_matches(
+            &json!({"a": [{"exists": true}]}),
+            &json!({"b": 1})
+        ));
+        assert!(pattern_matches(
+            &json!({"a": [{"prefix": "SES"}]}),
+            &json!({"a": "SESSION"})
+        ));
+        assert!(pattern_matches(
+            &json!({"a": [{"anything-but": "x"}]}),
+            &json!({"a": "y"})
+        ));
+        assert!(!pattern_matches(
+            &json!({"a": [{"anything-but": ["x"]}]}),
+            &json!({"a": "x"})
+        ));
+        assert!(!pattern_matches(
+            &json!({"a": {"b": ["1"]}}),
+            &json!({"a": "flat"})
+        ));
     }
 }

@@ -81,9 +81,12 @@ impl DynamoStore {
                 },
                 Err(e) => return Err(store_error(e)),
             };
-            let conflict = codes
-                .iter()
-                .any(|c| matches!(c.as_deref(), Some("TransactionConflict" | "ThrottlingError")));
+            let conflict = codes.iter().any(|c| {
+                matches!(
+                    c.as_deref(),
+                    Some("TransactionConflict" | "ThrottlingError")
+                )
+            });
             if conflict && attempt < 8 {
                 attempt += 1;
                 backoff(attempt).await;
@@ -96,7 +99,12 @@ impl DynamoStore {
         }
     }
 
-    fn update(&self, pk: String, sk: String, expression: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    fn update(
+        &self,
+        pk: String,
+        sk: String,
+        expression: &str,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         Update::builder()
             .table_name(&self.table)
             .key("pk", s(pk))
@@ -208,7 +216,10 @@ impl StateStore for DynamoStore {
     }
 
     async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
-        let Some(item) = self.get(keys::session_pk(session_id), keys::page_sk(page)).await? else {
+        let Some(item) = self
+            .get(keys::session_pk(session_id), keys::page_sk(page))
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(PageState {
@@ -306,24 +317,33 @@ impl StateStore for DynamoStore {
         if only_missing {
             let puts: Vec<BoxFuture<'_, Result<(), StoreError>>> = resource_ids
                 .iter()
-                .map(|id| -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(async move {
-                    let r = self
-                        .client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(marker(id)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .send()
-                        .await;
-                    match r {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-                        Err(e) => Err(store_error(e)),
-                    }
-                })})
+                .map(|id| -> BoxFuture<'_, Result<(), StoreError>> {
+                    Box::pin(async move {
+                        let r = self
+                            .client
+                            .put_item()
+                            .table_name(&self.table)
+                            .set_item(Some(marker(id)))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .send()
+                            .await;
+                        match r {
+                            Ok(_) => Ok(()),
+                            Err(e)
+                                if e.as_service_error()
+                                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                            {
+                                Ok(())
+                            }
+                            Err(e) => Err(store_error(e)),
+                        }
+                    })
+                })
                 .collect();
-            let results: Vec<Result<(), StoreError>> =
-                futures::stream::iter(puts).buffer_unordered(16).collect().await;
+            let results: Vec<Result<(), StoreError>> = futures::stream::iter(puts)
+                .buffer_unordered(16)
+                .collect()
+                .await;
             return results.into_iter().collect();
         }
         // Fresh page: nothing can have counted these yet, so unconditional batch writes are safe.
@@ -334,7 +354,12 @@ impl StateStore for DynamoStore {
                     .iter()
                     .map(|id| {
                         WriteRequest::builder()
-                            .put_request(PutRequest::builder().set_item(Some(marker(id))).build().expect("item set"))
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(marker(id)))
+                                    .build()
+                                    .expect("item set"),
+                            )
                             .build()
                     })
                     .collect()
@@ -342,7 +367,9 @@ impl StateStore for DynamoStore {
             .collect();
         let writes: Vec<BoxFuture<'_, Result<(), StoreError>>> = chunks
             .into_iter()
-            .map(|requests| -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(self.batch_write(requests)) })
+            .map(|requests| -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(self.batch_write(requests))
+            })
             .collect();
         let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
             .buffer_unordered(8)
@@ -362,7 +389,8 @@ impl StateStore for DynamoStore {
         else {
             return Ok(None);
         };
-        let state = get_s(&item, "state").ok_or_else(|| StoreError::new("resource item without state"))?;
+        let state =
+            get_s(&item, "state").ok_or_else(|| StoreError::new("resource item without state"))?;
         serde_json::from_str(&state)
             .map(Some)
             .map_err(|e| StoreError::new(format!("resource {source_id}/{resource_id}: {e}")))
@@ -388,7 +416,10 @@ impl StateStore for DynamoStore {
         if let Some(reason) = &state.last_reason {
             settle = settle
                 .update_expression("SET #status = :outcome, settled_at = :at, reason = :reason")
-                .expression_attribute_values(":reason", s(serde_json::to_string(reason).expect("reasons serialize")));
+                .expression_attribute_values(
+                    ":reason",
+                    s(serde_json::to_string(reason).expect("reasons serialize")),
+                );
         }
         let count = self
             .update(
@@ -406,7 +437,10 @@ impl StateStore for DynamoStore {
             ("sk".into(), s(&state.resource_id)),
             ("last_outcome".into(), s(outcome.as_str())),
             ("last_session".into(), s(&state.last_session)),
-            ("state".into(), s(serde_json::to_string(state).expect("states serialize"))),
+            (
+                "state".into(),
+                s(serde_json::to_string(state).expect("states serialize")),
+            ),
         ]);
         let put = Put::builder()
             .table_name(&self.table)
@@ -483,7 +517,11 @@ impl StateStore for DynamoStore {
         match codes {
             None => {
                 session.status = status;
-                session.ended_at = Some(DateTime::parse_from_rfc3339(&rfc3339(ended_at)).map(|t| t.with_timezone(&Utc)).unwrap_or(ended_at));
+                session.ended_at = Some(
+                    DateTime::parse_from_rfc3339(&rfc3339(ended_at))
+                        .map(|t| t.with_timezone(&Utc))
+                        .unwrap_or(ended_at),
+                );
                 Ok(Closing::Closed(Box::new(session)))
             }
             Some(_) => Ok(Closing::NotClosable(
@@ -550,7 +588,9 @@ impl DynamoStore {
             if !requests.is_empty() {
                 attempt += 1;
                 if attempt > 8 {
-                    return Err(StoreError::new("batch write kept leaving items unprocessed"));
+                    return Err(StoreError::new(
+                        "batch write kept leaving items unprocessed",
+                    ));
                 }
                 backoff(attempt).await;
             }
@@ -593,8 +633,10 @@ fn parse_session(item: &Item) -> Result<Session, StoreError> {
     };
     Ok(Session {
         source_id: get_s(item, "source_id").unwrap_or_default(),
-        scheduled_time: time("scheduled_time")?.ok_or_else(|| StoreError::new("session without scheduled_time"))?,
-        started_at: time("started_at")?.ok_or_else(|| StoreError::new("session without started_at"))?,
+        scheduled_time: time("scheduled_time")?
+            .ok_or_else(|| StoreError::new("session without scheduled_time"))?,
+        started_at: time("started_at")?
+            .ok_or_else(|| StoreError::new("session without started_at"))?,
         ended_at: time("ended_at")?,
         status: get_s(item, "status")
             .and_then(|s| SessionStatus::parse(&s))

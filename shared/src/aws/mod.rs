@@ -79,14 +79,22 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     if config.endpoint_url().is_some() {
         builder = builder
             .force_path_style(true)
-            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            );
     }
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
 /// Services backed by DynamoDB, S3 and SQS.
-pub fn services(config: &aws_config::SdkConfig, resources: &Resources, settings: Settings) -> Services {
+pub fn services(
+    config: &aws_config::SdkConfig,
+    resources: &Resources,
+    settings: Settings,
+) -> Services {
     let store = dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(config), &resources.table);
     let objects = s3::S3Objects::new(s3_client(config), &resources.bucket);
     let queue: Arc<dyn crate::ports::WorkQueue> = match &resources.work_queue_url {
@@ -107,7 +115,12 @@ struct NoQueue;
 
 #[async_trait::async_trait]
 impl crate::ports::WorkQueue for NoQueue {
-    async fn send(&self, _: &[crate::messages::WorkMessage]) -> Result<(), crate::ports::StoreError> {
-        Err(crate::ports::StoreError::new(format!("{ENV_WORK_QUEUE_URL} is not set")))
+    async fn send(
+        &self,
+        _: &[crate::messages::WorkMessage],
+    ) -> Result<(), crate::ports::StoreError> {
+        Err(crate::ports::StoreError::new(format!(
+            "{ENV_WORK_QUEUE_URL} is not set"
+        )))
     }
 }

@@ -32,12 +32,24 @@ impl ObjectStore for S3Objects {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| StoreError::new(format!("s3 put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                StoreError::new(format!(
+                    "s3 put {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let body = out
                     .body

@@ -47,7 +47,12 @@ impl SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| StoreError::new(format!("sqs send: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+                .map_err(|e| {
+                    StoreError::new(format!(
+                        "sqs send: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    ))
+                })?;
             let failed = out.failed();
             if failed.is_empty() {
                 return Ok(());
@@ -74,7 +79,9 @@ impl WorkQueue for SqsQueue {
     async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError> {
         let sends: Vec<BoxFuture<'_, Result<(), StoreError>>> = messages
             .chunks(10)
-            .map(|batch| -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(self.send_batch(batch)) })
+            .map(|batch| -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(self.send_batch(batch))
+            })
             .collect();
         let results: Vec<Result<(), StoreError>> = futures::stream::iter(sends)
             .buffer_unordered(8)

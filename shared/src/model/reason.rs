@@ -79,7 +79,9 @@ impl Reason {
     pub fn retryable(&self) -> bool {
         match self.code {
             ReasonCode::Timeout | ReasonCode::ConnectError => true,
-            ReasonCode::HttpError => matches!(self.http_status, Some(s) if s >= 500 || s == 408 || s == 429),
+            ReasonCode::HttpError => {
+                matches!(self.http_status, Some(s) if s >= 500 || s == 408 || s == 429)
+            }
             ReasonCode::NotFound
             | ReasonCode::TooLarge
             | ReasonCode::ParseError
@@ -141,8 +143,14 @@ mod tests {
         let r = Reason::http(500, "boom").exhausted(3);
         assert_eq!(r.code, ReasonCode::RetriesExhausted);
         assert_eq!(r.http_status, Some(500));
-        assert!(r.detail.contains("3 attempts") && r.detail.contains("boom"), "{r}");
-        assert_eq!(Reason::not_found("x").exhausted(3).code, ReasonCode::NotFound);
+        assert!(
+            r.detail.contains("3 attempts") && r.detail.contains("boom"),
+            "{r}"
+        );
+        assert_eq!(
+            Reason::not_found("x").exhausted(3).code,
+            ReasonCode::NotFound
+        );
     }
 
     #[test]

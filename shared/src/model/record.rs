@@ -64,9 +64,16 @@ mod tests {
 
     #[test]
     fn content_hash_changes_with_content_only() {
-        let a = Record { id: "x".into(), title: Some("T".into()), ..Record::default() };
+        let a = Record {
+            id: "x".into(),
+            title: Some("T".into()),
+            ..Record::default()
+        };
         let b = a.clone();
-        let c = Record { title: Some("T2".into()), ..a.clone() };
+        let c = Record {
+            title: Some("T2".into()),
+            ..a.clone()
+        };
         assert_eq!(a.content_hash(), b.content_hash());
         assert_ne!(a.content_hash(), c.content_hash());
         assert_eq!(a.content_hash().len(), 64);

@@ -130,20 +130,44 @@ mod tests {
     fn history_is_capped_and_content_survives_a_failure() {
         let t = Utc::now();
         let mut state = ResourceState::next(
-            None, "s", "r", "s@1", Outcome::Harvested, None, t,
-            Some(("h1".into(), "records/s/r.json".into(), "raw/s/r.json".into())),
+            None,
+            "s",
+            "r",
+            "s@1",
+            Outcome::Harvested,
+            None,
+            t,
+            Some((
+                "h1".into(),
+                "records/s/r.json".into(),
+                "raw/s/r.json".into(),
+            )),
             "logs/1".into(),
         );
         for i in 2..=40 {
             state = ResourceState::next(
-                Some(&state), "s", "r", &format!("s@{i}"), Outcome::Failed,
-                Some(Reason::not_found("gone")), t, None, format!("logs/{i}"),
+                Some(&state),
+                "s",
+                "r",
+                &format!("s@{i}"),
+                Outcome::Failed,
+                Some(Reason::not_found("gone")),
+                t,
+                None,
+                format!("logs/{i}"),
             );
         }
         assert_eq!(state.history.len(), HISTORY_LEN);
         assert_eq!(state.history.last().unwrap().session_id, "s@40");
-        assert_eq!(state.history.first().unwrap().session_id, format!("s@{}", 41 - HISTORY_LEN));
-        assert_eq!(state.content_hash.as_deref(), Some("h1"), "a failure keeps the last good content");
+        assert_eq!(
+            state.history.first().unwrap().session_id,
+            format!("s@{}", 41 - HISTORY_LEN)
+        );
+        assert_eq!(
+            state.content_hash.as_deref(),
+            Some("h1"),
+            "a failure keeps the last good content"
+        );
         assert_eq!(state.last_harvested_at, Some(t));
         assert_eq!(state.last_outcome, Outcome::Failed);
     }

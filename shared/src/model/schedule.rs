@@ -13,7 +13,9 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Schedule {
     /// Every `minutes`, aligned on multiples of that period since the Unix epoch.
-    Rate { minutes: u32 },
+    Rate {
+        minutes: u32,
+    },
     Cron(Cron),
 }
 
@@ -64,8 +66,12 @@ impl Schedule {
         }
         let fields: Vec<&str> = text.split_whitespace().collect();
         match fields.len() {
-            5 => parse_unix_cron(&fields).map(Schedule::Cron).map_err(|w| err(&w)),
-            6 => parse_aws_cron(&fields).map(Schedule::Cron).map_err(|w| err(&w)),
+            5 => parse_unix_cron(&fields)
+                .map(Schedule::Cron)
+                .map_err(|w| err(&w)),
+            6 => parse_aws_cron(&fields)
+                .map(Schedule::Cron)
+                .map_err(|w| err(&w)),
             _ => Err(err(
                 "expected rate(N minutes|hours|days), cron(m h dom mon dow year) or a 5-field cron",
             )),
@@ -74,7 +80,11 @@ impl Schedule {
 
     /// The latest fire time in `(after, until]`, if any. Windows are short (one tick), so
     /// checking minute by minute is cheap and obviously right.
-    pub fn fire_time_in(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn fire_time_in(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let mut t = floor_minute(until);
         let limit = Duration::days(1);
         while t > after && until - t <= limit {
@@ -132,7 +142,9 @@ impl fmt::Display for Schedule {
 impl Cron {
     fn matches(&self, t: DateTime<Utc>) -> bool {
         let bit = |mask: u64, v: u32| mask & (1u64 << v) != 0;
-        if !bit(self.minutes, t.minute()) || !bit(self.hours, t.hour()) || !bit(self.months, t.month())
+        if !bit(self.minutes, t.minute())
+            || !bit(self.hours, t.hour())
+            || !bit(self.months, t.month())
         {
             return false;
         }
@@ -166,7 +178,11 @@ fn parse_rate(inner: &str) -> Result<Schedule, String> {
         "minute" | "minutes" => 1,
         "hour" | "hours" => 60,
         "day" | "days" => 1440,
-        other => return Err(format!("rate unit {other:?} must be minutes, hours or days")),
+        other => {
+            return Err(format!(
+                "rate unit {other:?} must be minutes, hours or days"
+            ))
+        }
     };
     let minutes = n
         .checked_mul(per)
@@ -239,7 +255,11 @@ fn parse_field(
             let upper = s.to_ascii_uppercase();
             if let Some(i) = names.iter().position(|n| !n.is_empty() && *n == upper) {
                 // Month names are 1-based (JAN = 1); day names map to their index.
-                return Ok(if what == "month" { i as u32 + 1 } else { i as u32 });
+                return Ok(if what == "month" {
+                    i as u32 + 1
+                } else {
+                    i as u32
+                });
             }
         }
         let v: u32 = s
@@ -254,11 +274,10 @@ fn parse_field(
     for item in field.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let s: u32 = s
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("{what}: step in {item:?} must be a positive number"))?;
+                let s: u32 =
+                    s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        format!("{what}: step in {item:?} must be a positive number")
+                    })?;
                 (r, s)
             }
             None => (item, 1),
@@ -315,7 +334,9 @@ fn render(mask: u64, min: u32, max: u32, any: bool) -> String {
 }
 
 fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(t)
+    t.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -355,7 +376,10 @@ mod tests {
         assert_eq!(r.to_string(), "rate(120 minutes)");
         assert!(r.fires_at(at(2026, 11, 22, 14, 0)));
         assert!(!r.fires_at(at(2026, 11, 22, 15, 0)));
-        assert_eq!(Schedule::parse("rate(1 minute)").unwrap().to_string(), "rate(1 minute)");
+        assert_eq!(
+            Schedule::parse("rate(1 minute)").unwrap().to_string(),
+            "rate(1 minute)"
+        );
     }
 
     #[test]
@@ -390,13 +414,19 @@ mod tests {
         assert_eq!(hourly.fire_time_in(tick, next), None);
         // A late tick still finds the fire time inside its window.
         let late = at(2026, 11, 22, 12, 3);
-        assert_eq!(hourly.fire_time_in(late - Duration::minutes(5), late), Some(tick));
+        assert_eq!(
+            hourly.fire_time_in(late - Duration::minutes(5), late),
+            Some(tick)
+        );
     }
 
     #[test]
     fn next_fire_time_is_found() {
         let s = Schedule::parse("cron(15 3 1 * ? *)").unwrap();
-        assert_eq!(s.next_after(at(2026, 11, 22, 0, 0)), Some(at(2026, 12, 1, 3, 15)));
+        assert_eq!(
+            s.next_after(at(2026, 11, 22, 0, 0)),
+            Some(at(2026, 12, 1, 3, 15))
+        );
     }
 
     #[test]

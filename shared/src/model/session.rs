@@ -127,15 +127,27 @@ mod tests {
         let b = Session::start("erddap-1", t, later + chrono::Duration::minutes(3));
         assert_eq!(a.id, "erddap-1@20261122T120000Z");
         assert_eq!(a.id, b.id);
-        assert_eq!(split_session_id(&a.id), Some(("erddap-1", "20261122T120000Z")));
-        assert_eq!(a.counters.remaining, 1, "the first page is owed from the start");
+        assert_eq!(
+            split_session_id(&a.id),
+            Some(("erddap-1", "20261122T120000Z"))
+        );
+        assert_eq!(
+            a.counters.remaining, 1,
+            "the first page is owed from the start"
+        );
     }
 
     #[test]
     fn closing_status_follows_the_counters() {
         let t = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
         let mut s = Session::start("a", t, t);
-        let with = |h, u, f| Counters { total: h + u + f, remaining: 0, harvested: h, unchanged: u, failed: f };
+        let with = |h, u, f| Counters {
+            total: h + u + f,
+            remaining: 0,
+            harvested: h,
+            unchanged: u,
+            failed: f,
+        };
         s.counters = with(3, 1, 0);
         assert_eq!(s.closing_status(), SessionStatus::Succeeded);
         s.counters = with(3, 0, 2);
@@ -143,7 +155,11 @@ mod tests {
         s.counters = with(0, 0, 2);
         assert_eq!(s.closing_status(), SessionStatus::Failed);
         s.counters = with(0, 0, 0);
-        assert_eq!(s.closing_status(), SessionStatus::Succeeded, "an empty catalog is not a failure");
+        assert_eq!(
+            s.closing_status(),
+            SessionStatus::Succeeded,
+            "an empty catalog is not a failure"
+        );
         s.listing_error = Some("HTTP_ERROR 500".into());
         assert_eq!(s.closing_status(), SessionStatus::Failed);
     }

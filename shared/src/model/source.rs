@@ -185,14 +185,7 @@ pub fn valid_source_id(id: &str) -> bool {
 
 fn field_in_serde_error(msg: &str) -> &'static str {
     for f in [
-        "id",
-        "protocol",
-        "base_url",
-        "schedule",
-        "enabled",
-        "internal",
-        "include",
-        "exclude",
+        "id", "protocol", "base_url", "schedule", "enabled", "internal", "include", "exclude",
         "options",
     ] {
         if msg.contains(&format!("`{f}`")) {
@@ -255,15 +248,54 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(SourceSpec, &str)> = vec![
-            (SourceSpec { protocol: "gopher".into(), ..spec() }, "protocol"),
-            (SourceSpec { base_url: "not a url".into(), ..spec() }, "base_url"),
-            (SourceSpec { base_url: "ftp://x.org/erddap".into(), ..spec() }, "base_url"),
-            (SourceSpec { base_url: "https://x.org/erddap?x=1".into(), ..spec() }, "base_url"),
-            (SourceSpec { schedule: "sometimes".into(), ..spec() }, "schedule"),
-            (SourceSpec { id: "Bad Id".into(), ..spec() }, "id"),
             (
                 SourceSpec {
-                    options: SourceOptions { include: vec![" ".into()], exclude: vec![] },
+                    protocol: "gopher".into(),
+                    ..spec()
+                },
+                "protocol",
+            ),
+            (
+                SourceSpec {
+                    base_url: "not a url".into(),
+                    ..spec()
+                },
+                "base_url",
+            ),
+            (
+                SourceSpec {
+                    base_url: "ftp://x.org/erddap".into(),
+                    ..spec()
+                },
+                "base_url",
+            ),
+            (
+                SourceSpec {
+                    base_url: "https://x.org/erddap?x=1".into(),
+                    ..spec()
+                },
+                "base_url",
+            ),
+            (
+                SourceSpec {
+                    schedule: "sometimes".into(),
+                    ..spec()
+                },
+                "schedule",
+            ),
+            (
+                SourceSpec {
+                    id: "Bad Id".into(),
+                    ..spec()
+                },
+                "id",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        include: vec![" ".into()],
+                        exclude: vec![],
+                    },
                     ..spec()
                 },
                 "options.include",

@@ -47,7 +47,16 @@ pub async fn handle_message(
             source,
             page,
             cursor,
-        } => match list_page(svc, session_id, source, *page, cursor.clone(), final_attempt).await {
+        } => match list_page(
+            svc,
+            session_id,
+            source,
+            *page,
+            cursor.clone(),
+            final_attempt,
+        )
+        .await
+        {
             Ok(PageResult::Retry(reason)) => {
                 tracing::warn!(session = %session_id, page, %reason, receive_count, "listing page will be retried");
                 Ok(Disposition::Retry)
@@ -72,7 +81,10 @@ pub async fn harvest_resource(
     let previous = svc.store.get_resource(&source.id, resource_id).await?;
     // The resource item is written in the same transaction as the marker: if it names this
     // session, this resource is already counted and the message is a redelivery.
-    if previous.as_ref().is_some_and(|p| p.last_session == session_id) {
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.last_session == session_id)
+    {
         return Ok(Disposition::Done);
     }
 
@@ -90,9 +102,9 @@ pub async fn harvest_resource(
     let (outcome, reason, content) = match result {
         Ok((fetched, record)) => {
             let hash = record.content_hash();
-            let unchanged = previous
-                .as_ref()
-                .is_some_and(|p| p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some());
+            let unchanged = previous.as_ref().is_some_and(|p| {
+                p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some()
+            });
             if unchanged {
                 (Outcome::Unchanged, None, None)
             } else {
@@ -121,7 +133,11 @@ pub async fn harvest_resource(
         "requests": requests,
     });
     svc.objects
-        .put(&log_key, Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")), "application/json")
+        .put(
+            &log_key,
+            Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")),
+            "application/json",
+        )
         .await?;
 
     let state = ResourceState::next(
@@ -136,12 +152,14 @@ pub async fn harvest_resource(
         log_key,
     );
     match svc.store.record_outcome(session_id, &state).await? {
-        Counting::Counted => {
-            match &reason {
-                Some(r) => tracing::info!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), reason = %r, "resource counted"),
-                None => tracing::debug!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), "resource counted"),
+        Counting::Counted => match &reason {
+            Some(r) => {
+                tracing::info!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), reason = %r, "resource counted")
             }
-        }
+            None => {
+                tracing::debug!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), "resource counted")
+            }
+        },
         Counting::AlreadyCounted => {
             tracing::info!(session = %session_id, resource = %resource_id, "already counted (redelivery)");
         }
@@ -161,8 +179,10 @@ async fn store_content(
     let record_key = keys::record_key(&source.id, resource_id);
     let record_json = serde_json::to_vec_pretty(record).expect("records serialize");
     let (raw, rec) = tokio::join!(
-        svc.objects.put(&raw_key, fetched.body.clone(), fetched.content_type),
-        svc.objects.put(&record_key, Bytes::from(record_json), "application/json"),
+        svc.objects
+            .put(&raw_key, fetched.body.clone(), fetched.content_type),
+        svc.objects
+            .put(&record_key, Bytes::from(record_json), "application/json"),
     );
     raw?;
     rec?;

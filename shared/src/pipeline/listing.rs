@@ -17,7 +17,10 @@ use std::collections::HashSet;
 
 #[derive(Debug)]
 pub enum PageResult {
-    Listed { resources: u64, has_next: bool },
+    Listed {
+        resources: u64,
+        has_next: bool,
+    },
     /// Committed and sent before: nothing was done.
     AlreadyListed,
     /// A transient remote failure; the page should be tried again later.
@@ -164,6 +167,10 @@ async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, StoreError> 
         .map_err(|e| StoreError::new(format!("page ids {key} unreadable: {e}")))?;
     Ok(doc["resource_ids"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default())
 }

@@ -31,7 +31,11 @@ pub async fn on_tick(
         if !entry.source.enabled {
             continue;
         }
-        if let Some(fire) = entry.source.schedule().fire_time_in(window_start, scheduled_time) {
+        if let Some(fire) = entry
+            .source
+            .schedule()
+            .fire_time_in(window_start, scheduled_time)
+        {
             start(svc, &entry, fire, &mut report).await?;
         }
     }
@@ -76,7 +80,9 @@ async fn start(
             return Ok(());
         }
         SessionStart::UnknownSource => {
-            report.errors.push(format!("{}: no such source", entry.source.id));
+            report
+                .errors
+                .push(format!("{}: no such source", entry.source.id));
             return Ok(());
         }
     };

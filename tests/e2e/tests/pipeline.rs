@@ -28,7 +28,12 @@ async fn catalog_with_three_broken() -> ErddapFixture {
     .expect("fixture starts")
 }
 
-async fn register(runner: &Runner, prefix: &str, fixture: &ErddapFixture, schedule: &str) -> String {
+async fn register(
+    runner: &Runner,
+    prefix: &str,
+    fixture: &ErddapFixture,
+    schedule: &str,
+) -> String {
     let id = unique_source_id(prefix);
     let source = SourceSpec {
         id: id.clone(),
@@ -51,8 +56,17 @@ async fn harvest_now(runner: &Runner, source_id: &str, at: DateTime<Utc>) -> Ses
         .await
         .unwrap();
     assert_eq!(report.started.len(), 1, "{report:?}");
-    runner.run_until_closed(&report.started, TIMEOUT).await.unwrap();
-    runner.services.store.get_session(&report.started[0]).await.unwrap().unwrap()
+    runner
+        .run_until_closed(&report.started, TIMEOUT)
+        .await
+        .unwrap();
+    runner
+        .services
+        .store
+        .get_session(&report.started[0])
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn at_second(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -70,27 +84,55 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     let session = harvest_now(&runner, &source_id, first_time).await;
     assert_eq!(session.status, SessionStatus::PartiallyFailed);
     let c = session.counters;
-    assert_eq!((c.total, c.harvested, c.unchanged, c.failed, c.remaining), (50, 47, 0, 3, 0));
+    assert_eq!(
+        (c.total, c.harvested, c.unchanged, c.failed, c.remaining),
+        (50, 47, 0, 3, 0)
+    );
     assert!(session.ended_at.is_some());
 
     // Records, raw responses and logs in S3.
-    let records = list_objects(&runner, &format!("records/{source_id}/")).await.unwrap();
-    let raw = list_objects(&runner, &format!("raw/{source_id}/")).await.unwrap();
-    let logs = list_objects(&runner, &format!("logs/{source_id}/")).await.unwrap();
+    let records = list_objects(&runner, &format!("records/{source_id}/"))
+        .await
+        .unwrap();
+    let raw = list_objects(&runner, &format!("raw/{source_id}/"))
+        .await
+        .unwrap();
+    let logs = list_objects(&runner, &format!("logs/{source_id}/"))
+        .await
+        .unwrap();
     assert_eq!(records.len(), 47);
     assert_eq!(raw.len(), 47);
     assert_eq!(logs.len(), 50, "every resource has a log for the session");
-    let record = get_json(&runner, &format!("records/{source_id}/ds_0001.json")).await.unwrap();
+    let record = get_json(&runner, &format!("records/{source_id}/ds_0001.json"))
+        .await
+        .unwrap();
     assert_eq!(record["id"], "ds_0001");
-    assert!(record["title"].as_str().is_some_and(|t| !t.is_empty()), "{record}");
-    assert!(record["variables"].as_array().is_some_and(|v| !v.is_empty()), "{record}");
+    assert!(
+        record["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{record}"
+    );
+    assert!(
+        record["variables"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{record}"
+    );
     assert!(record["bounding_box"]["north"].is_number(), "{record}");
-    let raw_info = get_json(&runner, &format!("raw/{source_id}/ds_0001.json")).await.unwrap();
-    assert!(raw_info["table"]["rows"].is_array(), "the raw ERDDAP response is kept as sent");
+    let raw_info = get_json(&runner, &format!("raw/{source_id}/ds_0001.json"))
+        .await
+        .unwrap();
+    assert!(
+        raw_info["table"]["rows"].is_array(),
+        "the raw ERDDAP response is kept as sent"
+    );
 
     // Per-resource status in DynamoDB.
     let store = &runner.services.store;
-    let ok = store.get_resource(&source_id, "ds_0001").await.unwrap().unwrap();
+    let ok = store
+        .get_resource(&source_id, "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ok.last_outcome, Outcome::Harvested);
     assert_eq!(ok.history.len(), 1);
     assert!(ok.content_hash.is_some() && ok.record_key.is_some() && ok.log_key.is_some());
@@ -105,11 +147,19 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     };
     assert_eq!(reason_of("ds_0003").await.code, ReasonCode::NotFound);
     let exhausted = reason_of("ds_0007").await;
-    assert_eq!((exhausted.code, exhausted.http_status), (ReasonCode::RetriesExhausted, Some(500)));
+    assert_eq!(
+        (exhausted.code, exhausted.http_status),
+        (ReasonCode::RetriesExhausted, Some(500))
+    );
     assert_eq!(reason_of("ds_0011").await.code, ReasonCode::ParseError);
-    let log = get_json(&runner, ok.log_key.as_ref().unwrap()).await.unwrap();
+    let log = get_json(&runner, ok.log_key.as_ref().unwrap())
+        .await
+        .unwrap();
     assert_eq!(log["outcome"], "harvested");
-    assert!(log["requests"][0]["url"].as_str().unwrap().ends_with("/info/ds_0001/index.json"));
+    assert!(log["requests"][0]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/info/ds_0001/index.json"));
     assert_eq!(
         fixture.requests("/erddap/info/ds_0007/"),
         u64::from(runner.services.settings.max_receive_count),
@@ -117,10 +167,18 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     );
 
     // Summary and source state.
-    let summary = get_json(&runner, &trawl::keys::summary_key(&source_id, &session.stamp())).await.unwrap();
+    let summary = get_json(
+        &runner,
+        &trawl::keys::summary_key(&source_id, &session.stamp()),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary["status"], "partially_failed");
     assert_eq!(summary["counters"]["harvested"], 47);
-    assert_eq!(summary["reasons"], json!({"NOT_FOUND": 1, "PARSE_ERROR": 1, "RETRIES_EXHAUSTED": 1}));
+    assert_eq!(
+        summary["reasons"],
+        json!({"NOT_FOUND": 1, "PARSE_ERROR": 1, "RETRIES_EXHAUSTED": 1})
+    );
     assert_eq!(summary["failed_resources"].as_array().unwrap().len(), 3);
     let entry = store.get_source(&source_id).await.unwrap().unwrap();
     assert_eq!(entry.running_session, None, "the source is ready again");
@@ -128,7 +186,12 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     assert_eq!(entry.last_status.as_deref(), Some("partially_failed"));
 
     // A redelivered completion closes nothing a second time.
-    assert_eq!(finalize_session(&runner.services, &session.id).await.unwrap(), Finalized::AlreadyClosed);
+    assert_eq!(
+        finalize_session(&runner.services, &session.id)
+            .await
+            .unwrap(),
+        Finalized::AlreadyClosed
+    );
     let again = store.get_session(&session.id).await.unwrap().unwrap();
     assert_eq!(again.ended_at, session.ended_at);
     assert_eq!(again.status, session.status);
@@ -137,10 +200,27 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = harvest_now(&runner, &source_id, first_time + ChronoDuration::minutes(1)).await;
     let c = second.counters;
-    assert_eq!((c.total, c.harvested, c.unchanged, c.failed), (50, 0, 47, 3));
-    assert_eq!(list_objects(&runner, &format!("records/{source_id}/")).await.unwrap(), records);
-    assert_eq!(list_objects(&runner, &format!("raw/{source_id}/")).await.unwrap(), raw);
-    let state = store.get_resource(&source_id, "ds_0001").await.unwrap().unwrap();
+    assert_eq!(
+        (c.total, c.harvested, c.unchanged, c.failed),
+        (50, 0, 47, 3)
+    );
+    assert_eq!(
+        list_objects(&runner, &format!("records/{source_id}/"))
+            .await
+            .unwrap(),
+        records
+    );
+    assert_eq!(
+        list_objects(&runner, &format!("raw/{source_id}/"))
+            .await
+            .unwrap(),
+        raw
+    );
+    let state = store
+        .get_resource(&source_id, "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.last_outcome, Outcome::Unchanged);
     assert_eq!(state.history.len(), 2);
     assert_eq!(state.content_hash, ok.content_hash);
@@ -149,20 +229,38 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_ends_with_identical_counters() {
     let _lock = lock_stack();
-    let runner = runner(Faults { duplicate_every_message: true }).await.unwrap();
+    let runner = runner(Faults {
+        duplicate_every_message: true,
+    })
+    .await
+    .unwrap();
     let fixture = catalog_with_three_broken().await;
     let source_id = register(&runner, "e2e-twice", &fixture, "cron(0 3 1 1 ? *)").await;
 
     let session = harvest_now(&runner, &source_id, at_second(Utc::now())).await;
     let c = session.counters;
-    assert_eq!((c.total, c.harvested, c.unchanged, c.failed, c.remaining), (50, 47, 0, 3, 0));
+    assert_eq!(
+        (c.total, c.harvested, c.unchanged, c.failed, c.remaining),
+        (50, 47, 0, 3, 0)
+    );
     assert_eq!(session.status, SessionStatus::PartiallyFailed);
     let stats = runner.stats.snapshot();
     assert!(stats["duplicates_sent"] >= 50, "{stats:?}");
     assert!(stats["messages"] >= 100, "{stats:?}");
-    assert_eq!(list_objects(&runner, &format!("records/{source_id}/")).await.unwrap().len(), 47);
+    assert_eq!(
+        list_objects(&runner, &format!("records/{source_id}/"))
+            .await
+            .unwrap()
+            .len(),
+        47
+    );
     // Every resource has exactly one settled marker.
-    let (markers, next) = runner.services.store.session_markers(&session.id, None).await.unwrap();
+    let (markers, next) = runner
+        .services
+        .store
+        .session_markers(&session.id, None)
+        .await
+        .unwrap();
     assert!(next.is_none());
     assert_eq!(markers.len(), 50);
     assert!(markers.iter().all(|m| m.outcome.is_some()));
@@ -172,7 +270,12 @@ async fn every_message_delivered_twice_ends_with_identical_counters() {
 async fn a_repeated_scheduler_invocation_creates_and_sends_nothing_twice() {
     let _lock = lock_stack();
     let runner = runner(Faults::default()).await.unwrap();
-    let fixture = ErddapFixture::start(ErddapConfig { datasets: 5, ..Default::default() }).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // Fires at 04:17 every day; the tick at 04:20 covers (04:15, 04:20].
     let source_id = register(&runner, "e2e-tick", &fixture, "17 4 * * *").await;
     let tick: DateTime<Utc> = "2026-11-23T04:20:00Z".parse().unwrap();
@@ -184,14 +287,42 @@ async fn a_repeated_scheduler_invocation_creates_and_sends_nothing_twice() {
     let second = runner.tick(tick).await.unwrap();
     assert!(second.already_started.contains(&expected), "{second:?}");
     assert!(!second.started.contains(&expected));
-    assert_eq!(fixture.requests("/erddap/tabledap/allDatasets"), listed, "not listed again");
+    assert_eq!(
+        fixture.requests("/erddap/tabledap/allDatasets"),
+        listed,
+        "not listed again"
+    );
     // The next tick's window does not include 04:17 again.
-    let next = runner.tick(tick + ChronoDuration::minutes(5)).await.unwrap();
-    assert!(!next.started.iter().chain(&next.already_started).any(|s| s.starts_with(&source_id)));
+    let next = runner
+        .tick(tick + ChronoDuration::minutes(5))
+        .await
+        .unwrap();
+    assert!(!next
+        .started
+        .iter()
+        .chain(&next.already_started)
+        .any(|s| s.starts_with(&source_id)));
 
-    runner.run_until_closed(std::slice::from_ref(&expected), TIMEOUT).await.unwrap();
-    let session = runner.services.store.get_session(&expected).await.unwrap().unwrap();
+    runner
+        .run_until_closed(std::slice::from_ref(&expected), TIMEOUT)
+        .await
+        .unwrap();
+    let session = runner
+        .services
+        .store
+        .get_session(&expected)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(session.status, SessionStatus::Succeeded);
-    assert_eq!((session.counters.total, session.counters.harvested), (5, 5), "each resource counted once");
-    assert_eq!(fixture.requests("/erddap/info/"), 5, "each dataset fetched once");
+    assert_eq!(
+        (session.counters.total, session.counters.harvested),
+        (5, 5),
+        "each resource counted once"
+    );
+    assert_eq!(
+        fixture.requests("/erddap/info/"),
+        5,
+        "each dataset fetched once"
+    );
 }

@@ -16,12 +16,18 @@ fn default_number(t: &Value, parameter: &str) -> u64 {
         .unwrap_or_else(|| panic!("parameter {parameter} has no numeric default"))
 }
 
-const FUNCTIONS: [&str; 3] = ["SchedulerFunction", "HarvesterFunction", "FinalizerFunction"];
+const FUNCTIONS: [&str; 3] = [
+    "SchedulerFunction",
+    "HarvesterFunction",
+    "FinalizerFunction",
+];
 
 #[test]
 fn the_work_queue_visibility_timeout_is_at_least_six_harvester_timeouts() {
     let t = template();
-    assert!(default_number(&t, "WorkVisibilityTimeout") >= 6 * default_number(&t, "HarvesterTimeout"));
+    assert!(
+        default_number(&t, "WorkVisibilityTimeout") >= 6 * default_number(&t, "HarvesterTimeout")
+    );
     assert!(default_number(&t, "HttpTimeoutMs") < 1000 * default_number(&t, "HarvesterTimeout"));
 }
 
@@ -29,7 +35,11 @@ fn the_work_queue_visibility_timeout_is_at_least_six_harvester_timeouts() {
 fn functions_can_be_switched_off_for_emulators_that_cannot_run_lambda() {
     let t = template();
     for f in FUNCTIONS {
-        assert_eq!(t["Resources"][f]["Condition"].as_str(), Some("DeployFunctions"), "{f}");
+        assert_eq!(
+            t["Resources"][f]["Condition"].as_str(),
+            Some("DeployFunctions"),
+            "{f}"
+        );
     }
 }
 
@@ -40,15 +50,25 @@ fn function_environments_are_what_the_code_reads() {
         let vars = t["Resources"][f]["Properties"]["Environment"]["Variables"]
             .as_mapping()
             .unwrap_or_else(|| panic!("{f} has no environment"));
-        for name in vars.keys().filter_map(Value::as_str).filter(|k| k.starts_with("TRAWL_")) {
-            assert!(trawl::aws::ENV_VARS.contains(&name), "{f} sets {name}, which nothing reads");
+        for name in vars
+            .keys()
+            .filter_map(Value::as_str)
+            .filter(|k| k.starts_with("TRAWL_"))
+        {
+            assert!(
+                trawl::aws::ENV_VARS.contains(&name),
+                "{f} sets {name}, which nothing reads"
+            );
         }
         for required in [trawl::aws::ENV_TABLE, trawl::aws::ENV_BUCKET] {
             assert!(vars.contains_key(required), "{f} lacks {required}");
         }
     }
     let harvester = &t["Resources"]["HarvesterFunction"]["Properties"]["Environment"]["Variables"];
-    for needed in [trawl::aws::ENV_WORK_QUEUE_URL, trawl::aws::ENV_MAX_RECEIVE_COUNT] {
+    for needed in [
+        trawl::aws::ENV_WORK_QUEUE_URL,
+        trawl::aws::ENV_MAX_RECEIVE_COUNT,
+    ] {
         assert!(harvester.get(needed).is_some(), "harvester lacks {needed}");
     }
 }

@@ -32,9 +32,9 @@ impl Catalog for Erddap {
         );
         let response = ok_or_reason(http.get(&url, log).await?)?;
         let table = Table::parse(&response.body)?;
-        let column = table.column("datasetID").ok_or_else(|| {
-            Reason::parse("allDatasets has no datasetID column")
-        })?;
+        let column = table
+            .column("datasetID")
+            .ok_or_else(|| Reason::parse("allDatasets has no datasetID column"))?;
         let mut ids = Vec::with_capacity(table.rows.len());
         for row in &table.rows {
             match row.get(column).and_then(|v| v.as_text()) {
@@ -57,7 +57,11 @@ impl Catalog for Erddap {
         log: &mut Vec<RequestLog>,
     ) -> Result<Fetched, Reason> {
         // Dataset ids are letters, digits and `_`; escaping keeps anything else inside its segment.
-        let url = format!("{}/info/{}/index.json", source.base_url, key_segment(resource_id));
+        let url = format!(
+            "{}/info/{}/index.json",
+            source.base_url,
+            key_segment(resource_id)
+        );
         let response = ok_or_reason(http.get(&url, log).await?)?;
         Ok(Fetched {
             body: response.body,
@@ -162,7 +166,10 @@ impl Info {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let num = |k: &str| g(k).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite());
+        let num = |k: &str| {
+            g(k).and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+        };
         let bounding_box = match (
             num("geospatial_lon_min").or_else(|| num("Westernmost_Easting")),
             num("geospatial_lat_min").or_else(|| num("Southernmost_Northing")),
@@ -209,7 +216,10 @@ impl Info {
             href: format!("{base}/info/{seg}/index.html"),
         }];
         if let Some(url) = g("infoUrl") {
-            links.push(Link { rel: "landing".into(), href: url });
+            links.push(Link {
+                rel: "landing".into(),
+                href: url,
+            });
         }
         links.push(Link {
             rel: "iso19115".into(),
@@ -255,7 +265,11 @@ mod tests {
             r#"{{"table": {{"columnNames": ["Row Type", "Variable Name", "Attribute Name", "Data Type", "Value"],
             "columnTypes": ["String", "String", "String", "String", "String"], "rows": [{rows}]}}}}"#
         );
-        Fetched { body: body.into(), content_type: "application/json", extension: "json" }
+        Fetched {
+            body: body.into(),
+            content_type: "application/json",
+            extension: "json",
+        }
     }
 
     #[test]
@@ -285,13 +299,27 @@ mod tests {
         assert_eq!(r.keywords, ["ocean", "temperature", "salinity"]);
         assert_eq!(
             r.bounding_box,
-            Some(BoundingBox { west: -130.0, south: 48.5, east: -123.5, north: 50.25 })
+            Some(BoundingBox {
+                west: -130.0,
+                south: 48.5,
+                east: -123.5,
+                north: 50.25
+            })
         );
-        assert_eq!(r.time_range.unwrap().end.as_deref(), Some("2021-01-01T00:00:00Z"));
+        assert_eq!(
+            r.time_range.unwrap().end.as_deref(),
+            Some("2021-01-01T00:00:00Z")
+        );
         assert_eq!(r.variables.len(), 2);
-        assert_eq!(r.variables[1].standard_name.as_deref(), Some("sea_water_temperature"));
+        assert_eq!(
+            r.variables[1].standard_name.as_deref(),
+            Some("sea_water_temperature")
+        );
         assert_eq!(r.variables[1].units.as_deref(), Some("degree_C"));
-        assert_eq!(r.links[0].href, "https://erddap.example.org/erddap/info/ctd_1/index.html");
+        assert_eq!(
+            r.links[0].href,
+            "https://erddap.example.org/erddap/info/ctd_1/index.html"
+        );
     }
 
     #[test]
@@ -309,8 +337,16 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_parse_errors() {
-        for body in [r#"{"table": {"columnNames": ["Row Type""#, "<html>", r#"{"table": {"rows": []}}"#] {
-            let f = Fetched { body: body.to_string().into(), content_type: "application/json", extension: "json" };
+        for body in [
+            r#"{"table": {"columnNames": ["Row Type""#,
+            "<html>",
+            r#"{"table": {"rows": []}}"#,
+        ] {
+            let f = Fetched {
+                body: body.to_string().into(),
+                content_type: "application/json",
+                extension: "json",
+            };
             let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
             assert_eq!(e.code, ReasonCode::ParseError, "{body}: {e}");
         }
@@ -326,7 +362,11 @@ mod tests {
         let e = ok_or_reason(not_found).unwrap_err();
         assert_eq!(e.code, ReasonCode::NotFound);
         assert!(!e.retryable());
-        let boom = Response { status: 502, content_type: None, body: "bad gateway".into() };
+        let boom = Response {
+            status: 502,
+            content_type: None,
+            body: "bad gateway".into(),
+        };
         let e = ok_or_reason(boom).unwrap_err();
         assert_eq!((e.code, e.http_status), (ReasonCode::HttpError, Some(502)));
         assert!(e.retryable());
