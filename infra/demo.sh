@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 infra/install.sh
 infra/localstack.sh start
 infra/deploy.sh
-cargo run -q -p trawl-local -- demo "$@"
+# Built for the whole workspace, so the demo shares the test suite's compiled dependencies.
+cargo build -q --workspace --bins
+target/debug/trawl-local demo "$@"
 echo
 echo "LocalStack is still running (infra/localstack.sh stop to end it)."
 bucket=$(python3 -c 'import json; print(json.load(open(".local/stack.json"))["BucketName"])')

@@ -8,15 +8,45 @@ source infra/env.sh
 stack=${TRAWL_STACK:-trawl-local}
 # The local parameters keep the template's rules: visibility >= 6x the harvester timeout,
 # the HTTP timeout below it.
-params=${TRAWL_LOCAL_PARAMETERS:-DeployFunctions=false HarvesterTimeout=2 WorkVisibilityTimeout=12 HttpTimeoutMs=1000 MaxReceiveCount=3}
+params=${TRAWL_LOCAL_PARAMETERS:-DeployFunctions=false HarvesterTimeout=3 WorkVisibilityTimeout=18 HttpTimeoutMs=1000 MaxReceiveCount=3}
 
-# shellcheck disable=SC2086
-aws cloudformation deploy \
-    --template-file template.yaml \
-    --stack-name "$stack" \
-    --parameter-overrides $params \
-    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-    --no-fail-on-empty-changeset
+# The SAM transform wants each CodeUri packaged to S3 (`sam build` does that for real
+# deployments). With the functions switched off no code is ever fetched, so the local copy
+# names a placeholder object instead of uploading the repository.
+mkdir -p .local
+sed 's|^\( *CodeUri:\) \.$|\1 s3://trawl-local-placeholder/code.zip|' template.yaml >.local/template.deploy.yaml
+fingerprint=$( (cat .local/template.deploy.yaml; echo "$stack $params") | sha256sum | cut -c1-16)
+
+status=$(aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE)
+case "$status" in
+    NONE)
+        # shellcheck disable=SC2086
+        aws cloudformation deploy \
+            --template-file .local/template.deploy.yaml \
+            --stack-name "$stack" \
+            --parameter-overrides $params \
+            --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+            --no-fail-on-empty-changeset
+        echo "$fingerprint" >.local/stack.fingerprint
+        ;;
+    CREATE_COMPLETE | UPDATE_COMPLETE)
+        # LocalStack's CloudFormation fails on change sets for an existing stack ("maximum
+        # recursion depth exceeded"), and its state lives in memory: an unchanged stack is
+        # kept, a changed one needs a fresh LocalStack.
+        if [ "$(cat .local/stack.fingerprint 2>/dev/null)" != "$fingerprint" ]; then
+            echo "stack $stack exists with another template or parameters;" \
+                "reset with infra/localstack.sh stop && infra/localstack.sh start, then deploy again" >&2
+            exit 1
+        fi
+        echo "stack $stack is up to date"
+        ;;
+    *)
+        # The table and bucket are retained on delete, so a failed stack cannot simply be
+        # recreated; a LocalStack restart gives a clean slate.
+        echo "stack $stack is $status: reset with infra/localstack.sh stop && infra/localstack.sh start" >&2
+        exit 1
+        ;;
+esac
 
 aws cloudformation describe-stacks --stack-name "$stack" --output json \
     | python3 -c '

@@ -10,14 +10,16 @@ state=$root/.local/localstack
 pidfile=$state/pid
 logfile=$root/.local/localstack.log
 endpoint=http://127.0.0.1:4566
-services=s3,sqs,dynamodb,dynamodbstreams,cloudformation,iam,sts,lambda,scheduler,events
+services=s3,sqs,dynamodb,dynamodbstreams,kinesis,kms,cloudformation,iam,sts,lambda,scheduler,events,logs
 
 healthy() {
-    curl -fsS "$endpoint/_localstack/health" 2>/dev/null | python3 -c '
+    local body
+    body=$(curl -fsS "$endpoint/_localstack/health" 2>/dev/null) || return 1
+    python3 -c '
 import json, sys
-wanted = {"s3", "sqs", "dynamodb", "cloudformation"}
-s = json.load(sys.stdin).get("services", {})
-sys.exit(0 if all(s.get(k) in ("available", "running") for k in wanted) else 1)'
+wanted = {"s3", "sqs", "dynamodb", "dynamodbstreams", "cloudformation"}
+s = json.loads(sys.argv[1]).get("services", {})
+sys.exit(0 if all(s.get(k) in ("available", "running") for k in wanted) else 1)' "$body"
 }
 
 start() {
