@@ -56,3 +56,23 @@ print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in outputs}, indent=2, 
     >.local/stack.json
 echo "stack $stack deployed; outputs in .local/stack.json:"
 cat .local/stack.json
+
+# The functions' environment, for `cargo lambda watch --env-file .local/functions.env`.
+python3 - <<'PY' >.local/functions.env
+import json, os
+o = json.load(open(".local/stack.json"))
+env = {
+    "TRAWL_TABLE": o["TableName"],
+    "TRAWL_BUCKET": o["BucketName"],
+    "TRAWL_WORK_QUEUE_URL": o["WorkQueueUrl"],
+    "TRAWL_TICK_MINUTES": o["TickMinutes"],
+    "TRAWL_MAX_RECEIVE_COUNT": o["MaxReceiveCount"],
+    "TRAWL_HTTP_TIMEOUT_MS": o["HttpTimeoutMs"],
+    "TRAWL_SESSION_DEADLINE_MINUTES": o["SessionDeadlineMinutes"],
+}
+for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+          "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+    env[k] = os.environ[k]
+print("\n".join(f"{k}={v}" for k, v in env.items()))
+PY
+echo "function environment for cargo lambda watch: .local/functions.env"

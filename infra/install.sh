@@ -39,6 +39,12 @@ if [ ! -f "$tools_stamp" ]; then
     touch "$tools_stamp"
 fi
 
+# cargo-lambda (for `cargo lambda build|watch|invoke`) only on request: the tests do not need it.
+if [ "${1:-}" = "--cargo-lambda" ] && [ ! -x "$tools_venv/bin/cargo-lambda" ]; then
+    log "cargo-lambda"
+    "$tools_venv/bin/pip" install -q --disable-pip-version-check 'cargo-lambda==1.9.2'
+fi
+
 # --- DynamoDB Local and a JDK where LocalStack's host mode looks for them ---------------
 ls_lib=/var/lib/localstack/lib
 ddb_dir=$ls_lib/dynamodb-local/2

@@ -1,16 +1,26 @@
 //! HTTP for talking to remote catalogs: timeouts below the function's, a bounded number of
-//! redirects, a size cap enforced while the body streams in, and errors mapped to reasons.
+//! redirects, a size cap enforced while the body streams in, no requests to private or
+//! cloud-metadata addresses (unless the source is marked internal), and errors mapped to
+//! reasons.
 
+use crate::messages::SourceRef;
 use crate::model::{Reason, ReasonCode};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 50 * 1024 * 1024;
+pub const MAX_REDIRECTS: usize = 5;
 
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// For ordinary sources: resolves names through [`PublicOnly`] and checks every URL,
+    /// redirects included, so no request reaches a private or metadata address.
+    public: reqwest::Client,
+    /// For sources explicitly marked internal (fixtures, the demo, on-premises catalogs).
+    internal: reqwest::Client,
     max_body_bytes: usize,
 }
 
@@ -36,31 +46,56 @@ pub struct RequestLog {
 
 impl HttpClient {
     pub fn new(timeout: Duration, max_body_bytes: usize) -> HttpClient {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "Trawl/",
-                env!("CARGO_PKG_VERSION"),
-                " (metadata harvester)"
-            ))
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .read_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(32)
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!(
+                    "Trawl/",
+                    env!("CARGO_PKG_VERSION"),
+                    " (metadata harvester)"
+                ))
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .read_timeout(timeout)
+                .timeout(timeout)
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(32)
+        };
+        let public = builder()
+            .dns_resolver(Arc::new(PublicOnly))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error(TooManyRedirects)
+                } else if let Some(ip) = literal_ip(attempt.url()) {
+                    match blocked(ip) {
+                        true => attempt.error(BlockedAddress(ip)),
+                        false => attempt.follow(),
+                    }
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .expect("the HTTP client configuration is valid");
+        let internal = builder()
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             .build()
             .expect("the HTTP client configuration is valid");
         HttpClient {
-            client,
+            public,
+            internal,
             max_body_bytes,
         }
     }
 
-    /// GETs `url`, reading at most the size cap. Transport failures become reasons; every
-    /// status comes back as a [`Response`].
-    pub async fn get(&self, url: &str, log: &mut Vec<RequestLog>) -> Result<Response, Reason> {
+    /// GETs `url` for `source`, reading at most the size cap. Transport failures become
+    /// reasons; every status comes back as a [`Response`].
+    pub async fn get(
+        &self,
+        source: &SourceRef,
+        url: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Response, Reason> {
         let started = Instant::now();
-        let result = self.get_inner(url).await;
+        let result = self.get_inner(source.internal, url).await;
         let millis = started.elapsed().as_millis() as u64;
         log.push(match &result {
             Ok(r) => RequestLog {
@@ -81,13 +116,19 @@ impl HttpClient {
         result
     }
 
-    async fn get_inner(&self, url: &str) -> Result<Response, Reason> {
-        let mut response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(transport_reason)?;
+    async fn get_inner(&self, internal: bool, url: &str) -> Result<Response, Reason> {
+        let client = if internal {
+            &self.internal
+        } else {
+            // Names are checked when resolved; an address written into the URL is checked here.
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| Reason::new(ReasonCode::HttpError, format!("bad URL {url:?}: {e}")))?;
+            if let Some(ip) = literal_ip(&parsed).filter(|ip| blocked(*ip)) {
+                return Err(blocked_reason(ip));
+            }
+            &self.public
+        };
+        let mut response = client.get(url).send().await.map_err(transport_reason)?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -122,6 +163,20 @@ fn too_large(cap: usize) -> Reason {
 }
 
 fn transport_reason(e: reqwest::Error) -> Reason {
+    // Our own refusals travel inside reqwest's error chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(BlockedAddress(ip)) = err.downcast_ref::<BlockedAddress>() {
+            return blocked_reason(*ip);
+        }
+        if err.downcast_ref::<TooManyRedirects>().is_some() {
+            return Reason::new(
+                ReasonCode::HttpError,
+                format!("more than {MAX_REDIRECTS} redirects"),
+            );
+        }
+        source = err.source();
+    }
     if e.is_timeout() {
         Reason::new(ReasonCode::Timeout, e.to_string())
     } else if e.is_redirect() {
@@ -133,5 +188,114 @@ fn transport_reason(e: reqwest::Error) -> Reason {
         Reason::new(ReasonCode::ConnectError, format!("body interrupted: {e}"))
     } else {
         Reason::new(ReasonCode::ConnectError, e.to_string())
+    }
+}
+
+fn blocked_reason(ip: IpAddr) -> Reason {
+    Reason::new(
+        ReasonCode::BlockedAddress,
+        format!("{ip} is a private, loopback, link-local or metadata address; mark the source internal to allow it"),
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not a public address")]
+struct BlockedAddress(IpAddr);
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+struct TooManyRedirects;
+
+fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Addresses a harvester must never reach on behalf of an ordinary source: loopback, private
+/// ranges, link-local (where cloud metadata lives, 169.254.169.254), unspecified, and unique
+/// local IPv6 — also when written as IPv4-mapped IPv6.
+pub fn blocked(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, 100.64/10
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return blocked(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+        }
+    }
+}
+
+/// A resolver that drops every address [`blocked`] refuses, so a public-looking name that
+/// resolves to a private address (or a redirect to one) fails to connect.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addrs.iter().copied().filter(|a| !blocked(a.ip())).collect();
+            match (allowed.is_empty(), addrs.first()) {
+                (true, Some(first)) => Err(Box::new(BlockedAddress(first.ip()))
+                    as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_loopback_link_local_and_metadata_addresses_are_blocked() {
+        for ip in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(blocked(ip.parse().unwrap()), "{ip} should be blocked");
+        }
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2001:4860:4860::8888",
+            "100.128.0.1",
+        ] {
+            assert!(!blocked(ip.parse().unwrap()), "{ip} should be allowed");
+        }
     }
 }

@@ -307,3 +307,258 @@ async fn an_unreadable_message_is_set_aside_not_retried() {
     );
     assert!(w.store.get_session("nope@1").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_remote_that_keeps_timing_out_is_retried_then_counted_as_failed() {
+    // The client times out at 500 ms; this dataset answers after 800 ms.
+    let w = world(3, &[("ds_0002", Failure::Slow(Duration::from_millis(800)))]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    drain(&w, false).await;
+    let s = w
+        .store
+        .get_session(&report.started[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (2, 1, 0)
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    let reason = state.last_reason.unwrap();
+    assert_eq!(reason.code, trawl::model::ReasonCode::RetriesExhausted);
+    assert!(reason.detail.contains("TIMEOUT"), "{reason}");
+    assert_eq!(w.fixture.requests("/erddap/info/ds_0002/"), 3);
+}
+
+#[tokio::test]
+async fn a_source_not_marked_internal_cannot_reach_loopback_by_address_or_by_name() {
+    let w = world(2, &[]).await;
+    let mut source = w.store.get_source("src").await.unwrap().unwrap().source;
+    let by_name = w.fixture.base_url().replace("127.0.0.1", "localhost");
+    for (i, base_url) in [w.fixture.base_url(), by_name].into_iter().enumerate() {
+        source.internal = false;
+        source.base_url = base_url;
+        w.store.put_source(&source).await.unwrap();
+        let at = t("2026-11-22T12:00:00Z") + chrono::Duration::hours(i as i64);
+        let report = run_now(&w.svc, "src", at).await.unwrap();
+        let id = &report.started[0];
+        let s = w.store.get_session(id).await.unwrap().unwrap();
+        let error = s.listing_error.clone().unwrap_or_default();
+        assert!(
+            error.contains("BLOCKED_ADDRESS"),
+            "{}: {error}",
+            source.base_url
+        );
+        assert_eq!(
+            finalize_session(&w.svc, id).await.unwrap(),
+            Finalized::Closed(SessionStatus::Failed)
+        );
+    }
+    assert_eq!(w.fixture.requests("/"), 0, "no request reached the server");
+}
+
+#[tokio::test]
+async fn one_bad_body_in_a_batch_fails_nothing_and_a_transient_failure_reports_only_itself() {
+    let w = world(3, &[("ds_0002", Failure::ServerError)]).await;
+    run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    let mut i = 0;
+    while let Some(m) = w.queue.pop() {
+        i += 1;
+        records.push(
+            serde_json::json!({"messageId": format!("id-{i}"), "body": m.to_json(),
+            "attributes": {"ApproximateReceiveCount": "1"}}),
+        );
+    }
+    records.push(serde_json::json!({"messageId": "garbage", "body": "<xml/>", "attributes": {"ApproximateReceiveCount": "1"}}));
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let response = trawl::handlers::harvester(&w.svc, event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    // Only the 500 (ds_0002, the second message) is handed back; the garbage is set aside.
+    assert_eq!(failed, ["id-2"]);
+    assert_eq!(w.objects.keys("rejected/").len(), 1);
+}
+
+#[tokio::test]
+async fn a_flaky_listing_is_retried_through_the_queue_as_a_list_page() {
+    let w = world(4, &[("allDatasets", Failure::ServerError)]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    // The scheduler could not list: page 1 went to the queue instead.
+    assert_eq!(w.queue.len(), 1);
+    let page = w.queue.pop().unwrap();
+    assert!(
+        matches!(page, WorkMessage::ListPage { page: 1, .. }),
+        "{page:?}"
+    );
+    // First receive still fails and is retried; then the server recovers.
+    assert_eq!(
+        handle_message(&w.svc, "p", &page.to_json(), 1).await,
+        Disposition::Retry
+    );
+    w.fixture.set_failure("allDatasets", None);
+    assert_eq!(
+        handle_message(&w.svc, "p", &page.to_json(), 2).await,
+        Disposition::Done
+    );
+    assert_eq!(w.queue.len(), 4);
+    drain(&w, false).await;
+    assert_eq!(
+        finalize_session(&w.svc, &id).await.unwrap(),
+        Finalized::Closed(SessionStatus::Succeeded)
+    );
+    assert_eq!(
+        w.store
+            .get_session(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .counters
+            .harvested,
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_listing_failing_on_its_last_receive_closes_the_session_as_failed() {
+    let w = world(4, &[("allDatasets", Failure::ServerError)]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    drain(&w, false).await;
+    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!((s.counters.total, s.counters.remaining), (0, 0));
+    assert!(
+        s.listing_error
+            .as_deref()
+            .is_some_and(|e| e.contains("RETRIES_EXHAUSTED")),
+        "{s:?}"
+    );
+    assert_eq!(
+        finalize_session(&w.svc, &id).await.unwrap(),
+        Finalized::Closed(SessionStatus::Failed)
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
+    let w = world(5, &[]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    // Two messages are harvested; three are lost (never delivered).
+    let mut lost = Vec::new();
+    for i in 0..5 {
+        let m = w.queue.pop().unwrap();
+        if i < 2 {
+            handle_message(&w.svc, "m", &m.to_json(), 1).await;
+        } else {
+            lost.push(m);
+        }
+    }
+    let deadline = chrono::Duration::minutes(i64::from(w.svc.settings.session_deadline_minutes));
+    let early = trawl::pipeline::watchdog::sweep(&w.svc, Utc::now())
+        .await
+        .unwrap();
+    assert!(early.expired.is_empty(), "not past the deadline yet");
+
+    let late = Utc::now() + deadline + chrono::Duration::minutes(1);
+    let sweep = trawl::pipeline::watchdog::sweep(&w.svc, late)
+        .await
+        .unwrap();
+    assert_eq!(sweep.expired, std::slice::from_ref(&id));
+    assert_eq!(sweep.lost_resources, 3);
+    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (2, 3, 0)
+    );
+    assert_eq!(
+        finalize_session(&w.svc, &id).await.unwrap(),
+        Finalized::Closed(SessionStatus::PartiallyFailed)
+    );
+    assert!(w
+        .store
+        .get_source("src")
+        .await
+        .unwrap()
+        .unwrap()
+        .running_session
+        .is_none());
+    let state = w
+        .store
+        .get_resource("src", "ds_0005")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state.last_reason.unwrap().code,
+        trawl::model::ReasonCode::Lost
+    );
+
+    // A lost message that turns up after all counts nothing.
+    assert_eq!(
+        handle_message(&w.svc, "m", &lost[0].to_json(), 1).await,
+        Disposition::Done
+    );
+    let after = w.store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(after.counters, s.counters);
+    assert_eq!(w.fixture.requests("/erddap/info/ds_0003/"), 0);
+    assert!(trawl::pipeline::watchdog::sweep(&w.svc, late)
+        .await
+        .unwrap()
+        .expired
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_watchdog_winds_up_a_session_whose_first_page_never_arrived() {
+    let w = world(2, &[]).await;
+    // A scheduler that died right after creating the session.
+    let session = trawl::model::Session::start("src", t("2026-11-22T12:00:00Z"), Utc::now());
+    w.store.create_session(&session).await.unwrap();
+    let late = Utc::now() + chrono::Duration::days(1);
+    let sweep = trawl::pipeline::watchdog::sweep(&w.svc, late)
+        .await
+        .unwrap();
+    assert_eq!((sweep.lost_pages, sweep.lost_resources), (1, 0));
+    let s = w.store.get_session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.counters.remaining, 0);
+    assert!(
+        s.listing_error
+            .as_deref()
+            .is_some_and(|e| e.contains("LOST")),
+        "{s:?}"
+    );
+    assert_eq!(
+        finalize_session(&w.svc, &session.id).await.unwrap(),
+        Finalized::Closed(SessionStatus::Failed)
+    );
+}

@@ -5,6 +5,7 @@
 //!   trawl-local run SOURCE_ID           start a session now and drain it
 //!   trawl-local tick [--at TIME]        invoke the scheduler like the EventBridge schedule
 //!   trawl-local drain SESSION_ID...     run the harvester and finalizer until those sessions close
+//!   trawl-local dlq list|replay         show, or move back to the work queue, dead-lettered work
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -45,6 +46,17 @@ enum Command {
     },
     /// Drain until the given sessions close.
     Drain { session_ids: Vec<String> },
+    /// List the work dead-letter queue, or move its messages back to the work queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    List,
+    Replay,
 }
 
 #[tokio::main]
@@ -77,6 +89,24 @@ async fn main() -> Result<()> {
             let at = at.unwrap_or_else(chrono::Utc::now);
             let report = runner.tick(at).await?;
             drain_report(&runner, report, timeout).await
+        }
+        Command::Dlq {
+            action: DlqAction::List,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&runner.dlq_list().await?)?
+            );
+            Ok(())
+        }
+        Command::Dlq {
+            action: DlqAction::Replay,
+        } => {
+            println!(
+                "replayed {} messages onto the work queue",
+                runner.dlq_replay().await?
+            );
+            Ok(())
         }
         Command::Drain { session_ids } => {
             runner.run_until_closed(&session_ids, timeout).await?;

@@ -51,6 +51,7 @@ impl Stack {
             tick_minutes: self.number("TickMinutes")? as u32,
             max_receive_count: self.number("MaxReceiveCount")? as u32,
             http_timeout: Duration::from_millis(self.number("HttpTimeoutMs")?),
+            session_deadline_minutes: self.number("SessionDeadlineMinutes")? as u32,
             ..trawl::pipeline::Settings::default()
         })
     }

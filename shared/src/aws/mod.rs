@@ -24,7 +24,9 @@ pub const ENV_WORK_QUEUE_URL: &str = "TRAWL_WORK_QUEUE_URL";
 pub const ENV_TICK_MINUTES: &str = "TRAWL_TICK_MINUTES";
 pub const ENV_MAX_RECEIVE_COUNT: &str = "TRAWL_MAX_RECEIVE_COUNT";
 pub const ENV_HTTP_TIMEOUT_MS: &str = "TRAWL_HTTP_TIMEOUT_MS";
+pub const ENV_SESSION_DEADLINE_MINUTES: &str = "TRAWL_SESSION_DEADLINE_MINUTES";
 pub const ENV_VARS: &[&str] = &[
+    ENV_SESSION_DEADLINE_MINUTES,
     ENV_TABLE,
     ENV_BUCKET,
     ENV_WORK_QUEUE_URL,
@@ -60,6 +62,10 @@ pub fn from_env() -> Result<(Resources, Settings), EnvError> {
             ENV_HTTP_TIMEOUT_MS,
             defaults.http_timeout.as_millis() as u64,
         )?),
+        session_deadline_minutes: number(
+            ENV_SESSION_DEADLINE_MINUTES,
+            defaults.session_deadline_minutes.into(),
+        )? as u32,
         ..defaults
     };
     Ok((resources, settings))

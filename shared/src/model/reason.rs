@@ -19,8 +19,13 @@ pub enum ReasonCode {
     TooLarge,
     /// The body could not be parsed (malformed, truncated, wrong encoding or shape).
     ParseError,
+    /// The URL, a redirect or a name resolved to a private, loopback, link-local or
+    /// cloud-metadata address, and the source is not marked internal.
+    BlockedAddress,
     /// Retries ran out on a retryable error; `detail` holds the last one.
     RetriesExhausted,
+    /// Still unharvested when the session's deadline passed (a lost message or page).
+    Lost,
 }
 
 impl ReasonCode {
@@ -32,7 +37,9 @@ impl ReasonCode {
             ReasonCode::ConnectError => "CONNECT_ERROR",
             ReasonCode::TooLarge => "TOO_LARGE",
             ReasonCode::ParseError => "PARSE_ERROR",
+            ReasonCode::BlockedAddress => "BLOCKED_ADDRESS",
             ReasonCode::RetriesExhausted => "RETRIES_EXHAUSTED",
+            ReasonCode::Lost => "LOST",
         }
     }
 }
@@ -85,7 +92,9 @@ impl Reason {
             ReasonCode::NotFound
             | ReasonCode::TooLarge
             | ReasonCode::ParseError
-            | ReasonCode::RetriesExhausted => false,
+            | ReasonCode::BlockedAddress
+            | ReasonCode::RetriesExhausted
+            | ReasonCode::Lost => false,
         }
     }
 

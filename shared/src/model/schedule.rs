@@ -194,16 +194,7 @@ fn parse_rate(inner: &str) -> Result<Schedule, String> {
 fn parse_unix_cron(f: &[&str]) -> Result<Cron, String> {
     let dow = parse_field(f[4], 0, 7, Some(&DAYS), "day-of-week")?;
     // Unix cron allows 7 for Sunday too.
-    let dow = (dow & 0x7f) | ((dow >> 7) & 1);
-    Ok(Cron {
-        minutes: parse_field(f[0], 0, 59, None, "minutes")?,
-        hours: parse_field(f[1], 0, 23, None, "hours")?,
-        days_of_month: parse_field(f[2], 1, 31, None, "day-of-month")?,
-        months: parse_field(f[3], 1, 12, Some(&MONTHS), "month")?,
-        days_of_week: dow,
-        dom_restricted: !is_any(f[2]),
-        dow_restricted: !is_any(f[4]),
-    })
+    cron_with_days_of_week(f, (dow & 0x7f) | ((dow >> 7) & 1))
 }
 
 fn parse_aws_cron(f: &[&str]) -> Result<Cron, String> {
@@ -223,12 +214,18 @@ fn parse_aws_cron(f: &[&str]) -> Result<Cron, String> {
     }
     // AWS numbers days 1 (Sunday) to 7 (Saturday): parse in that range, then shift to 0-6.
     let dow = parse_field(f[4], 1, 7, Some(&DAYS_AWS), "day-of-week")? >> 1;
+    cron_with_days_of_week(f, dow)
+}
+
+/// The fields both dialects share (minutes, hours, day-of-month, month), plus their parsed
+/// day-of-week mask (0 = Sunday).
+fn cron_with_days_of_week(f: &[&str], days_of_week: u64) -> Result<Cron, String> {
     Ok(Cron {
         minutes: parse_field(f[0], 0, 59, None, "minutes")?,
         hours: parse_field(f[1], 0, 23, None, "hours")?,
         days_of_month: parse_field(f[2], 1, 31, None, "day-of-month")?,
         months: parse_field(f[3], 1, 12, Some(&MONTHS), "month")?,
-        days_of_week: dow,
+        days_of_week,
         dom_restricted: !is_any(f[2]),
         dow_restricted: !is_any(f[4]),
     })

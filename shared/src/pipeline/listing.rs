@@ -67,7 +67,11 @@ pub async fn list_page(
         Err(reason) if reason.retryable() && !final_attempt => {
             return Ok(PageResult::Retry(reason));
         }
-        Err(reason) => (Vec::new(), None, Some(format!("page {page}: {reason}"))),
+        // A transient failure here is on the last allowed receive: retries are used up.
+        Err(reason) => {
+            let reason = reason.exhausted(svc.settings.max_receive_count);
+            (Vec::new(), None, Some(format!("page {page}: {reason}")))
+        }
     };
     if let Some(error) = &error {
         tracing::error!(session = %session_id, %error, "listing failed");
@@ -157,7 +161,8 @@ async fn deliver(
     svc.store.mark_page_sent(session_id, page.page).await
 }
 
-async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, StoreError> {
+/// The resource ids a committed page counted (saved before its commit).
+pub(crate) async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, StoreError> {
     let body = svc
         .objects
         .get(key)

@@ -7,6 +7,7 @@ pub mod finalize;
 pub mod harvest;
 pub mod listing;
 pub mod schedule;
+pub mod watchdog;
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};
 use crate::ports::{Clock, ObjectStore, StateStore, SystemClock, WorkQueue};
@@ -24,6 +25,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How many messages of one batch are worked on at once.
     pub batch_concurrency: usize,
+    /// A session still running this long after it started is wound up by the watchdog.
+    pub session_deadline_minutes: u32,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             http_timeout: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             batch_concurrency: 10,
+            session_deadline_minutes: 360,
         }
     }
 }

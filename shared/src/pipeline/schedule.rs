@@ -18,15 +18,21 @@ pub struct ScheduleReport {
     pub busy: Vec<String>,
     /// Sources that could not be started, with why.
     pub errors: Vec<String>,
+    /// Running sessions past their deadline, wound up by the watchdog on this tick.
+    pub expired: Vec<String>,
 }
 
-/// An EventBridge Scheduler tick: starts every enabled source that fires in the tick's window.
+/// An EventBridge Scheduler tick: winds up sessions past their deadline, then starts every
+/// enabled source that fires in the tick's window.
 pub async fn on_tick(
     svc: &Services,
     scheduled_time: DateTime<Utc>,
 ) -> Result<ScheduleReport, StoreError> {
     let window_start = scheduled_time - Duration::minutes(i64::from(svc.settings.tick_minutes));
-    let mut report = ScheduleReport::default();
+    let mut report = ScheduleReport {
+        expired: super::watchdog::sweep(svc, svc.clock.now()).await?.expired,
+        ..ScheduleReport::default()
+    };
     for entry in svc.store.list_sources().await? {
         if !entry.source.enabled {
             continue;

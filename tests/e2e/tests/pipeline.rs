@@ -326,3 +326,89 @@ async fn a_repeated_scheduler_invocation_creates_and_sends_nothing_twice() {
         "each dataset fetched once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettered_work_can_be_listed_and_replayed_without_double_counting() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let source_id = register(&runner, "e2e-dlq", &fixture, "cron(0 3 1 1 ? *)").await;
+    let report = runner
+        .invoke_scheduler(json!({"source_id": source_id, "scheduled_time": at_second(Utc::now())}))
+        .await
+        .unwrap();
+    let session_id = report.started[0].clone();
+    // A copy of one of the session's work messages sits in the dead-letter queue.
+    let message = trawl::messages::WorkMessage::Resource {
+        session_id: session_id.clone(),
+        source: trawl::messages::SourceRef::from(
+            &runner
+                .services
+                .store
+                .get_source(&source_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .source,
+        ),
+        resource_id: "ds_0002".into(),
+    };
+    let sqs = aws_sdk_sqs::Client::new(&trawl::aws::sdk_config().await);
+    sqs.send_message()
+        .queue_url(runner.stack.get("WorkDeadLetterQueueUrl").unwrap())
+        .message_body(message.to_json())
+        .send()
+        .await
+        .unwrap();
+
+    let listed = runner.dlq_list().await.unwrap();
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|m| m["body"]["session_id"] == session_id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed:?}");
+    assert_eq!(ours[0]["body"]["resource_id"], "ds_0002");
+    let again = runner.dlq_list().await.unwrap();
+    assert!(
+        again
+            .iter()
+            .any(|m| m["body"]["session_id"] == session_id.as_str()),
+        "listing does not consume: {again:?}"
+    );
+
+    assert!(runner.dlq_replay().await.unwrap() >= 1);
+    assert!(runner.dlq_list().await.unwrap().is_empty());
+    runner
+        .run_until_closed(std::slice::from_ref(&session_id), TIMEOUT)
+        .await
+        .unwrap();
+    let session = runner
+        .services
+        .store
+        .get_session(&session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            session.counters.total,
+            session.counters.harvested,
+            session.counters.remaining
+        ),
+        (3, 3, 0)
+    );
+    // Copies may run concurrently and both fetch; only one of them counts.
+    let state = runner
+        .services
+        .store
+        .get_resource(&source_id, "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.history.len(), 1, "counted once: {state:?}");
+}

@@ -30,7 +30,7 @@ impl Catalog for Erddap {
             "{}/tabledap/allDatasets.json?datasetID&accessible=%22public%22",
             source.base_url
         );
-        let response = ok_or_reason(http.get(&url, log).await?)?;
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
         let table = Table::parse(&response.body)?;
         let column = table
             .column("datasetID")
@@ -62,7 +62,7 @@ impl Catalog for Erddap {
             source.base_url,
             key_segment(resource_id)
         );
-        let response = ok_or_reason(http.get(&url, log).await?)?;
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
         Ok(Fetched {
             body: response.body,
             content_type: "application/json",

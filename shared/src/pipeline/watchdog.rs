@@ -1,0 +1,139 @@
+//! The watchdog: a session still running past its deadline (a lost message, a listing page
+//! that never arrived, a crash between steps) is wound up instead of hanging forever.
+//!
+//! It settles every piece of work the session still owes through the same exactly-once
+//! operations the harvester uses: missing pages are committed as failed, every still-pending
+//! marker is counted as failed with reason `LOST`. A harvester racing it on the same resource
+//! either counts first (the watchdog then sees "already counted") or finds the marker settled.
+//! `remaining` then reaches zero and the finalizer closes the session as usual (partially
+//! failed), setting the source back to ready.
+
+use super::listing::read_ids;
+use super::Services;
+use crate::keys;
+use crate::model::{
+    session::split_session_id, Outcome, Reason, ReasonCode, ResourceState, Session, SessionStatus,
+};
+use crate::ports::{Counting, PageState, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Duration};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sweep {
+    /// Sessions found past their deadline and wound up.
+    pub expired: Vec<String>,
+    /// Resources counted as lost, over all of them.
+    pub lost_resources: u64,
+    pub lost_pages: u64,
+}
+
+/// Winds up every running session whose deadline has passed at `now`.
+pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, StoreError> {
+    let deadline = Duration::minutes(i64::from(svc.settings.session_deadline_minutes));
+    let mut sweep = Sweep::default();
+    for entry in svc.store.list_sources().await? {
+        let Some(running) = entry.running_session else {
+            continue;
+        };
+        let Some(session) = svc.store.get_session(&running).await? else {
+            continue;
+        };
+        if session.status == SessionStatus::Running && now - session.started_at > deadline {
+            let (pages, resources) = expire(svc, &session).await?;
+            tracing::warn!(session = %session.id, lost_pages = pages, lost_resources = resources, "session passed its deadline; unfinished work counted as lost");
+            sweep.expired.push(session.id);
+            sweep.lost_pages += pages;
+            sweep.lost_resources += resources;
+        }
+    }
+    Ok(sweep)
+}
+
+/// Settles everything `session` still owes; returns (pages, resources) counted as lost.
+pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), StoreError> {
+    let (_, stamp) = split_session_id(&session.id).unwrap_or((&session.source_id, &session.id));
+    let mut lost_pages = 0;
+    let mut page = 1;
+    loop {
+        match svc.store.get_page(&session.id, page).await? {
+            Some(committed) => {
+                // Its markers may never have been written (a crash after the commit).
+                let ids = if committed.count == 0 {
+                    Vec::new()
+                } else {
+                    read_ids(svc, &committed.ids_key).await?
+                };
+                svc.store
+                    .put_pending_markers(&session.id, &ids, true)
+                    .await?;
+                if committed.next_cursor.is_none() {
+                    break;
+                }
+            }
+            None => {
+                let lost = PageState {
+                    page,
+                    ids_key: keys::page_ids_key(&session.source_id, stamp, page),
+                    count: 0,
+                    next_cursor: None,
+                    sent: true,
+                    error: Some(format!(
+                        "page {page}: {}: listing page never arrived before the deadline",
+                        ReasonCode::Lost
+                    )),
+                };
+                if svc.store.commit_page(&session.id, &lost).await? {
+                    lost_pages += 1;
+                }
+                break;
+            }
+        }
+        page += 1;
+    }
+
+    let mut lost_resources = 0;
+    let mut after = None;
+    loop {
+        let (markers, next) = svc.store.session_markers(&session.id, after).await?;
+        for marker in markers.into_iter().filter(|m| m.outcome.is_none()) {
+            let previous = svc
+                .store
+                .get_resource(&session.source_id, &marker.resource_id)
+                .await?;
+            let reason = Reason::new(
+                ReasonCode::Lost,
+                "not harvested before the session's deadline",
+            );
+            let log_key = keys::log_key(&session.source_id, &marker.resource_id, stamp);
+            let now = svc.clock.now();
+            let log = serde_json::json!({
+                "session_id": session.id, "source_id": session.source_id,
+                "resource_id": marker.resource_id, "at": now, "outcome": Outcome::Failed,
+                "reason": reason, "requests": [],
+            });
+            svc.objects
+                .put(&log_key, Bytes::from(log.to_string()), "application/json")
+                .await?;
+            let state = ResourceState::next(
+                previous.as_ref(),
+                &session.source_id,
+                &marker.resource_id,
+                &session.id,
+                Outcome::Failed,
+                Some(reason),
+                now,
+                None,
+                log_key,
+            );
+            if svc.store.record_outcome(&session.id, &state).await? == Counting::Counted {
+                lost_resources += 1;
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok((lost_pages, lost_resources))
+}
