@@ -186,6 +186,17 @@ impl StateStore for MemoryStore {
         Ok(Counting::Counted)
     }
 
+    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.sessions.get_mut(session_id) {
+            Some(session) if session.status == SessionStatus::Running => {
+                session.abort_requested = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn close_session(
         &self,
         session_id: &str,

@@ -113,6 +113,9 @@ pub trait StateStore: Send + Sync {
         state: &ResourceState,
     ) -> Result<Counting, StoreError>;
 
+    /// Flags a running session as aborted; `false` if it is not running (or unknown).
+    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError>;
+
     /// Closes a running session whose `remaining` is zero and sets its source back to ready.
     async fn close_session(
         &self,

@@ -13,7 +13,7 @@ use trawl::pipeline::harvest::{handle_message, Disposition};
 use trawl::pipeline::listing::{list_page, PageResult};
 use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::{Services, Settings};
-use trawl::ports::{StateStore, WorkQueue};
+use trawl::ports::{ObjectStore, StateStore, WorkQueue};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
 struct World {
@@ -377,8 +377,12 @@ async fn one_bad_body_in_a_batch_fails_nothing_and_a_transient_failure_reports_o
         .unwrap();
     let mut records = Vec::new();
     let mut i = 0;
+    let mut broken_message = String::new();
     while let Some(m) = w.queue.pop() {
         i += 1;
+        if matches!(&m, WorkMessage::Resource { resource_id, .. } if resource_id == "ds_0002") {
+            broken_message = format!("id-{i}");
+        }
         records.push(
             serde_json::json!({"messageId": format!("id-{i}"), "body": m.to_json(),
             "attributes": {"ApproximateReceiveCount": "1"}}),
@@ -393,8 +397,8 @@ async fn one_bad_body_in_a_batch_fails_nothing_and_a_transient_failure_reports_o
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    // Only the 500 (ds_0002, the second message) is handed back; the garbage is set aside.
-    assert_eq!(failed, ["id-2"]);
+    // Only the 500 (ds_0002) is handed back; the garbage is set aside.
+    assert_eq!(failed, [broken_message.as_str()]);
     assert_eq!(w.objects.keys("rejected/").len(), 1);
 }
 
@@ -512,16 +516,21 @@ async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
         .unwrap()
         .running_session
         .is_none());
-    let state = w
-        .store
-        .get_resource("src", "ds_0005")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        state.last_reason.unwrap().code,
-        trawl::model::ReasonCode::Lost
-    );
+    // The listing comes in the server's order (ERDDAP sorts by title), so ask the messages.
+    let lost_ids: Vec<String> = lost
+        .iter()
+        .map(|m| match m {
+            WorkMessage::Resource { resource_id, .. } => resource_id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for lost_id in &lost_ids {
+        let state = w.store.get_resource("src", lost_id).await.unwrap().unwrap();
+        assert_eq!(
+            state.last_reason.unwrap().code,
+            trawl::model::ReasonCode::Lost
+        );
+    }
 
     // A lost message that turns up after all counts nothing.
     assert_eq!(
@@ -530,7 +539,11 @@ async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
     );
     let after = w.store.get_session(&id).await.unwrap().unwrap();
     assert_eq!(after.counters, s.counters);
-    assert_eq!(w.fixture.requests("/erddap/info/ds_0003/"), 0);
+    assert_eq!(
+        w.fixture
+            .requests(&format!("/erddap/info/{}/", lost_ids[0])),
+        0
+    );
     assert!(trawl::pipeline::watchdog::sweep(&w.svc, late)
         .await
         .unwrap()
@@ -561,4 +574,62 @@ async fn the_watchdog_winds_up_a_session_whose_first_page_never_arrived() {
         finalize_session(&w.svc, &session.id).await.unwrap(),
         Finalized::Closed(SessionStatus::Failed)
     );
+}
+
+#[tokio::test]
+async fn an_aborted_session_counts_its_remaining_work_as_aborted_without_fetching() {
+    let w = world(6, &[]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    for _ in 0..2 {
+        let m = w.queue.pop().unwrap();
+        handle_message(&w.svc, "m", &m.to_json(), 1).await;
+    }
+    assert!(w.store.request_abort(&id).await.unwrap());
+    // Harvesters may remember "not aborted" for a moment; wait that out.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let fetched_before = w.fixture.requests("/erddap/info/");
+    drain(&w, false).await;
+    assert_eq!(
+        w.fixture.requests("/erddap/info/"),
+        fetched_before,
+        "nothing fetched after the abort"
+    );
+    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (2, 4, 0)
+    );
+    assert_eq!(
+        finalize_session(&w.svc, &id).await.unwrap(),
+        Finalized::Closed(SessionStatus::Aborted)
+    );
+    assert!(
+        !w.store.request_abort(&id).await.unwrap(),
+        "a closed session cannot be aborted"
+    );
+    assert!(w
+        .store
+        .get_source("src")
+        .await
+        .unwrap()
+        .unwrap()
+        .running_session
+        .is_none());
+    let summary: serde_json::Value = serde_json::from_slice(
+        &w.objects
+            .get("sessions/src/20261122T120000Z/summary.json")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["status"], "aborted");
+    assert_eq!(summary["reasons"]["ABORTED"], 4);
 }

@@ -6,6 +6,7 @@
 //!   trawl-local tick [--at TIME]        invoke the scheduler like the EventBridge schedule
 //!   trawl-local drain SESSION_ID...     run the harvester and finalizer until those sessions close
 //!   trawl-local dlq list|replay         show, or move back to the work queue, dead-lettered work
+//!   trawl-local abort SESSION_ID        abort a running session
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Command {
     },
     /// Drain until the given sessions close.
     Drain { session_ids: Vec<String> },
+    /// Abort a running session: its remaining work is counted as aborted, not fetched.
+    Abort { session_id: String },
     /// List the work dead-letter queue, or move its messages back to the work queue.
     Dlq {
         #[command(subcommand)]
@@ -89,6 +92,14 @@ async fn main() -> Result<()> {
             let at = at.unwrap_or_else(chrono::Utc::now);
             let report = runner.tick(at).await?;
             drain_report(&runner, report, timeout).await
+        }
+        Command::Abort { session_id } => {
+            if runner.services.store.request_abort(&session_id).await? {
+                println!("abort requested for {session_id}; `drain {session_id}` counts the rest as aborted");
+                Ok(())
+            } else {
+                bail!("{session_id} is not running")
+            }
         }
         Command::Dlq {
             action: DlqAction::List,

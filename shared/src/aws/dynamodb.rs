@@ -463,6 +463,32 @@ impl StateStore for DynamoStore {
         }
     }
 
+    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::session_pk(session_id)))
+            .key("sk", s(SESSION_SK))
+            .update_expression("SET abort_requested = :yes")
+            .condition_expression("#status = :running")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":running", s("running"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     async fn close_session(
         &self,
         session_id: &str,
@@ -649,6 +675,10 @@ fn parse_session(item: &Item) -> Result<Session, StoreError> {
             failed: get_n(item, "failed"),
         },
         listing_error: get_s(item, "listing_error"),
+        abort_requested: matches!(
+            item.get("abort_requested"),
+            Some(AttributeValue::Bool(true))
+        ),
         id,
     })
 }

@@ -26,6 +26,8 @@ pub enum ReasonCode {
     RetriesExhausted,
     /// Still unharvested when the session's deadline passed (a lost message or page).
     Lost,
+    /// Not harvested because an operator aborted the session.
+    Aborted,
 }
 
 impl ReasonCode {
@@ -40,6 +42,7 @@ impl ReasonCode {
             ReasonCode::BlockedAddress => "BLOCKED_ADDRESS",
             ReasonCode::RetriesExhausted => "RETRIES_EXHAUSTED",
             ReasonCode::Lost => "LOST",
+            ReasonCode::Aborted => "ABORTED",
         }
     }
 }
@@ -94,7 +97,8 @@ impl Reason {
             | ReasonCode::ParseError
             | ReasonCode::BlockedAddress
             | ReasonCode::RetriesExhausted
-            | ReasonCode::Lost => false,
+            | ReasonCode::Lost
+            | ReasonCode::Aborted => false,
         }
     }
 

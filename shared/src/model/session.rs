@@ -10,6 +10,8 @@ pub enum SessionStatus {
     Succeeded,
     PartiallyFailed,
     Failed,
+    /// An operator aborted it; unfinished resources were counted as `ABORTED`.
+    Aborted,
 }
 
 impl SessionStatus {
@@ -19,6 +21,7 @@ impl SessionStatus {
             SessionStatus::Succeeded => "succeeded",
             SessionStatus::PartiallyFailed => "partially_failed",
             SessionStatus::Failed => "failed",
+            SessionStatus::Aborted => "aborted",
         }
     }
 
@@ -28,6 +31,7 @@ impl SessionStatus {
             "succeeded" => SessionStatus::Succeeded,
             "partially_failed" => SessionStatus::PartiallyFailed,
             "failed" => SessionStatus::Failed,
+            "aborted" => SessionStatus::Aborted,
             _ => return None,
         })
     }
@@ -55,6 +59,9 @@ pub struct Session {
     pub counters: Counters,
     /// Why the listing failed, when it did (the session then harvests nothing).
     pub listing_error: Option<String>,
+    /// An operator asked to abort: remaining work is counted as aborted, not fetched.
+    #[serde(default)]
+    pub abort_requested: bool,
 }
 
 impl Session {
@@ -72,13 +79,16 @@ impl Session {
                 ..Counters::default()
             },
             listing_error: None,
+            abort_requested: false,
         }
     }
 
     /// The status a finished session closes with.
     pub fn closing_status(&self) -> SessionStatus {
         let c = &self.counters;
-        if self.listing_error.is_some() && c.total == 0 {
+        if self.abort_requested {
+            SessionStatus::Aborted
+        } else if self.listing_error.is_some() && c.total == 0 {
             SessionStatus::Failed
         } else if c.failed == 0 && self.listing_error.is_none() {
             SessionStatus::Succeeded

@@ -9,7 +9,7 @@ use super::listing::{list_page, PageResult};
 use super::Services;
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
-use crate::model::{session::split_session_id, Outcome, ResourceState};
+use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
 use crate::ports::{Counting, StoreError};
 use crate::protocols::{catalog_for, Fetched};
 use bytes::Bytes;
@@ -90,13 +90,21 @@ pub async fn harvest_resource(
 
     let catalog = catalog_for(source.protocol);
     let mut requests = Vec::new();
-    let fetched = catalog
-        .fetch(&svc.http, source, resource_id, &mut requests)
-        .await;
-    let result = fetched.and_then(|f| {
-        let record = catalog.normalize(source, resource_id, &f)?;
-        Ok((f, record))
-    });
+    let result = if svc.session_aborted(session_id).await? {
+        // Counted, not fetched: the operator wants this session over.
+        Err(Reason::new(
+            ReasonCode::Aborted,
+            "the session was aborted by an operator",
+        ))
+    } else {
+        let fetched = catalog
+            .fetch(&svc.http, source, resource_id, &mut requests)
+            .await;
+        fetched.and_then(|f| {
+            let record = catalog.normalize(source, resource_id, &f)?;
+            Ok((f, record))
+        })
+    };
 
     let now = svc.clock.now();
     let (outcome, reason, content) = match result {

@@ -9,7 +9,7 @@
 use super::Services;
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
-use crate::model::{session::split_session_id, Reason};
+use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
 use crate::protocols::catalog_for;
 use bytes::Bytes;
@@ -50,9 +50,16 @@ pub async fn list_page(
     }
 
     let mut requests = Vec::new();
-    let listed = catalog_for(source.protocol)
-        .list_page(&svc.http, source, cursor.as_deref(), &mut requests)
-        .await;
+    let listed = if svc.session_aborted(session_id).await? {
+        Err(Reason::new(
+            ReasonCode::Aborted,
+            "the session was aborted by an operator",
+        ))
+    } else {
+        catalog_for(source.protocol)
+            .list_page(&svc.http, source, cursor.as_deref(), &mut requests)
+            .await
+    };
     let (ids, next_cursor, error) = match listed {
         Ok(listing) => {
             // Duplicates within a page would be counted twice but harvested once.

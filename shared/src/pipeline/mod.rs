@@ -10,9 +10,10 @@ pub mod schedule;
 pub mod watchdog;
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};
-use crate::ports::{Clock, ObjectStore, StateStore, SystemClock, WorkQueue};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::ports::{Clock, ObjectStore, StateStore, StoreError, SystemClock, WorkQueue};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Knobs that come from the deployment (template parameters → function environment).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,7 @@ pub struct Services {
     pub http: HttpClient,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    pub aborts: Arc<AbortFlags>,
 }
 
 impl Services {
@@ -67,6 +69,41 @@ impl Services {
             http: HttpClient::new(settings.http_timeout, settings.max_body_bytes),
             clock: Arc::new(SystemClock),
             settings,
+            aborts: Arc::new(AbortFlags::default()),
         }
+    }
+
+    /// Whether an operator aborted the session (see [`AbortFlags`]).
+    pub async fn session_aborted(&self, session_id: &str) -> Result<bool, StoreError> {
+        self.aborts.check(self.store.as_ref(), session_id).await
+    }
+}
+
+/// Remembers for a moment whether a session was aborted, so a warm harvester asks the store
+/// about once per session every couple of seconds rather than once per message.
+#[derive(Default)]
+pub struct AbortFlags {
+    seen: Mutex<HashMap<String, (Instant, bool)>>,
+}
+
+impl AbortFlags {
+    const FRESH_FOR: Duration = Duration::from_secs(2);
+
+    async fn check(&self, store: &dyn StateStore, session_id: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.retain(|_, (at, _)| now.duration_since(*at) < Self::FRESH_FOR);
+            if let Some((_, aborted)) = seen.get(session_id) {
+                return Ok(*aborted);
+            }
+        }
+        let aborted = store
+            .get_session(session_id)
+            .await?
+            .is_some_and(|s| s.abort_requested);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(session_id.to_string(), (now, aborted));
+        Ok(aborted)
     }
 }
