@@ -65,6 +65,16 @@ async fn world(datasets: usize, failures: &[(&str, Failure)]) -> World {
     }
 }
 
+impl World {
+    async fn session(&self, id: &str) -> trawl::model::Session {
+        self.store
+            .get_session(id)
+            .await
+            .unwrap()
+            .expect("session exists")
+    }
+}
+
 /// Drains the queue like SQS would: retried messages come back with a higher receive count.
 /// With `twice`, every message is handled a second time.
 async fn drain(w: &World, twice: bool) {
@@ -105,7 +115,7 @@ async fn a_session_counts_every_resource_once_and_closes_once() {
     let id = &report.started[0];
 
     drain(&w, false).await;
-    let s = w.store.get_session(id).await.unwrap().unwrap();
+    let s = w.session(id).await;
     assert_eq!(
         (
             s.counters.total,
@@ -153,12 +163,7 @@ async fn handling_every_message_twice_changes_no_counter() {
         .await
         .unwrap();
     drain(&w, true).await;
-    let s = w
-        .store
-        .get_session(&report.started[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let s = w.session(&report.started[0]).await;
     assert_eq!(
         (
             s.counters.total,
@@ -190,12 +195,7 @@ async fn unchanged_content_writes_no_record_and_changed_content_does() {
         .await
         .unwrap();
     drain(&w, false).await;
-    let s = w
-        .store
-        .get_session(&second.started[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let s = w.session(&second.started[0]).await;
     assert_eq!((s.counters.harvested, s.counters.unchanged), (1, 3));
     let after = w
         .store
@@ -248,16 +248,7 @@ async fn a_redelivered_listing_page_sends_nothing_new() {
         .unwrap();
     assert!(matches!(again, PageResult::AlreadyListed), "{again:?}");
     assert_eq!(w.queue.len(), 3);
-    assert_eq!(
-        w.store
-            .get_session(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .counters
-            .total,
-        3
-    );
+    assert_eq!(w.session(id).await.counters.total, 3);
 }
 
 #[tokio::test]
@@ -271,7 +262,7 @@ async fn a_listing_that_keeps_failing_closes_the_session_as_failed() {
         .await
         .unwrap();
     let id = &report.started[0];
-    let s = w.store.get_session(id).await.unwrap().unwrap();
+    let s = w.session(id).await;
     assert_eq!(s.counters.remaining, 0);
     assert!(
         s.listing_error
@@ -316,12 +307,7 @@ async fn a_remote_that_keeps_timing_out_is_retried_then_counted_as_failed() {
         .await
         .unwrap();
     drain(&w, false).await;
-    let s = w
-        .store
-        .get_session(&report.started[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let s = w.session(&report.started[0]).await;
     assert_eq!(
         (
             s.counters.harvested,
@@ -354,7 +340,7 @@ async fn a_source_not_marked_internal_cannot_reach_loopback_by_address_or_by_nam
         let at = t("2026-11-22T12:00:00Z") + chrono::Duration::hours(i as i64);
         let report = run_now(&w.svc, "src", at).await.unwrap();
         let id = &report.started[0];
-        let s = w.store.get_session(id).await.unwrap().unwrap();
+        let s = w.session(id).await;
         let error = s.listing_error.clone().unwrap_or_default();
         assert!(
             error.contains("BLOCKED_ADDRESS"),
@@ -432,16 +418,7 @@ async fn a_flaky_listing_is_retried_through_the_queue_as_a_list_page() {
         finalize_session(&w.svc, &id).await.unwrap(),
         Finalized::Closed(SessionStatus::Succeeded)
     );
-    assert_eq!(
-        w.store
-            .get_session(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .counters
-            .harvested,
-        4
-    );
+    assert_eq!(w.session(&id).await.counters.harvested, 4);
 }
 
 #[tokio::test]
@@ -452,7 +429,7 @@ async fn a_listing_failing_on_its_last_receive_closes_the_session_as_failed() {
         .unwrap();
     let id = report.started[0].clone();
     drain(&w, false).await;
-    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    let s = w.session(&id).await;
     assert_eq!((s.counters.total, s.counters.remaining), (0, 0));
     assert!(
         s.listing_error
@@ -495,7 +472,7 @@ async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
         .unwrap();
     assert_eq!(sweep.expired, std::slice::from_ref(&id));
     assert_eq!(sweep.lost_resources, 3);
-    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    let s = w.session(&id).await;
     assert_eq!(
         (
             s.counters.harvested,
@@ -537,7 +514,7 @@ async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
         handle_message(&w.svc, "m", &lost[0].to_json(), 1).await,
         Disposition::Done
     );
-    let after = w.store.get_session(&id).await.unwrap().unwrap();
+    let after = w.session(&id).await;
     assert_eq!(after.counters, s.counters);
     assert_eq!(
         w.fixture
@@ -562,7 +539,7 @@ async fn the_watchdog_winds_up_a_session_whose_first_page_never_arrived() {
         .await
         .unwrap();
     assert_eq!((sweep.lost_pages, sweep.lost_resources), (1, 0));
-    let s = w.store.get_session(&session.id).await.unwrap().unwrap();
+    let s = w.session(&session.id).await;
     assert_eq!(s.counters.remaining, 0);
     assert!(
         s.listing_error
@@ -597,7 +574,7 @@ async fn an_aborted_session_counts_its_remaining_work_as_aborted_without_fetchin
         fetched_before,
         "nothing fetched after the abort"
     );
-    let s = w.store.get_session(&id).await.unwrap().unwrap();
+    let s = w.session(&id).await;
     assert_eq!(
         (
             s.counters.harvested,
