@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 source infra/env.sh
 stack=${TRAWL_STACK:-trawl-local}
 # The local parameters keep the template's rules: visibility >= 6x the harvester timeout,
-# the HTTP timeout below it.
-params=${TRAWL_LOCAL_PARAMETERS:-DeployFunctions=false HarvesterTimeout=3 WorkVisibilityTimeout=18 HttpTimeoutMs=1000 MaxReceiveCount=3}
+# the HTTP timeout below it. The harvester timeout leaves room for LocalStack, which takes
+# 2-3 s for a batch of 10 when five batches run at once.
+params=${TRAWL_LOCAL_PARAMETERS:-DeployFunctions=false HarvesterTimeout=6 WorkVisibilityTimeout=36 HttpTimeoutMs=1000 MaxReceiveCount=3}
 
 # The SAM transform wants each CodeUri packaged to S3 (`sam build` does that for real
 # deployments). With the functions switched off no code is ever fetched, so the local copy

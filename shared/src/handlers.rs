@@ -72,6 +72,18 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The SQS batch handler: every message is handled on its own; the ones to retry are
 /// reported as batch item failures (the event source mapping has `ReportBatchItemFailures`).
 pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
+    // Look up each session's abort flag once for the whole batch, before its messages run
+    // concurrently and would each miss the cache. A failed lookup is retried per message.
+    let sessions: std::collections::BTreeSet<String> = event
+        .records
+        .iter()
+        .filter_map(|r| r.body.as_deref())
+        .filter_map(|b| serde_json::from_str::<crate::messages::WorkMessage>(b).ok())
+        .map(|m| m.session_id().to_string())
+        .collect();
+    for session_id in &sessions {
+        let _ = svc.session_aborted(session_id).await;
+    }
     let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();

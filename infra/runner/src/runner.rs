@@ -214,13 +214,21 @@ impl Runner {
             self.stats
                 .messages
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            let started = Instant::now();
             let response = match tokio::time::timeout(
                 self.harvester_timeout,
                 trawl::handlers::harvester(&self.services, event),
             )
             .await
             {
-                Ok(r) => r,
+                Ok(r) => {
+                    tracing::debug!(
+                        messages = messages.len(),
+                        millis = started.elapsed().as_millis() as u64,
+                        "harvester batch done"
+                    );
+                    r
+                }
                 Err(_) => {
                     // Like a Lambda timeout: the whole batch comes back after the visibility timeout.
                     self.stats.timed_out_batches.fetch_add(1, Ordering::Relaxed);

@@ -89,6 +89,7 @@ impl DynamoStore {
             });
             if conflict && attempt < 8 {
                 attempt += 1;
+                tracing::debug!(attempt, ?codes, "transaction conflict; retrying");
                 backoff(attempt).await;
                 continue;
             }
