@@ -65,6 +65,12 @@ pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {
     format!("sessions/{source_id}/{session_stamp}/pages/{page:08}.json")
 }
 
+/// Where a stale resource's object goes when its source moves deleted resources aside:
+/// `records/s/x.json` → `deleted/records/s/x.json`.
+pub fn deleted_key(key: &str) -> String {
+    format!("deleted/{key}")
+}
+
 /// Where an unreadable work message is kept so nothing is lost.
 pub fn rejected_key(day: &str, message_id: &str) -> String {
     format!("rejected/{day}/{}.json", key_segment(message_id))

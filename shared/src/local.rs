@@ -186,6 +186,40 @@ impl StateStore for MemoryStore {
         Ok(Counting::Counted)
     }
 
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        const PAGE: usize = 100;
+        let s = self.lock();
+        let mut states: Vec<&ResourceState> = s
+            .resources
+            .iter()
+            .filter(|((src, id), _)| {
+                src == source_id && after.as_ref().is_none_or(|a| id.as_str() > a.as_str())
+            })
+            .map(|(_, state)| state)
+            .collect();
+        states.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+        let page: Vec<ResourceState> = states.into_iter().take(PAGE).cloned().collect();
+        let next = (page.len() == PAGE).then(|| page[PAGE - 1].resource_id.clone());
+        Ok((page, next))
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let key = (state.source_id.clone(), state.resource_id.clone());
+        if let Some(current) = s.resources.get(&key) {
+            if current.missing_session.is_some() && current.missing_session == state.missing_session
+            {
+                return Ok(false);
+            }
+        }
+        s.resources.insert(key, state.clone());
+        Ok(true)
+    }
+
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
         let mut s = self.lock();
         match s.sessions.get_mut(session_id) {
@@ -275,6 +309,12 @@ impl ObjectStore for MemoryObjects {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         Ok(objects.get(key).map(|(b, _)| b.clone()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.remove(key);
+        Ok(())
     }
 }
 

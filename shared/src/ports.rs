@@ -113,6 +113,16 @@ pub trait StateStore: Send + Sync {
         state: &ResourceState,
     ) -> Result<Counting, StoreError>;
 
+    /// One page of a source's resource states, in resource-id order.
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError>;
+    /// Stores a stale resource's new tombstone, once per session: `false` (nothing written)
+    /// if `state.missing_session` was already recorded for this resource.
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError>;
+
     /// Flags a running session as aborted; `false` if it is not running (or unknown).
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError>;
 
@@ -134,6 +144,8 @@ pub trait StateStore: Send + Sync {
 pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// Deleting a key that does not exist is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]

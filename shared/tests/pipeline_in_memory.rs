@@ -32,6 +32,7 @@ async fn world(datasets: usize, failures: &[(&str, Failure)]) -> World {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
         port: 0,
+        ..Default::default()
     })
     .await
     .unwrap();

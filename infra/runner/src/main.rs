@@ -160,6 +160,7 @@ async fn demo(runner: &Runner, datasets: usize, timeout: Duration) -> Result<()>
         datasets,
         failures,
         port: 0,
+        ..Default::default()
     })
     .await?;
     println!(

@@ -18,6 +18,8 @@ use aws_sdk_sqs::types::{
     QueueAttributeName,
 };
 use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,12 +30,21 @@ use trawl::model::SessionStatus;
 use trawl::pipeline::schedule::ScheduleReport;
 use trawl::pipeline::Services;
 
-/// Ways to make delivery worse than SQS usually is, for tests.
+/// Ways to make delivery worse than SQS usually is, for tests. Random choices come from
+/// `seed`, so a failing run can be replayed.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// Every message is delivered a second time: the runner puts a copy back on the queue
     /// before handing the original to the harvester.
     pub duplicate_every_message: bool,
+    /// The copy becomes visible after a random delay of up to this many seconds (SQS
+    /// `DelaySeconds`), so the two deliveries meet at random moments.
+    pub duplicate_delay_max_secs: i32,
+    /// The share of harvester invocations that die mid-batch the way a Lambda crashes: the
+    /// handler is cut off at a random moment and nothing is reported, so the batch's messages
+    /// reappear after the visibility timeout and whatever was written stays written.
+    pub crash_probability: f64,
+    pub seed: u64,
 }
 
 /// What the runner did, for tests and the demo's printout.
@@ -44,6 +55,7 @@ pub struct Stats {
     pub batch_item_failures: AtomicU64,
     pub duplicates_sent: AtomicU64,
     pub timed_out_batches: AtomicU64,
+    pub crashed_batches: AtomicU64,
     pub stream_records_seen: AtomicU64,
     pub finalizer_invocations: AtomicU64,
     pub stream_failures_sent: AtomicU64,
@@ -58,6 +70,7 @@ impl Stats {
             ("batch_item_failures", get(&self.batch_item_failures)),
             ("duplicates_sent", get(&self.duplicates_sent)),
             ("timed_out_batches", get(&self.timed_out_batches)),
+            ("crashed_batches", get(&self.crashed_batches)),
             ("stream_records_seen", get(&self.stream_records_seen)),
             ("finalizer_invocations", get(&self.finalizer_invocations)),
             ("stream_failures_sent", get(&self.stream_failures_sent)),
@@ -76,6 +89,9 @@ pub struct Runner {
     /// Shard id → next iterator (None once a shard is closed and drained).
     shards: Mutex<HashMap<String, Option<String>>>,
     harvester_timeout: Duration,
+    rng: std::sync::Mutex<StdRng>,
+    /// Session id → how many times the stream showed it going from running to closed.
+    closes: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 const DUPLICATE_ATTRIBUTE: &str = "trawl-injected-duplicate";
@@ -91,11 +107,13 @@ impl Runner {
             harvester_timeout: stack.harvester_timeout()?,
             stack,
             sources,
-            faults,
             stats: Arc::new(Stats::default()),
             sqs: aws_sdk_sqs::Client::new(&config),
             streams: aws_sdk_dynamodbstreams::Client::new(&config),
             shards: Mutex::new(HashMap::new()),
+            rng: std::sync::Mutex::new(StdRng::seed_from_u64(faults.seed)),
+            closes: std::sync::Mutex::new(BTreeMap::new()),
+            faults,
         };
         runner.refresh_shards(ShardIteratorType::Latest).await?;
         Ok(runner)
@@ -116,14 +134,44 @@ impl Runner {
         self.invoke_scheduler(payload).await
     }
 
+    /// How many times the table's stream showed `session_id` closing (running → closed),
+    /// as seen while this runner was polling.
+    pub fn closes_observed(&self, session_id: &str) -> u64 {
+        let closes = self.closes.lock().unwrap_or_else(|e| e.into_inner());
+        closes.get(session_id).copied().unwrap_or(0)
+    }
+
     /// Runs the harvester and finalizer until every listed session is closed and the work
     /// queue is empty, or `timeout` passes.
     pub async fn run_until_closed(&self, session_ids: &[String], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        self.drive(session_ids, Instant::now() + timeout, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Runner::run_until_closed`], but also returns when the work queue has been empty
+    /// for `stall` while sessions are still open (work that died on its last receive and went
+    /// to the DLQ uncounted: the watchdog's case). Returns the sessions still open.
+    pub async fn run_until_closed_or_stalled(
+        &self,
+        session_ids: &[String],
+        timeout: Duration,
+        stall: Duration,
+    ) -> Result<Vec<String>> {
+        self.drive(session_ids, Instant::now() + timeout, Some(stall))
+            .await
+    }
+
+    async fn drive(
+        &self,
+        session_ids: &[String],
+        deadline: Instant,
+        stall: Option<Duration>,
+    ) -> Result<Vec<String>> {
         let stop = AtomicBool::new(false);
         let workers = (0..self.sources.harvester_max_concurrency).map(|_| self.poll_work(&stop));
         let watcher = async {
-            let result = self.wait_closed(session_ids, deadline).await;
+            let result = self.wait_closed(session_ids, deadline, stall).await;
             stop.store(true, Ordering::SeqCst);
             result
         };
@@ -139,7 +187,13 @@ impl Runner {
         watch_result
     }
 
-    async fn wait_closed(&self, session_ids: &[String], deadline: Instant) -> Result<()> {
+    async fn wait_closed(
+        &self,
+        session_ids: &[String],
+        deadline: Instant,
+        stall: Option<Duration>,
+    ) -> Result<Vec<String>> {
+        let mut idle_since: Option<Instant> = None;
         loop {
             let mut open = Vec::new();
             for id in session_ids {
@@ -148,8 +202,19 @@ impl Runner {
                     other => open.push((id.clone(), other.map(|s| s.counters))),
                 }
             }
-            if open.is_empty() && self.work_queue_is_empty().await? {
-                return Ok(());
+            let idle = self.work_queue_is_empty().await?;
+            if open.is_empty() && idle {
+                return Ok(Vec::new());
+            }
+            idle_since = if idle {
+                idle_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
+            if let (Some(stall), Some(since)) = (stall, idle_since) {
+                if since.elapsed() >= stall {
+                    return Ok(open.into_iter().map(|(id, _)| id).collect());
+                }
             }
             if Instant::now() > deadline {
                 anyhow::bail!("timed out with sessions still open: {open:?}");
@@ -165,6 +230,7 @@ impl Runner {
             .queue_url(self.stack.get("WorkQueueUrl")?)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await?;
         let attrs = out.attributes.unwrap_or_default();
@@ -175,7 +241,8 @@ impl Runner {
                 .unwrap_or(0)
         };
         Ok(count(QueueAttributeName::ApproximateNumberOfMessages) == 0
-            && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0)
+            && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0
+            && count(QueueAttributeName::ApproximateNumberOfMessagesDelayed) == 0)
     }
 
     /// One poller of the SQS event source mapping.
@@ -214,6 +281,18 @@ impl Runner {
             self.stats
                 .messages
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            if let Some(after) = self.crash_point() {
+                // The invocation dies at a random moment: no response, nothing deleted.
+                let _ =
+                    tokio::time::timeout(after, trawl::handlers::harvester(&self.services, event))
+                        .await;
+                self.stats.crashed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    millis = after.as_millis() as u64,
+                    "harvester invocation crashed"
+                );
+                continue;
+            }
             let started = Instant::now();
             let response = match tokio::time::timeout(
                 self.harvester_timeout,
@@ -272,6 +351,16 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether the next invocation crashes, and when.
+    fn crash_point(&self) -> Option<Duration> {
+        if self.faults.crash_probability <= 0.0 {
+            return None;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        rng.gen_bool(self.faults.crash_probability.min(1.0))
+            .then(|| Duration::from_millis(rng.gen_range(0..1500)))
+    }
+
     async fn send_duplicates(
         &self,
         queue_url: &str,
@@ -291,8 +380,17 @@ impl Runner {
             .iter()
             .enumerate()
             .map(|(i, m)| {
+                let delay = match self.faults.duplicate_delay_max_secs {
+                    max if max > 0 => self
+                        .rng
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .gen_range(0..=max.min(900)),
+                    _ => 0,
+                };
                 aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(format!("dup{i}"))
+                    .delay_seconds(delay)
                     .message_body(m.body().unwrap_or_default())
                     .message_attributes(
                         DUPLICATE_ATTRIBUTE,
@@ -436,6 +534,7 @@ impl Runner {
                     .with_context(|| format!("reading stream shard {shard}"))?;
                 let records: Vec<Value> = out.records().iter().map(stream_record_json).collect();
                 got_any |= !records.is_empty();
+                self.observe_closes(&records);
                 self.stats
                     .stream_records_seen
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -456,6 +555,26 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Counts session items whose stream record shows the step from running to closed.
+    fn observe_closes(&self, records: &[Value]) {
+        let mut closes = self.closes.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            let d = &r["dynamodb"];
+            let closed = d["Keys"]["sk"]["S"] == trawl::keys::SESSION_SK
+                && d["OldImage"]["status"]["S"] == "running"
+                && d["NewImage"]["status"]["S"]
+                    .as_str()
+                    .is_some_and(|s| s != "running");
+            if let Some(id) = d["Keys"]["pk"]["S"]
+                .as_str()
+                .and_then(|pk| pk.strip_prefix("SESSION#"))
+                .filter(|_| closed)
+            {
+                *closes.entry(id.to_string()).or_default() += 1;
+            }
+        }
     }
 
     async fn invoke_finalizer(&self, mut records: Vec<Value>) -> Result<()> {

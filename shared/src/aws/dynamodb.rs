@@ -433,19 +433,9 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(store_error)?;
-        let resource: Item = HashMap::from([
-            ("pk".into(), s(keys::resources_pk(&state.source_id))),
-            ("sk".into(), s(&state.resource_id)),
-            ("last_outcome".into(), s(outcome.as_str())),
-            ("last_session".into(), s(&state.last_session)),
-            (
-                "state".into(),
-                s(serde_json::to_string(state).expect("states serialize")),
-            ),
-        ]);
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(resource))
+            .set_item(Some(resource_item(state)))
             .build()
             .map_err(store_error)?;
         let codes = self
@@ -461,6 +451,71 @@ impl StateStore for DynamoStore {
             None => Ok(Counting::Counted),
             Some(codes) if condition_failed(&codes, 0) => Ok(Counting::AlreadyCounted),
             Some(codes) => Err(StoreError::new(format!("outcome not recorded: {codes:?}"))),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        let pk = keys::resources_pk(source_id);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .consistent_read(true);
+        if let Some(sk) = after {
+            query = query
+                .exclusive_start_key("pk", s(&pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = query.send().await.map_err(store_error)?;
+        let states = out
+            .items()
+            .iter()
+            .map(|item| {
+                let state = get_s(item, "state")
+                    .ok_or_else(|| StoreError::new("resource item without state"))?;
+                serde_json::from_str(&state)
+                    .map_err(|e| StoreError::new(format!("resource in {source_id}: {e}")))
+            })
+            .collect::<Result<Vec<ResourceState>, StoreError>>()?;
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok((states, next))
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let missing = state
+            .missing_session
+            .clone()
+            .ok_or_else(|| StoreError::new("mark_missing needs missing_session"))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(resource_item(state)))
+            .condition_expression(
+                "attribute_not_exists(missing_session) OR missing_session <> :sid",
+            )
+            .expression_attribute_values(":sid", s(missing))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -624,6 +679,24 @@ impl DynamoStore {
         }
         Ok(())
     }
+}
+
+/// A resource's item: the whole state as JSON, plus the attributes conditions look at.
+fn resource_item(state: &ResourceState) -> Item {
+    let mut item: Item = HashMap::from([
+        ("pk".into(), s(keys::resources_pk(&state.source_id))),
+        ("sk".into(), s(&state.resource_id)),
+        ("last_outcome".into(), s(state.last_outcome.as_str())),
+        ("last_session".into(), s(&state.last_session)),
+        (
+            "state".into(),
+            s(serde_json::to_string(state).expect("states serialize")),
+        ),
+    ]);
+    if let Some(missing) = &state.missing_session {
+        item.insert("missing_session".into(), s(missing));
+    }
+    item
 }
 
 fn session_item(session: &Session) -> Item {

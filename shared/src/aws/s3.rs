@@ -65,4 +65,21 @@ impl ObjectStore for S3Objects {
             ))),
         }
     }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        // S3 answers a delete of a missing key with success, which is what callers want.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::new(format!(
+                    "s3 delete {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
 }

@@ -12,4 +12,4 @@ pub use record::{BoundingBox, Link, Record, TimeRange, Variable};
 pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
 pub use schedule::Schedule;
 pub use session::{Counters, Session, SessionStatus};
-pub use source::{ConfigError, Protocol, Source, SourceOptions, SourceSpec};
+pub use source::{ConfigError, Protocol, Source, SourceOptions, SourceSpec, StaleAction};

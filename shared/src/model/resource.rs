@@ -66,6 +66,19 @@ pub struct ResourceState {
     pub log_key: Option<String>,
     /// Newest last, at most [`HISTORY_LEN`] entries.
     pub history: Vec<HistoryEntry>,
+    /// The tombstone: consecutive complete listings this resource was missing from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing_listings: u32,
+    /// The session whose listing last found it missing (a repeated check counts once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_session: Option<String>,
+    /// When it was deleted as stale; a deleted resource is no longer part of the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ResourceState {
@@ -118,7 +131,16 @@ impl ResourceState {
             raw_key,
             log_key: Some(log_key),
             history,
+            // Listed again: whatever tombstone it had is lifted.
+            missing_listings: 0,
+            missing_session: None,
+            deleted_at: None,
         }
+    }
+
+    /// Whether the resource is part of the source's catalog (not deleted as stale).
+    pub fn is_live(&self) -> bool {
+        self.deleted_at.is_none()
     }
 }
 

@@ -29,14 +29,55 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Which of a source's resources to harvest. Patterns are exact ids or globs with `*`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which of a source's resources to harvest (patterns are exact ids or globs with `*`), and
+/// how resources that disappear upstream are removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceOptions {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// A resource is deleted once missing from this many consecutive complete listings.
+    #[serde(default = "default_stale_after")]
+    pub stale_after_listings: u32,
+    /// A listing missing more than this share (percent) of the known resources deletes
+    /// nothing: a catalog does not lose half its datasets overnight, a broken server does.
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink_percent: u32,
+    /// What deleting a stale resource does to its record and raw response.
+    #[serde(default)]
+    pub on_stale: StaleAction,
+}
+
+impl Default for SourceOptions {
+    fn default() -> SourceOptions {
+        SourceOptions {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            stale_after_listings: default_stale_after(),
+            max_shrink_percent: default_max_shrink(),
+            on_stale: StaleAction::default(),
+        }
+    }
+}
+
+fn default_stale_after() -> u32 {
+    2
+}
+
+fn default_max_shrink() -> u32 {
+    50
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleAction {
+    /// Moved under `deleted/{source}/…`: out of the catalog, still recoverable.
+    #[default]
+    Move,
+    /// Removed for good.
+    Remove,
 }
 
 impl SourceOptions {
@@ -103,9 +144,18 @@ impl ConfigError {
 impl SourceSpec {
     /// Parses operator JSON, reporting unknown or mistyped fields by name.
     pub fn from_json(text: &str) -> Result<Source, ConfigError> {
-        let spec: SourceSpec = serde_json::from_str(text).map_err(|e| {
-            // serde names the offending field in its message ("unknown field `x`").
-            ConfigError::new(field_in_serde_error(&e.to_string()), e.to_string())
+        let mut de = serde_json::Deserializer::from_str(text);
+        let spec: SourceSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            // The path names a mistyped field ("options.on_stale"); for an unknown field it
+            // names the parent, and serde's message names the field itself.
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            let field = if path == "." || message.contains("unknown field") {
+                field_in_serde_error(&message).to_string()
+            } else {
+                path
+            };
+            ConfigError::new(&field, message)
         })?;
         spec.validate()
     }
@@ -146,6 +196,21 @@ impl SourceSpec {
         }
         let schedule = Schedule::parse(&self.schedule)
             .map_err(|e| ConfigError::new("schedule", e.to_string()))?;
+        if self.options.stale_after_listings == 0 {
+            return Err(ConfigError::new(
+                "options.stale_after_listings",
+                "must be at least 1 (listings a resource must be missing from before it is deleted)",
+            ));
+        }
+        if self.options.max_shrink_percent > 100 {
+            return Err(ConfigError::new(
+                "options.max_shrink_percent",
+                format!(
+                    "{} is not a percentage (0-100)",
+                    self.options.max_shrink_percent
+                ),
+            ));
+        }
         for (field, patterns) in [
             ("options.include", &self.options.include),
             ("options.exclude", &self.options.exclude),
@@ -185,7 +250,17 @@ pub fn valid_source_id(id: &str) -> bool {
 
 fn field_in_serde_error(msg: &str) -> &'static str {
     for f in [
-        "id", "protocol", "base_url", "schedule", "enabled", "internal", "include", "exclude",
+        "id",
+        "protocol",
+        "base_url",
+        "schedule",
+        "enabled",
+        "internal",
+        "include",
+        "exclude",
+        "stale_after_listings",
+        "max_shrink_percent",
+        "on_stale",
         "options",
     ] {
         if msg.contains(&format!("`{f}`")) {
@@ -294,11 +369,31 @@ mod tests {
                 SourceSpec {
                     options: SourceOptions {
                         include: vec![" ".into()],
-                        exclude: vec![],
+                        ..SourceOptions::default()
                     },
                     ..spec()
                 },
                 "options.include",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        stale_after_listings: 0,
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.stale_after_listings",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        max_shrink_percent: 120,
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.max_shrink_percent",
             ),
         ];
         for (spec, field) in cases {
@@ -319,6 +414,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("invalid type"), "{e}");
+        let e = SourceSpec::from_json(
+            r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","options":{"on_stale":"shred"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "options.on_stale", "{e}");
+        let s = SourceSpec::from_json(
+            r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","options":{"on_stale":"remove"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.options.on_stale, StaleAction::Remove);
+        assert_eq!(s.options.stale_after_listings, 2, "defaults fill the rest");
     }
 
     #[test]
@@ -326,6 +432,7 @@ mod tests {
         let o = SourceOptions {
             include: vec!["ds_*".into(), "special".into()],
             exclude: vec!["ds_*_test".into()],
+            ..SourceOptions::default()
         };
         assert!(o.selects("ds_0001"));
         assert!(o.selects("special"));

@@ -22,6 +22,13 @@ pub enum Finalized {
 }
 
 pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finalized, StoreError> {
+    // Stale resources are settled while the session still holds its source, so the next
+    // session cannot list (and harvest) while tombstones are being written.
+    if let Some(session) = svc.store.get_session(session_id).await? {
+        if session.status == SessionStatus::Running && session.counters.remaining == 0 {
+            super::stale::settle(svc, &session).await?;
+        }
+    }
     match svc.store.close_session(session_id, svc.clock.now()).await? {
         Closing::Closed(session) => {
             write_summary(svc, &session).await?;
@@ -66,6 +73,7 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
             None => break,
         }
     }
+    let stale = super::stale::stored_report(svc, session).await?;
     let c = &session.counters;
     let ended = session.ended_at.unwrap_or(session.started_at);
     let doc = json!({
@@ -88,6 +96,7 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
         "failed_resources": failed,
         "failed_resources_truncated": (c.failed as usize) > SUMMARY_FAILED_LIMIT,
         "pending_markers": pending,
+        "stale": stale,
         "records_prefix": format!("records/{}/", session.source_id),
     });
     let key = keys::summary_key(&session.source_id, &session.stamp());

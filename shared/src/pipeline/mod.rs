@@ -7,6 +7,7 @@ pub mod finalize;
 pub mod harvest;
 pub mod listing;
 pub mod schedule;
+pub mod stale;
 pub mod watchdog;
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};

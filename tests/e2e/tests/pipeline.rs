@@ -23,6 +23,7 @@ async fn catalog_with_three_broken() -> ErddapFixture {
             ("ds_0011".to_string(), Failure::Malformed),
         ]),
         port: 0,
+        ..Default::default()
     })
     .await
     .expect("fixture starts")
@@ -231,6 +232,7 @@ async fn every_message_delivered_twice_ends_with_identical_counters() {
     let _lock = lock_stack();
     let runner = runner(Faults {
         duplicate_every_message: true,
+        ..Faults::default()
     })
     .await
     .unwrap();

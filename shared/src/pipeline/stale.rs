@@ -1,0 +1,207 @@
+//! Stale resources: what to do about resources the source no longer lists.
+//!
+//! Run once per session, when nothing remains and before the session closes (so the next
+//! session of the source cannot overlap it). Deleting on a bad listing is how mirrors get
+//! wiped, so the rules are conservative:
+//!
+//! - only a *complete* listing counts: one that failed, was aborted, or lost pages deletes
+//!   nothing;
+//! - a listing missing more than `max_shrink_percent` of the known resources deletes nothing
+//!   (a server returning half its catalog is broken, not pruned);
+//! - a missing resource first gets a tombstone; it is deleted only once it has been missing
+//!   from `stale_after_listings` consecutive complete listings. Listed again, the tombstone
+//!   goes away.
+//!
+//! Each tombstone is written conditionally on the session (a redelivered finalizer counts
+//! nothing twice); objects are moved or removed before the state says so, so a crash in
+//! between is repaired by the retry.
+
+use super::Services;
+use crate::keys;
+use crate::model::{Session, StaleAction};
+use crate::ports::StoreError;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// What the stale check did in a session; kept beside the session summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleReport {
+    /// Why nothing was considered for deletion, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Live resources known before this listing.
+    pub known: u64,
+    /// Known resources this listing did not include.
+    pub missing: u64,
+    /// Missing resources that got (or advanced) a tombstone and were kept.
+    pub tombstoned: Vec<String>,
+    /// Missing resources deleted now (missing from enough consecutive listings).
+    pub deleted: Vec<String>,
+}
+
+/// Applies the stale rules for a session whose work is all counted. Idempotent.
+pub async fn settle(svc: &Services, session: &Session) -> Result<StaleReport, StoreError> {
+    let report = check(svc, session).await?;
+    let key = report_key(session);
+    let body = serde_json::to_vec_pretty(&report).expect("stale reports serialize");
+    svc.objects
+        .put(&key, Bytes::from(body), "application/json")
+        .await?;
+    if !report.deleted.is_empty() || !report.tombstoned.is_empty() {
+        tracing::info!(session = %session.id, tombstoned = report.tombstoned.len(), deleted = report.deleted.len(), "stale resources settled");
+    }
+    if let Some(why) = &report.skipped {
+        tracing::info!(session = %session.id, %why, "no stale deletion");
+    }
+    Ok(report)
+}
+
+/// The report `settle` wrote for a session, if any.
+pub async fn stored_report(
+    svc: &Services,
+    session: &Session,
+) -> Result<Option<StaleReport>, StoreError> {
+    Ok(svc
+        .objects
+        .get(&report_key(session))
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+fn report_key(session: &Session) -> String {
+    format!(
+        "sessions/{}/{}/stale.json",
+        session.source_id,
+        session.stamp()
+    )
+}
+
+async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreError> {
+    let mut report = StaleReport::default();
+    if session.abort_requested {
+        report.skipped = Some("the session was aborted: its listing is not trusted".into());
+        return Ok(report);
+    }
+    if let Some(error) = &session.listing_error {
+        report.skipped = Some(format!("the listing was incomplete ({error})"));
+        return Ok(report);
+    }
+    let Some(entry) = svc.store.get_source(&session.source_id).await? else {
+        report.skipped = Some("the source no longer exists".into());
+        return Ok(report);
+    };
+    let options = entry.source.options;
+
+    let mut listed = HashSet::new();
+    let mut after = None;
+    loop {
+        let (markers, next) = svc.store.session_markers(&session.id, after).await?;
+        listed.extend(markers.into_iter().map(|m| m.resource_id));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut missing = Vec::new();
+    let mut after = None;
+    loop {
+        let (states, next) = svc.store.list_resources(&session.source_id, after).await?;
+        for state in states.into_iter().filter(|s| s.is_live()) {
+            report.known += 1;
+            if !listed.contains(&state.resource_id) {
+                missing.push(state);
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    report.missing = missing.len() as u64;
+    if missing.is_empty() {
+        return Ok(report);
+    }
+    // Integer arithmetic: missing / known > percent / 100.
+    if report.missing * 100 > report.known * u64::from(options.max_shrink_percent) {
+        report.skipped = Some(format!(
+            "the listing shrank by {} of {} known resources ({}%), more than max_shrink_percent ({}%): nothing deleted",
+            report.missing,
+            report.known,
+            report.missing * 100 / report.known.max(1),
+            options.max_shrink_percent
+        ));
+        return Ok(report);
+    }
+
+    let now = svc.clock.now();
+    for previous in missing {
+        let id = previous.resource_id.clone();
+        let mut state = previous.clone();
+        if state.missing_session.as_deref() == Some(session.id.as_str()) {
+            // Settled by an earlier attempt of this check.
+            if state.deleted_at.is_some() {
+                report.deleted.push(id);
+            } else {
+                report.tombstoned.push(id);
+            }
+            continue;
+        }
+        state.missing_listings += 1;
+        state.missing_session = Some(session.id.clone());
+        let delete = state.missing_listings >= options.stale_after_listings;
+        if delete {
+            let (record, raw) = remove_objects(svc, &previous, options.on_stale).await?;
+            state.record_key = record;
+            state.raw_key = raw;
+            state.deleted_at = Some(now);
+        }
+        svc.store.mark_missing(&state).await?;
+        if delete {
+            report.deleted.push(id);
+        } else {
+            report.tombstoned.push(id);
+        }
+    }
+    Ok(report)
+}
+
+/// Moves (or removes) a stale resource's record and raw response; returns where they are now.
+async fn remove_objects(
+    svc: &Services,
+    state: &crate::model::ResourceState,
+    action: StaleAction,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let mut kept = Vec::new();
+    for key in [&state.record_key, &state.raw_key] {
+        let Some(key) = key else {
+            kept.push(None);
+            continue;
+        };
+        match action {
+            StaleAction::Remove => {
+                svc.objects.delete(key).await?;
+                kept.push(None);
+            }
+            StaleAction::Move => {
+                let target = keys::deleted_key(key);
+                // Absent when an earlier attempt moved it already.
+                if let Some(body) = svc.objects.get(key).await? {
+                    svc.objects.put(&target, body, content_type(key)).await?;
+                    svc.objects.delete(key).await?;
+                }
+                kept.push(Some(target));
+            }
+        }
+    }
+    Ok((kept[0].clone(), kept[1].clone()))
+}
+
+fn content_type(key: &str) -> &'static str {
+    match key.rsplit('.').next() {
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
