@@ -2,7 +2,7 @@
 //! The functions' `main.rs` and the local runner call exactly these.
 
 use crate::pipeline::finalize::{finalize_session, Finalized};
-use crate::pipeline::harvest::{handle_message, Disposition};
+use crate::pipeline::harvest::{handle_message, retry_delay, Disposition};
 use crate::pipeline::schedule::{on_tick, run_now, ScheduleReport};
 use crate::pipeline::Services;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -94,6 +94,15 @@ pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
                 .unwrap_or(1);
             let body = record.body.unwrap_or_default();
             let disposition = handle_message(svc, &id, &body, receive_count).await;
+            if disposition == Disposition::Retry {
+                if let Some(receipt) = record.receipt_handle.as_deref() {
+                    let delay = retry_delay(receive_count, svc.settings.max_retry_delay);
+                    if let Err(e) = svc.queue.retry_later(receipt, delay).await {
+                        // The visibility timeout still brings it back, only later.
+                        tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");
+                    }
+                }
+            }
             // An empty identifier would fail the whole batch: such a message is retried by
             // the batch succeeding without it, which SQS cannot express, so skip it.
             (disposition == Disposition::Retry && !id.is_empty()).then(|| {

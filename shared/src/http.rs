@@ -31,6 +31,32 @@ pub struct Response {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// `Retry-After` in seconds (delta-seconds or an HTTP date), when the server sent one.
+    pub retry_after: Option<u32>,
+}
+
+impl Response {
+    /// The reason for an unexpected status, carrying the server's `Retry-After` (honoured on
+    /// 429 and 503, the statuses that define it).
+    pub fn status_reason(&self, message: impl Into<String>) -> Reason {
+        Reason {
+            retry_after_secs: self
+                .retry_after
+                .filter(|_| matches!(self.status, 429 | 503)),
+            ..Reason::http(self.status, message)
+        }
+    }
+}
+
+/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+fn parse_retry_after(value: &str) -> Option<u32> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u32>() {
+        return Some(secs);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let secs = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    Some(secs.clamp(0, i64::from(u32::MAX)) as u32)
 }
 
 /// What one request did, for the resource's log.
@@ -135,6 +161,11 @@ impl HttpClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         if let Some(len) = response.content_length() {
             if len as usize > self.max_body_bytes {
                 return Err(too_large(self.max_body_bytes));
@@ -151,6 +182,7 @@ impl HttpClient {
             status,
             content_type,
             body: body.freeze(),
+            retry_after,
         })
     }
 }
@@ -266,6 +298,24 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_both_forms_and_kept_only_where_it_is_defined() {
+        assert_eq!(parse_retry_after(" 120 "), Some(120));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        assert!(parse_retry_after(&soon).is_some_and(|s| (85..=90).contains(&s)));
+        assert_eq!(parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_retry_after("later"), None);
+        let response = |status| Response {
+            status,
+            content_type: None,
+            body: Bytes::new(),
+            retry_after: Some(30),
+        };
+        assert_eq!(response(503).status_reason("x").retry_after_secs, Some(30));
+        assert_eq!(response(429).status_reason("x").retry_after_secs, Some(30));
+        assert_eq!(response(500).status_reason("x").retry_after_secs, None);
+    }
 
     #[test]
     fn private_loopback_link_local_and_metadata_addresses_are_blocked() {

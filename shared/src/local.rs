@@ -346,7 +346,12 @@ impl MemoryQueue {
 
 #[async_trait]
 impl WorkQueue for MemoryQueue {
-    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError> {
+    /// No clock here: delayed messages are queued at once, like everything else.
+    async fn send_delayed(
+        &self,
+        messages: &[WorkMessage],
+        _delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
         self.messages
             .lock()
             .unwrap_or_else(|e| e.into_inner())

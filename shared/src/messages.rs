@@ -36,6 +36,10 @@ pub enum WorkMessage {
         session_id: String,
         source: SourceRef,
         resource_id: String,
+        /// Times this resource was put back because the server asked us to wait
+        /// (`Retry-After`); bounded, so a server that always says "later" still gets counted.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        deferrals: u32,
     },
     ListPage {
         session_id: String,
@@ -45,6 +49,10 @@ pub enum WorkMessage {
         /// The protocol's own cursor (start position, resumption token, next URL).
         cursor: Option<String>,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkMessage {

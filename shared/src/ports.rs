@@ -6,6 +6,7 @@ use crate::model::{Outcome, Reason, ResourceState, Session, Source};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 /// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
 /// the message or event that hit it is handed back to the Lambda service.
@@ -151,7 +152,20 @@ pub trait ObjectStore: Send + Sync {
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     /// Sends all messages or fails; partial batch failures are retried inside.
-    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError>;
+    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError> {
+        self.send_delayed(messages, Duration::ZERO).await
+    }
+    /// Sends messages that become visible only after `delay` (at most 15 minutes).
+    async fn send_delayed(
+        &self,
+        messages: &[WorkMessage],
+        delay: Duration,
+    ) -> Result<(), StoreError>;
+    /// Makes a received message (by its receipt handle) visible again after `delay` instead
+    /// of the queue's full visibility timeout. Best effort: queues without it keep the default.
+    async fn retry_later(&self, _receipt_handle: &str, _delay: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub trait Clock: Send + Sync {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use trawl::local::{MemoryObjects, MemoryQueue, MemoryStore};
 use trawl::messages::WorkMessage;
-use trawl::model::{Outcome, SessionStatus, SourceSpec};
+use trawl::model::{Outcome, SessionStatus, SourceOptions, SourceSpec, StaleAction};
 use trawl::pipeline::finalize::{finalize_session, Finalized};
 use trawl::pipeline::harvest::{handle_message, Disposition};
 use trawl::pipeline::listing::{list_page, PageResult};
 use trawl::pipeline::schedule::run_now;
+use trawl::pipeline::stale::{self, StaleReport};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::{ObjectStore, StateStore, WorkQueue};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
@@ -291,6 +292,7 @@ async fn an_unreadable_message_is_set_aside_not_retried() {
             &w.store.get_source("src").await.unwrap().unwrap().source,
         ),
         resource_id: "ds_0001".into(),
+        deferrals: 0,
     };
     // A message for a session with no pending marker counts nothing.
     assert_eq!(
@@ -610,4 +612,276 @@ async fn an_aborted_session_counts_its_remaining_work_as_aborted_without_fetchin
     .unwrap();
     assert_eq!(summary["status"], "aborted");
     assert_eq!(summary["reasons"]["ABORTED"], 4);
+}
+
+/// One whole session on `day` (a date): start, drain, finalize.
+async fn harvest(w: &World, day: &str) -> trawl::model::Session {
+    let report = run_now(&w.svc, "src", t(&format!("{day}T12:00:00Z")))
+        .await
+        .unwrap();
+    assert_eq!(report.started.len(), 1, "{report:?}");
+    drain(w, false).await;
+    finalize_session(&w.svc, &report.started[0]).await.unwrap();
+    w.session(&report.started[0]).await
+}
+
+async fn stale_report(w: &World, session: &trawl::model::Session) -> StaleReport {
+    stale::stored_report(&w.svc, session)
+        .await
+        .unwrap()
+        .expect("a stale report beside the summary")
+}
+
+async fn set_options(w: &World, options: SourceOptions) {
+    let mut source = w.store.get_source("src").await.unwrap().unwrap().source;
+    source.options = options;
+    w.store.put_source(&source).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dataset_gone_upstream_is_tombstoned_then_moved_aside_after_two_complete_listings() {
+    let w = world(10, &[]).await;
+    harvest(&w, "2026-11-01").await;
+    w.fixture.remove_dataset("ds_0004");
+
+    // First listing without it: a tombstone, nothing deleted. A repeated check (a
+    // redelivered finalizer) does not advance the tombstone.
+    let report = run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    drain(&w, false).await;
+    let second = w.session(&report.started[0]).await;
+    stale::settle(&w.svc, &second).await.unwrap();
+    finalize_session(&w.svc, &second.id).await.unwrap();
+    let stale = stale_report(&w, &second).await;
+    assert_eq!(
+        (
+            stale.known,
+            stale.missing,
+            stale.tombstoned.clone(),
+            stale.deleted.len()
+        ),
+        (10, 1, vec!["ds_0004".to_string()], 0)
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.missing_listings, 1);
+    assert!(state.is_live());
+    assert_eq!(
+        w.objects.keys("records/src/ds_0004").len(),
+        1,
+        "kept for now"
+    );
+
+    // Second consecutive complete listing without it: moved under deleted/.
+    let third = harvest(&w, "2026-11-03").await;
+    let stale = stale_report(&w, &third).await;
+    assert_eq!(stale.deleted, ["ds_0004"]);
+    assert!(w.objects.keys("records/src/ds_0004").is_empty());
+    assert!(w.objects.keys("raw/src/ds_0004").is_empty());
+    assert_eq!(w.objects.keys("deleted/records/src/ds_0004.json").len(), 1);
+    assert_eq!(w.objects.keys("deleted/raw/src/ds_0004.json").len(), 1);
+    let state = w
+        .store
+        .get_resource("src", "ds_0004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!state.is_live());
+    assert_eq!(
+        state.record_key.as_deref(),
+        Some("deleted/records/src/ds_0004.json")
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &w.objects
+            .get("sessions/src/20261103T120000Z/summary.json")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["stale"]["deleted"], serde_json::json!(["ds_0004"]));
+
+    // A deleted resource is no longer known: the next listing finds nothing missing.
+    let fourth = harvest(&w, "2026-11-04").await;
+    let stale = stale_report(&w, &fourth).await;
+    assert_eq!((stale.known, stale.missing), (9, 0));
+}
+
+#[tokio::test]
+async fn a_resource_listed_again_loses_its_tombstone() {
+    let w = world(6, &[]).await;
+    harvest(&w, "2026-11-01").await;
+    let hide = SourceOptions {
+        exclude: vec!["ds_0002".into()],
+        ..SourceOptions::default()
+    };
+    set_options(&w, hide.clone()).await;
+    harvest(&w, "2026-11-02").await;
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.missing_listings, 1);
+
+    set_options(&w, SourceOptions::default()).await;
+    harvest(&w, "2026-11-03").await;
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.missing_listings, state.missing_session), (0, None));
+
+    // Missing again: the count starts over, so it is not deleted yet.
+    set_options(&w, hide).await;
+    let session = harvest(&w, "2026-11-04").await;
+    assert_eq!(stale_report(&w, &session).await.tombstoned, ["ds_0002"]);
+    assert!(w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_live());
+}
+
+#[tokio::test]
+async fn a_listing_that_shrank_by_more_than_half_deletes_nothing_and_says_why() {
+    let w = world(10, &[]).await;
+    harvest(&w, "2026-11-01").await;
+    for i in 1..=6 {
+        w.fixture.remove_dataset(&format!("ds_{i:04}"));
+    }
+    for day in ["2026-11-02", "2026-11-03", "2026-11-04"] {
+        let session = harvest(&w, day).await;
+        let stale = stale_report(&w, &session).await;
+        assert_eq!((stale.known, stale.missing), (10, 6));
+        assert!(stale.tombstoned.is_empty() && stale.deleted.is_empty());
+        let why = stale.skipped.unwrap();
+        assert!(why.contains("max_shrink_percent"), "{why}");
+    }
+    assert_eq!(w.objects.keys("records/src/").len(), 10);
+    assert_eq!(
+        w.store
+            .get_resource("src", "ds_0001")
+            .await
+            .unwrap()
+            .unwrap()
+            .missing_listings,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_listing_deletes_nothing() {
+    let w = world(5, &[]).await;
+    harvest(&w, "2026-11-01").await;
+    w.fixture
+        .set_failure(trawl_fixtures::ALL_DATASETS, Some(Failure::ServerError));
+    for day in ["2026-11-02", "2026-11-03"] {
+        let session = harvest(&w, day).await;
+        assert_eq!(session.status, SessionStatus::Failed);
+        let stale = stale_report(&w, &session).await;
+        assert!(
+            stale
+                .skipped
+                .as_deref()
+                .is_some_and(|s| s.contains("incomplete")),
+            "{stale:?}"
+        );
+        assert_eq!(stale.missing, 0, "nothing was even compared");
+    }
+    assert_eq!(w.objects.keys("records/src/").len(), 5);
+}
+
+#[tokio::test]
+async fn a_source_set_to_remove_deletes_for_good_after_its_own_count() {
+    let w = world(5, &[]).await;
+    set_options(
+        &w,
+        SourceOptions {
+            stale_after_listings: 1,
+            on_stale: StaleAction::Remove,
+            ..SourceOptions::default()
+        },
+    )
+    .await;
+    harvest(&w, "2026-11-01").await;
+    w.fixture.remove_dataset("ds_0005");
+    let session = harvest(&w, "2026-11-02").await;
+    assert_eq!(stale_report(&w, &session).await.deleted, ["ds_0005"]);
+    assert!(w.objects.keys("records/src/ds_0005").is_empty());
+    assert!(w.objects.keys("deleted/").is_empty());
+    let state = w
+        .store
+        .get_resource("src", "ds_0005")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.record_key, state.raw_key), (None, None));
+    assert!(state.deleted_at.is_some());
+}
+
+#[tokio::test]
+async fn a_server_asking_to_wait_defers_the_message_without_burning_receives_then_it_is_counted() {
+    let w = world(3, &[("ds_0002", Failure::Throttled(7))]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    // Each deferral is a fresh message (receive count 1) with one more deferral on it.
+    let mut seen_deferrals = Vec::new();
+    let mut receives: HashMap<String, u32> = HashMap::new();
+    while let Some(message) = w.queue.pop() {
+        if let WorkMessage::Resource {
+            resource_id,
+            deferrals,
+            ..
+        } = &message
+        {
+            if resource_id == "ds_0002" {
+                seen_deferrals.push(*deferrals);
+            }
+        }
+        let body = message.to_json();
+        let count = receives.entry(body.clone()).or_insert(0);
+        *count += 1;
+        if handle_message(&w.svc, "m", &body, *count).await == Disposition::Retry {
+            w.queue.send(&[message]).await.unwrap();
+        }
+    }
+    assert_eq!(seen_deferrals, [0, 1, 2, 3, 4, 5, 5, 5]);
+    assert_eq!(
+        w.fixture.requests("/erddap/info/ds_0002/"),
+        u64::from(trawl::pipeline::harvest::MAX_DEFERRALS) + 3,
+        "deferred five times, then retried up to max_receive_count"
+    );
+    let s = w.session(&report.started[0]).await;
+    assert_eq!(
+        (
+            s.counters.harvested,
+            s.counters.failed,
+            s.counters.remaining
+        ),
+        (2, 1, 0)
+    );
+    let reason = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap()
+        .last_reason
+        .unwrap();
+    assert_eq!(
+        (reason.code, reason.http_status),
+        (trawl::model::ReasonCode::RetriesExhausted, Some(503))
+    );
 }

@@ -52,6 +52,7 @@ impl Stack {
             max_receive_count: self.number("MaxReceiveCount")? as u32,
             http_timeout: Duration::from_millis(self.number("HttpTimeoutMs")?),
             session_deadline_minutes: self.number("SessionDeadlineMinutes")? as u32,
+            max_retry_delay: Duration::from_secs(self.number("WorkVisibilityTimeout")?),
             ..trawl::pipeline::Settings::default()
         })
     }

@@ -25,7 +25,9 @@ pub const ENV_TICK_MINUTES: &str = "TRAWL_TICK_MINUTES";
 pub const ENV_MAX_RECEIVE_COUNT: &str = "TRAWL_MAX_RECEIVE_COUNT";
 pub const ENV_HTTP_TIMEOUT_MS: &str = "TRAWL_HTTP_TIMEOUT_MS";
 pub const ENV_SESSION_DEADLINE_MINUTES: &str = "TRAWL_SESSION_DEADLINE_MINUTES";
+pub const ENV_WORK_VISIBILITY_TIMEOUT: &str = "TRAWL_WORK_VISIBILITY_TIMEOUT";
 pub const ENV_VARS: &[&str] = &[
+    ENV_WORK_VISIBILITY_TIMEOUT,
     ENV_SESSION_DEADLINE_MINUTES,
     ENV_TABLE,
     ENV_BUCKET,
@@ -66,6 +68,10 @@ pub fn from_env() -> Result<(Resources, Settings), EnvError> {
             ENV_SESSION_DEADLINE_MINUTES,
             defaults.session_deadline_minutes.into(),
         )? as u32,
+        max_retry_delay: Duration::from_secs(number(
+            ENV_WORK_VISIBILITY_TIMEOUT,
+            defaults.max_retry_delay.as_secs(),
+        )?),
         ..defaults
     };
     Ok((resources, settings))
@@ -121,9 +127,10 @@ struct NoQueue;
 
 #[async_trait::async_trait]
 impl crate::ports::WorkQueue for NoQueue {
-    async fn send(
+    async fn send_delayed(
         &self,
         _: &[crate::messages::WorkMessage],
+        _: Duration,
     ) -> Result<(), crate::ports::StoreError> {
         Err(crate::ports::StoreError::new(format!(
             "{ENV_WORK_QUEUE_URL} is not set"

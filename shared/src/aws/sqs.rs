@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use futures::future::BoxFuture;
 use futures::StreamExt;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -23,7 +24,7 @@ impl SqsQueue {
         }
     }
 
-    async fn send_batch(&self, batch: &[WorkMessage]) -> Result<(), StoreError> {
+    async fn send_batch(&self, batch: &[WorkMessage], delay_secs: i32) -> Result<(), StoreError> {
         let mut pending: Vec<(String, String)> = batch
             .iter()
             .enumerate()
@@ -36,6 +37,7 @@ impl SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
                         .message_body(body)
+                        .set_delay_seconds((delay_secs > 0).then_some(delay_secs))
                         .build()
                         .expect("id and body set")
                 })
@@ -76,11 +78,16 @@ impl SqsQueue {
 
 #[async_trait]
 impl WorkQueue for SqsQueue {
-    async fn send(&self, messages: &[WorkMessage]) -> Result<(), StoreError> {
+    async fn send_delayed(
+        &self,
+        messages: &[WorkMessage],
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let delay_secs = delay.as_secs().min(900) as i32;
         let sends: Vec<BoxFuture<'_, Result<(), StoreError>>> = messages
             .chunks(10)
             .map(|batch| -> BoxFuture<'_, Result<(), StoreError>> {
-                Box::pin(self.send_batch(batch))
+                Box::pin(self.send_batch(batch, delay_secs))
             })
             .collect();
         let results: Vec<Result<(), StoreError>> = futures::stream::iter(sends)
@@ -88,5 +95,22 @@ impl WorkQueue for SqsQueue {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::new(format!(
+                    "sqs change visibility: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
     }
 }

@@ -59,6 +59,9 @@ pub struct Reason {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
     pub detail: String,
+    /// The server's `Retry-After` (seconds) on a 429 or 503: when to ask again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u32>,
 }
 
 impl Reason {
@@ -67,6 +70,7 @@ impl Reason {
             code,
             http_status: None,
             detail: truncate(detail.into(), 500),
+            retry_after_secs: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl Reason {
                 code: ReasonCode::RetriesExhausted,
                 http_status: self.http_status,
                 detail: format!("after {attempts} attempts, last: {self}"),
+                retry_after_secs: None,
             }
         } else {
             self

@@ -14,14 +14,32 @@ use crate::ports::{Counting, StoreError};
 use crate::protocols::{catalog_for, Fetched};
 use bytes::Bytes;
 use serde_json::json;
+use std::time::Duration;
 
 /// What to tell the queue about a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Disposition {
-    /// Done with it (counted now, counted before, or kept aside as unreadable): delete it.
+    /// Done with it (counted now, counted before, put back for later, or kept aside as
+    /// unreadable): delete it.
     Done,
-    /// Leave it for redelivery after the visibility timeout.
+    /// Leave it for redelivery; the handler shortens its visibility to [`retry_delay`].
     Retry,
+}
+
+/// The server asked us to come back later (429/503 with `Retry-After`): the message is sent
+/// again with that delay (SQS caps delays at 15 minutes) instead of burning a receive. After
+/// this many deferrals it is retried like any transient failure, so it is still counted.
+pub const MAX_DEFERRALS: u32 = 5;
+const MAX_DELAY_SECS: u32 = 900;
+
+/// Exponential backoff with jitter for a transient failure on receive `receive_count`:
+/// 5 s, 10 s, 20 s, … capped at `cap` (the queue's visibility timeout, which would apply
+/// anyway), each drawn uniformly from its upper half so retries of one burst spread out.
+pub fn retry_delay(receive_count: u32, cap: Duration) -> Duration {
+    let exp = Duration::from_secs(5) * 2u32.saturating_pow(receive_count.saturating_sub(1).min(16));
+    let ceiling = exp.min(cap).max(Duration::from_secs(1));
+    let half = ceiling / 2;
+    half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
 }
 
 /// Handles one work message body. Never fails as a whole: problems become a disposition.
@@ -41,7 +59,16 @@ pub async fn handle_message(
             session_id,
             source,
             resource_id,
-        } => harvest_resource(svc, session_id, source, resource_id, receive_count).await,
+            deferrals,
+        } => match harvest_resource(svc, session_id, source, resource_id, receive_count).await {
+            Ok(Harvested::Throttled(wait)) if *deferrals < MAX_DEFERRALS => {
+                defer(svc, &message, wait).await
+            }
+            Ok(Harvested::Throttled(_)) => Ok(Disposition::Retry),
+            Ok(Harvested::Settled) => Ok(Disposition::Done),
+            Ok(Harvested::Retry) => Ok(Disposition::Retry),
+            Err(e) => Err(e),
+        },
         WorkMessage::ListPage {
             session_id,
             source,
@@ -71,13 +98,41 @@ pub async fn handle_message(
     })
 }
 
+/// What became of one resource message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Harvested {
+    /// Counted now, or found counted before.
+    Settled,
+    /// A transient failure: try again.
+    Retry,
+    /// The server said when to come back (seconds).
+    Throttled(u32),
+}
+
+/// Sends the message again, delayed as the server asked, and lets go of this copy. A crash
+/// in between leaves two copies, which the marker condition makes harmless.
+async fn defer(
+    svc: &Services,
+    message: &WorkMessage,
+    wait: u32,
+) -> Result<Disposition, StoreError> {
+    let mut later = message.clone();
+    if let WorkMessage::Resource { deferrals, .. } = &mut later {
+        *deferrals += 1;
+    }
+    let delay = Duration::from_secs(u64::from(wait.clamp(1, MAX_DELAY_SECS)));
+    svc.queue.send_delayed(&[later], delay).await?;
+    tracing::info!(session = %message.session_id(), delay_secs = delay.as_secs(), "server asked to wait; message deferred");
+    Ok(Disposition::Done)
+}
+
 pub async fn harvest_resource(
     svc: &Services,
     session_id: &str,
     source: &SourceRef,
     resource_id: &str,
     receive_count: u32,
-) -> Result<Disposition, StoreError> {
+) -> Result<Harvested, StoreError> {
     let previous = svc.store.get_resource(&source.id, resource_id).await?;
     // The resource item is written in the same transaction as the marker: if it names this
     // session, this resource is already counted and the message is a redelivery.
@@ -85,7 +140,7 @@ pub async fn harvest_resource(
         .as_ref()
         .is_some_and(|p| p.last_session == session_id)
     {
-        return Ok(Disposition::Done);
+        return Ok(Harvested::Settled);
     }
 
     let catalog = catalog_for(source.protocol);
@@ -122,7 +177,10 @@ pub async fn harvest_resource(
         }
         Err(reason) if reason.retryable() && receive_count < svc.settings.max_receive_count => {
             tracing::warn!(session = %session_id, resource = %resource_id, %reason, receive_count, "transient failure; will retry");
-            return Ok(Disposition::Retry);
+            return Ok(match reason.retry_after_secs {
+                Some(secs) => Harvested::Throttled(secs),
+                None => Harvested::Retry,
+            });
         }
         Err(reason) => (Outcome::Failed, Some(reason.exhausted(receive_count)), None),
     };
@@ -172,7 +230,7 @@ pub async fn harvest_resource(
             tracing::info!(session = %session_id, resource = %resource_id, "already counted (redelivery)");
         }
     }
-    Ok(Disposition::Done)
+    Ok(Harvested::Settled)
 }
 
 /// Writes the raw response and the normalized record; returns (record key, raw key).
@@ -214,5 +272,27 @@ async fn reject(svc: &Services, message_id: &str, body: &str, why: &str) -> Disp
             tracing::error!(message_id, error = %e, "could not set the message aside; leaving it on the queue");
             Disposition::Retry
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_exponentially_with_jitter_up_to_the_cap() {
+        let cap = Duration::from_secs(180);
+        for _ in 0..200 {
+            let first = retry_delay(1, cap);
+            assert!((Duration::from_millis(2500)..=Duration::from_secs(5)).contains(&first));
+            let third = retry_delay(3, cap);
+            assert!((Duration::from_secs(10)..=Duration::from_secs(20)).contains(&third));
+            let late = retry_delay(30, cap);
+            assert!((Duration::from_secs(90)..=cap).contains(&late), "{late:?}");
+        }
+        let draws: std::collections::HashSet<Duration> =
+            (0..50).map(|_| retry_delay(4, cap)).collect();
+        assert!(draws.len() > 10, "jittered, not fixed: {draws:?}");
+        assert!(retry_delay(5, Duration::from_secs(6)) <= Duration::from_secs(6));
     }
 }

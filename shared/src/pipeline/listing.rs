@@ -154,6 +154,7 @@ async fn deliver(
             session_id: session_id.to_string(),
             source: source.clone(),
             resource_id: id.clone(),
+            deferrals: 0,
         })
         .collect();
     if let Some(cursor) = &page.next_cursor {

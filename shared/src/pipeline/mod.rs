@@ -29,6 +29,9 @@ pub struct Settings {
     pub batch_concurrency: usize,
     /// A session still running this long after it started is wound up by the watchdog.
     pub session_deadline_minutes: u32,
+    /// The longest backoff before a transient failure is retried: the work queue's
+    /// visibility timeout, which is what a retry would wait without one.
+    pub max_retry_delay: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             batch_concurrency: 10,
             session_deadline_minutes: 360,
+            max_retry_delay: Duration::from_secs(180),
         }
     }
 }

@@ -359,6 +359,7 @@ async fn dead_lettered_work_can_be_listed_and_replayed_without_double_counting()
                 .source,
         ),
         resource_id: "ds_0002".into(),
+        deferrals: 0,
     };
     let sqs = aws_sdk_sqs::Client::new(&trawl::aws::sdk_config().await);
     sqs.send_message()
@@ -413,4 +414,61 @@ async fn dead_lettered_work_can_be_listed_and_replayed_without_double_counting()
         .unwrap()
         .unwrap();
     assert_eq!(state.history.len(), 1, "counted once: {state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_gone_upstream_is_moved_aside_after_two_complete_listings_and_counted_once() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let source_id = register(&runner, "e2e-stale", &fixture, "cron(0 3 1 1 ? *)").await;
+    let t0 = at_second(Utc::now());
+    harvest_now(&runner, &source_id, t0).await;
+    fixture.remove_dataset("ds_0003");
+
+    let second = harvest_now(&runner, &source_id, t0 + ChronoDuration::minutes(1)).await;
+    // A redelivered finalizer repeats the check: the tombstone does not advance twice.
+    let again = trawl::pipeline::stale::settle(&runner.services, &second)
+        .await
+        .unwrap();
+    assert_eq!(again.tombstoned, ["ds_0003"]);
+    let store = &runner.services.store;
+    let state = store
+        .get_resource(&source_id, "ds_0003")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.missing_listings, state.is_live()), (1, true));
+    let record = format!("records/{source_id}/ds_0003.json");
+    assert!(list_objects(&runner, &record)
+        .await
+        .unwrap()
+        .contains_key(&record));
+
+    let third = harvest_now(&runner, &source_id, t0 + ChronoDuration::minutes(2)).await;
+    let summary = get_json(
+        &runner,
+        &trawl::keys::summary_key(&source_id, &third.stamp()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary["stale"]["deleted"], json!(["ds_0003"]), "{summary}");
+    assert!(list_objects(&runner, &record).await.unwrap().is_empty());
+    let moved = format!("deleted/{record}");
+    assert!(list_objects(&runner, &moved)
+        .await
+        .unwrap()
+        .contains_key(&moved));
+    let state = store
+        .get_resource(&source_id, "ds_0003")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!state.is_live());
+    assert_eq!(state.record_key.as_deref(), Some(moved.as_str()));
 }

@@ -96,7 +96,7 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
             ..Reason::not_found(message)
         });
     }
-    Err(Reason::http(response.status, message))
+    Err(response.status_reason(message))
 }
 
 fn error_message(body: &str) -> Option<String> {
@@ -358,6 +358,7 @@ mod tests {
             status: 500,
             content_type: None,
             body: "Error {\n    code=500;\n    message=\"Internal Server Error: Your query produced no matching results. (nRows = 0)\";\n}\n".into(),
+            retry_after: None,
         };
         let e = ok_or_reason(not_found).unwrap_err();
         assert_eq!(e.code, ReasonCode::NotFound);
@@ -366,6 +367,7 @@ mod tests {
             status: 502,
             content_type: None,
             body: "bad gateway".into(),
+            retry_after: None,
         };
         let e = ok_or_reason(boom).unwrap_err();
         assert_eq!((e.code, e.http_status), (ReasonCode::HttpError, Some(502)));
