@@ -459,22 +459,10 @@ impl StateStore for DynamoStore {
         source_id: &str,
         after: Option<String>,
     ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
-        let pk = keys::resources_pk(source_id);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&pk))
-            .consistent_read(true);
-        if let Some(sk) = after {
-            query = query
-                .exclusive_start_key("pk", s(&pk))
-                .exclusive_start_key("sk", s(sk));
-        }
-        let out = query.send().await.map_err(store_error)?;
-        let states = out
-            .items()
+        let (items, next) = self
+            .query_page(keys::resources_pk(source_id), None, after)
+            .await?;
+        let states = items
             .iter()
             .map(|item| {
                 let state = get_s(item, "state")
@@ -483,11 +471,6 @@ impl StateStore for DynamoStore {
                     .map_err(|e| StoreError::new(format!("resource in {source_id}: {e}")))
             })
             .collect::<Result<Vec<ResourceState>, StoreError>>()?;
-        let next = out
-            .last_evaluated_key()
-            .and_then(|k| k.get("sk"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
         Ok((states, next))
     }
 
@@ -617,23 +600,10 @@ impl StateStore for DynamoStore {
         session_id: &str,
         after: Option<String>,
     ) -> Result<(Vec<Marker>, Option<String>), StoreError> {
-        let pk = keys::session_pk(session_id);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s(MARKER_PREFIX))
-            .consistent_read(true);
-        if let Some(sk) = after {
-            query = query
-                .exclusive_start_key("pk", s(&pk))
-                .exclusive_start_key("sk", s(sk));
-        }
-        let out = query.send().await.map_err(store_error)?;
-        let markers = out
-            .items()
+        let (items, next) = self
+            .query_page(keys::session_pk(session_id), Some(MARKER_PREFIX), after)
+            .await?;
+        let markers = items
             .iter()
             .map(|item| Marker {
                 resource_id: get_s(item, "sk")
@@ -643,16 +613,45 @@ impl StateStore for DynamoStore {
                 reason: get_s(item, "reason").and_then(|r| serde_json::from_str::<Reason>(&r).ok()),
             })
             .collect();
-        let next = out
-            .last_evaluated_key()
-            .and_then(|k| k.get("sk"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
         Ok((markers, next))
     }
 }
 
 impl DynamoStore {
+    /// One page of a partition (optionally only sort keys with `prefix`), after sort key
+    /// `after`; returns the items and the sort key to continue from.
+    async fn query_page(
+        &self,
+        pk: String,
+        prefix: Option<&str>,
+        after: Option<String>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(&pk))
+            .consistent_read(true);
+        query = match prefix {
+            Some(p) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(p)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        if let Some(sk) = after {
+            query = query
+                .exclusive_start_key("pk", s(&pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = query.send().await.map_err(store_error)?;
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok((out.items.unwrap_or_default(), next))
+    }
+
     async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let mut attempt = 0;
         while !requests.is_empty() {
