@@ -427,7 +427,10 @@ impl Runner {
     pub async fn dlq_list(&self) -> Result<Vec<Value>> {
         let url = self.stack.get("WorkDeadLetterQueueUrl")?;
         let mut seen = BTreeMap::new();
-        // Receives sample the queue; a few empty rounds in a row mean we have seen it all.
+        let mut handles = Vec::new();
+        // Each received message stays hidden while we look, so the next receive shows new
+        // ones (making them visible at once would show the same first ten again); two empty
+        // receives in a row mean we have seen them all. Then all are made visible again.
         let mut empty_rounds = 0;
         while empty_rounds < 2 {
             let out = self
@@ -435,12 +438,16 @@ impl Runner {
                 .receive_message()
                 .queue_url(url)
                 .max_number_of_messages(10)
-                .visibility_timeout(5)
+                .visibility_timeout(60)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .send()
                 .await?;
             let messages = out.messages.unwrap_or_default();
-            let before = seen.len();
+            empty_rounds = if messages.is_empty() {
+                empty_rounds + 1
+            } else {
+                0
+            };
             for m in &messages {
                 let body = m.body().unwrap_or_default();
                 seen.entry(m.message_id().unwrap_or_default().to_string()).or_insert_with(|| {
@@ -450,21 +457,17 @@ impl Runner {
                         "body": serde_json::from_str::<Value>(body).unwrap_or_else(|_| json!(body)),
                     })
                 });
+                handles.extend(m.receipt_handle().map(str::to_string));
             }
-            for m in &messages {
-                self.sqs
-                    .change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .visibility_timeout(0)
-                    .send()
-                    .await?;
-            }
-            empty_rounds = if seen.len() == before {
-                empty_rounds + 1
-            } else {
-                0
-            };
+        }
+        for handle in handles {
+            self.sqs
+                .change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await?;
         }
         Ok(seen.into_values().collect())
     }
