@@ -5,6 +5,7 @@
 
 use crate::messages::SourceRef;
 use crate::model::{Reason, ReasonCode};
+use crate::politeness::{self, Limits, RequestGate};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,9 @@ pub struct HttpClient {
     /// For sources explicitly marked internal (fixtures, the demo, on-premises catalogs).
     internal: reqwest::Client,
     max_body_bytes: usize,
+    timeout: Duration,
+    /// Where per-source politeness limits are enforced; none = no shared limits.
+    gate: Option<Arc<dyn RequestGate>>,
 }
 
 /// A response of any status, for the protocol to interpret (ERDDAP says "not found" with a
@@ -109,7 +113,15 @@ impl HttpClient {
             public,
             internal,
             max_body_bytes,
+            timeout,
+            gate: None,
         }
+    }
+
+    /// Enforces sources' politeness limits through `gate`.
+    pub fn with_gate(mut self, gate: Arc<dyn RequestGate>) -> HttpClient {
+        self.gate = Some(gate);
+        self
     }
 
     /// GETs `url` for `source`, reading at most the size cap. Transport failures become
@@ -120,8 +132,43 @@ impl HttpClient {
         url: &str,
         log: &mut Vec<RequestLog>,
     ) -> Result<Response, Reason> {
+        let limits = Limits::from(&source.options);
+        let permit = match &self.gate {
+            Some(gate) if !limits.is_unlimited() => {
+                // Waiting for a slot may take as long as a request: both stay well inside
+                // the function's timeout.
+                let lease = self.timeout + Duration::from_secs(5);
+                match politeness::acquire(gate.as_ref(), &source.id, &limits, lease, self.timeout)
+                    .await
+                {
+                    Ok(Some(permit)) => Some(permit),
+                    Ok(None) => {
+                        return Err(Reason::new(
+                            ReasonCode::Throttled,
+                            format!(
+                                "no room within the source's limits ({limits:?}) in {:?}",
+                                self.timeout
+                            ),
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(Reason::new(
+                            ReasonCode::Throttled,
+                            format!("politeness limits could not be checked: {e}"),
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        };
         let started = Instant::now();
         let result = self.get_inner(source.internal, url).await;
+        if let (Some(gate), Some(permit)) = (&self.gate, &permit) {
+            if let Err(e) = gate.release(permit).await {
+                // The lease runs out on its own.
+                tracing::warn!(source = %source.id, error = %e, "could not release a request slot");
+            }
+        }
         let millis = started.elapsed().as_millis() as u64;
         log.push(match &result {
             Ok(r) => RequestLog {

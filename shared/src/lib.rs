@@ -14,6 +14,7 @@ pub mod local;
 pub mod messages;
 pub mod model;
 pub mod pipeline;
+pub mod politeness;
 pub mod ports;
 pub mod protocols;
 

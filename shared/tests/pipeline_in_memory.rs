@@ -14,6 +14,7 @@ use trawl::pipeline::listing::{list_page, PageResult};
 use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::stale::{self, StaleReport};
 use trawl::pipeline::{Services, Settings};
+use trawl::politeness::MemoryGate;
 use trawl::ports::{ObjectStore, StateStore, WorkQueue};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
@@ -884,4 +885,107 @@ async fn a_server_asking_to_wait_defers_the_message_without_burning_receives_the
         (reason.code, reason.http_status),
         (trawl::model::ReasonCode::RetriesExhausted, Some(503))
     );
+}
+
+/// Every dataset answers slowly, so concurrent requests overlap at the server.
+async fn slow_world(datasets: usize) -> World {
+    let slow: Vec<(String, Failure)> = (1..=datasets)
+        .map(|i| {
+            (
+                format!("ds_{i:04}"),
+                Failure::Slow(Duration::from_millis(150)),
+            )
+        })
+        .collect();
+    let slow: Vec<(&str, Failure)> = slow
+        .iter()
+        .map(|(id, f)| (id.as_str(), f.clone()))
+        .collect();
+    let mut w = world(datasets, &slow).await;
+    w.svc.http = w
+        .svc
+        .http
+        .clone()
+        .with_gate(Arc::new(MemoryGate::default()));
+    w
+}
+
+/// Handles every queued message at once, as many concurrent invocations would; messages to
+/// retry come back in the next round with a higher receive count, as SQS would bring them.
+async fn harvest_all_at_once(w: &World) {
+    let mut round = 0;
+    while !w.queue.is_empty() {
+        round += 1;
+        let mut messages = Vec::new();
+        while let Some(m) = w.queue.pop() {
+            messages.push(m);
+        }
+        let handled =
+            futures::future::join_all(messages.iter().map(|m| async move {
+                (m, handle_message(&w.svc, "m", &m.to_json(), round).await)
+            }))
+            .await;
+        for (m, d) in handled {
+            if d == Disposition::Retry {
+                w.queue.send(std::slice::from_ref(m)).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn requests_in_flight_stay_within_the_sources_limit_however_many_run_at_once() {
+    // Without a limit, twelve concurrent messages overlap at the server...
+    let w = slow_world(12).await;
+    run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    harvest_all_at_once(&w).await;
+    assert!(w.fixture.max_concurrent_info_requests() > 2);
+
+    // ... with one, never more than it allows, and everything is still harvested.
+    let w = slow_world(12).await;
+    set_options(
+        &w,
+        SourceOptions {
+            max_in_flight: Some(2),
+            ..SourceOptions::default()
+        },
+    )
+    .await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    harvest_all_at_once(&w).await;
+    assert!(w.fixture.max_concurrent_info_requests() <= 2);
+    let s = w.session(&report.started[0]).await;
+    assert_eq!((s.counters.harvested, s.counters.remaining), (12, 0));
+}
+
+#[tokio::test]
+async fn requests_per_second_stay_within_the_sources_limit() {
+    let w = slow_world(10).await;
+    set_options(
+        &w,
+        SourceOptions {
+            requests_per_second: Some(4),
+            ..SourceOptions::default()
+        },
+    )
+    .await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // With a 500 ms HTTP timeout as the wait budget, some requests find no room in time:
+    // they come back THROTTLED (retryable) and are retried like any transient failure.
+    drain(&w, false).await;
+    assert!(w.fixture.max_info_requests_in_a_second() <= 4);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "10 requests at 4/s take over 2 s"
+    );
+    let s = w.session(&report.started[0]).await;
+    assert_eq!(s.counters.remaining, 0);
+    assert_eq!(s.counters.harvested + s.counters.failed, 10);
 }

@@ -806,7 +806,7 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
 }
 
-fn store_error(e: impl std::error::Error) -> StoreError {
+pub(crate) fn store_error(e: impl std::error::Error) -> StoreError {
     // `Display` of SDK errors is just "service error"; the source chain says what happened.
     let mut text = e.to_string();
     let mut source = e.source();

@@ -1,6 +1,7 @@
 //! AWS adapters of the ports, and building [`Services`] from a function's environment.
 
 pub mod dynamodb;
+pub mod gate;
 pub mod s3;
 pub mod sqs;
 
@@ -113,7 +114,11 @@ pub fn services(
         Some(url) => Arc::new(sqs::SqsQueue::new(aws_sdk_sqs::Client::new(config), url)),
         None => Arc::new(NoQueue),
     };
-    Services::new(Arc::new(store), Arc::new(objects), queue, settings)
+    // Politeness limits live in the same table, so they hold across every invocation.
+    let gate = gate::DynamoGate::new(aws_sdk_dynamodb::Client::new(config), &resources.table);
+    let mut services = Services::new(Arc::new(store), Arc::new(objects), queue, settings);
+    services.http = services.http.with_gate(Arc::new(gate));
+    services
 }
 
 /// Services for a Lambda function, from its environment.

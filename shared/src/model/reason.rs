@@ -28,6 +28,8 @@ pub enum ReasonCode {
     Lost,
     /// Not harvested because an operator aborted the session.
     Aborted,
+    /// The source's politeness limits (requests in flight, per second) had no room in time.
+    Throttled,
 }
 
 impl ReasonCode {
@@ -43,6 +45,7 @@ impl ReasonCode {
             ReasonCode::RetriesExhausted => "RETRIES_EXHAUSTED",
             ReasonCode::Lost => "LOST",
             ReasonCode::Aborted => "ABORTED",
+            ReasonCode::Throttled => "THROTTLED",
         }
     }
 }
@@ -92,7 +95,7 @@ impl Reason {
     /// Whether another attempt later may succeed.
     pub fn retryable(&self) -> bool {
         match self.code {
-            ReasonCode::Timeout | ReasonCode::ConnectError => true,
+            ReasonCode::Timeout | ReasonCode::ConnectError | ReasonCode::Throttled => true,
             ReasonCode::HttpError => {
                 matches!(self.http_status, Some(s) if s >= 500 || s == 408 || s == 429)
             }

@@ -48,6 +48,12 @@ pub struct SourceOptions {
     /// What deleting a stale resource does to its record and raw response.
     #[serde(default)]
     pub on_stale: StaleAction,
+    /// Politeness: at most this many requests to the source at once, across all harvesters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Politeness: at most this many requests to the source per second, across all harvesters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
 }
 
 impl Default for SourceOptions {
@@ -58,6 +64,8 @@ impl Default for SourceOptions {
             stale_after_listings: default_stale_after(),
             max_shrink_percent: default_max_shrink(),
             on_stale: StaleAction::default(),
+            max_in_flight: None,
+            requests_per_second: None,
         }
     }
 }
@@ -202,6 +210,20 @@ impl SourceSpec {
                 "must be at least 1 (listings a resource must be missing from before it is deleted)",
             ));
         }
+        for (field, limit) in [
+            ("options.max_in_flight", self.options.max_in_flight),
+            (
+                "options.requests_per_second",
+                self.options.requests_per_second,
+            ),
+        ] {
+            if limit == Some(0) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+        }
         if self.options.max_shrink_percent > 100 {
             return Err(ConfigError::new(
                 "options.max_shrink_percent",
@@ -261,6 +283,8 @@ fn field_in_serde_error(msg: &str) -> &'static str {
         "stale_after_listings",
         "max_shrink_percent",
         "on_stale",
+        "max_in_flight",
+        "requests_per_second",
         "options",
     ] {
         if msg.contains(&format!("`{f}`")) {

@@ -472,3 +472,61 @@ async fn a_dataset_gone_upstream_is_moved_aside_after_two_complete_listings_and_
     assert!(!state.is_live());
     assert_eq!(state.record_key.as_deref(), Some(moved.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn politeness_limits_hold_across_concurrent_harvester_invocations() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    // Slow answers, so requests would pile up at the server without a limit: the runner
+    // plays 5 concurrent invocations of 10 messages each.
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 10,
+        failures: (1..=10)
+            .map(|i| {
+                (
+                    format!("ds_{i:04}"),
+                    Failure::Slow(Duration::from_millis(300)),
+                )
+            })
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = unique_source_id("e2e-polite");
+    let source = SourceSpec {
+        id: id.clone(),
+        protocol: "erddap".into(),
+        base_url: fixture.base_url(),
+        schedule: "cron(0 3 1 1 ? *)".into(),
+        enabled: true,
+        internal: true,
+        options: trawl::model::SourceOptions {
+            max_in_flight: Some(2),
+            requests_per_second: Some(5),
+            ..Default::default()
+        },
+    }
+    .validate()
+    .unwrap();
+    runner.services.store.put_source(&source).await.unwrap();
+
+    let session = harvest_now(&runner, &id, at_second(Utc::now())).await;
+    let c = session.counters;
+    assert_eq!((c.total, c.remaining), (10, 0));
+    assert_eq!(c.harvested + c.failed, 10);
+    assert!(
+        c.harvested >= 8,
+        "a limit delays requests, it should rarely fail them: {c:?}"
+    );
+    assert!(
+        fixture.max_concurrent_info_requests() <= 2,
+        "{} in flight at once",
+        fixture.max_concurrent_info_requests()
+    );
+    assert!(
+        fixture.max_info_requests_in_a_second() <= 5,
+        "{} in one second",
+        fixture.max_info_requests_in_a_second()
+    );
+}
