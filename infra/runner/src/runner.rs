@@ -513,7 +513,10 @@ impl Runner {
     /// on-failure destination.
     async fn poll_stream(&self, stop: &AtomicBool) -> Result<()> {
         let mut last_refresh = Instant::now();
-        while !stop.load(Ordering::SeqCst) {
+        // After `stop`, keep reading until the stream has been quiet twice: the records of
+        // the last closes (seen through the table already) may not have been read yet.
+        let mut quiet_after_stop = 0;
+        while quiet_after_stop < 2 {
             if last_refresh.elapsed() > Duration::from_secs(10) {
                 self.refresh_shards(ShardIteratorType::TrimHorizon).await?;
                 last_refresh = Instant::now();
@@ -554,6 +557,9 @@ impl Runner {
                     .insert(shard, out.next_shard_iterator().map(str::to_string));
             }
             if !got_any {
+                if stop.load(Ordering::SeqCst) {
+                    quiet_after_stop += 1;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

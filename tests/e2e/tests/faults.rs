@@ -13,7 +13,7 @@
 //! deadline had passed, exactly as the scheduler's next tick after the deadline would.
 //!
 //! Then it checks the invariants and prints the figures. CI runs the seeds in
-//! `TRAWL_FAULT_SEEDS` (default `1`); for a longer run:
+//! `TRAWL_FAULT_SEEDS` (default `1,2`); for a longer run:
 //!
 //!   TRAWL_FAULT_SEEDS=1,2,3,4,5,6,7,8 cargo test -p trawl-e2e --test faults -- --nocapture
 
@@ -61,7 +61,7 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 async fn fault_suite_every_session_closes_once_with_every_resource_counted_once() {
     let _lock = lock_stack();
     let seeds: Vec<u64> = std::env::var("TRAWL_FAULT_SEEDS")
-        .unwrap_or_else(|_| "1".into())
+        .unwrap_or_else(|_| "1,2".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();

@@ -350,6 +350,14 @@ mod tests {
             let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
             assert_eq!(e.code, ReasonCode::ParseError, "{body}: {e}");
         }
+        // Not UTF-8 at all (a Latin-1 page sent as JSON).
+        let f = Fetched {
+            body: bytes::Bytes::from_static(b"{\"table\": {\"columnNames\": [\"caf\xe9\"]}}"),
+            content_type: "application/json",
+            extension: "json",
+        };
+        let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError, "{e}");
     }
 
     #[test]

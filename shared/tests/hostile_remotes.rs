@@ -1,0 +1,124 @@
+//! The HTTP client against a server that misbehaves at the byte level: bodies over the size
+//! cap (announced or not), endless redirects, bodies cut short. Raw TCP, so nothing tidies
+//! the responses up.
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use trawl::http::HttpClient;
+use trawl::messages::SourceRef;
+use trawl::model::{Protocol, ReasonCode, SourceOptions};
+
+/// Serves canned raw responses by path until the test ends; returns the base URL.
+async fn hostile_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let _ = match path.as_str() {
+                    "/big-announced" => {
+                        stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")
+                            .await
+                    }
+                    "/big-chunked" => {
+                        let mut out =
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                        for _ in 0..64 {
+                            out.extend_from_slice(b"400\r\n");
+                            out.extend_from_slice(&[b'x'; 1024]);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        stream.write_all(&out).await
+                    }
+                    "/loop" => stream
+                        .write_all(
+                            b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+                        )
+                        .await,
+                    "/cut" => {
+                        stream
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n{\"table\":",
+                            )
+                            .await
+                    }
+                    _ => {
+                        stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                            .await
+                    }
+                };
+                // Dropping the stream closes it: a cut body ends here.
+            });
+        }
+    });
+    base
+}
+
+fn internal_source(base: &str) -> SourceRef {
+    SourceRef {
+        id: "hostile".into(),
+        protocol: Protocol::Erddap,
+        base_url: base.into(),
+        internal: true,
+        options: SourceOptions::default(),
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_are_refused_whether_announced_or_streamed() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(2), 32 * 1024);
+    let source = internal_source(&base);
+    let mut log = Vec::new();
+    for path in ["/big-announced", "/big-chunked"] {
+        let e = http
+            .get(&source, &format!("{base}{path}"), &mut log)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::TooLarge, "{path}: {e}");
+        assert!(!e.retryable());
+    }
+    assert!(http
+        .get(&source, &format!("{base}/ok"), &mut log)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn endless_redirects_stop_at_the_limit() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(2), 1024);
+    let mut log = Vec::new();
+    let e = http
+        .get(&internal_source(&base), &format!("{base}/loop"), &mut log)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ReasonCode::HttpError, "{e}");
+    assert!(e.detail.contains("redirect"), "{e}");
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_a_transient_error_that_says_so() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(2), 1024 * 1024);
+    let mut log = Vec::new();
+    let e = http
+        .get(&internal_source(&base), &format!("{base}/cut"), &mut log)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ReasonCode::ConnectError, "{e}");
+    assert!(e.retryable());
+    assert_eq!(log.len(), 1, "the attempt is logged");
+    assert!(log[0].error.is_some());
+}
