@@ -490,16 +490,7 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":sid", s(missing))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        condition_met(result)
     }
 
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
@@ -516,16 +507,7 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":running", s("running"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        condition_met(result)
     }
 
     async fn close_session(
@@ -804,6 +786,25 @@ async fn backoff(attempt: u32) {
     let base = 20u64 << attempt.min(6);
     let jitter = rand::random::<u64>() % base;
     tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+}
+
+/// The answer of a conditional write: `true` if it was written, `false` if its condition
+/// failed (an answer, not an error), or the error.
+pub(crate) fn condition_met<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_error(e)),
+    }
 }
 
 pub(crate) fn store_error(e: impl std::error::Error) -> StoreError {

@@ -3,7 +3,7 @@
 //! budget is a counter per source and epoch second (`RATE#{second}`) that a conditional `ADD`
 //! refuses to raise past the limit. Everything expires by TTL.
 
-use super::dynamodb::store_error;
+use super::dynamodb::{condition_met, store_error};
 use crate::politeness::{
     epoch_second, token, until_next_second, Admission, Limits, Permit, RequestGate,
 };
@@ -96,16 +96,7 @@ impl DynamoGate {
             .expression_attribute_values(":exp", n(second + 3600))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        condition_met(result)
     }
 }
 
