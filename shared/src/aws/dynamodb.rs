@@ -328,16 +328,8 @@ impl StateStore for DynamoStore {
                             .condition_expression("attribute_not_exists(pk)")
                             .send()
                             .await;
-                        match r {
-                            Ok(_) => Ok(()),
-                            Err(e)
-                                if e.as_service_error()
-                                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                            {
-                                Ok(())
-                            }
-                            Err(e) => Err(store_error(e)),
-                        }
+                        // An existing marker (possibly counted) is kept as it is.
+                        condition_met(r).map(|_| ())
                     })
                 })
                 .collect();

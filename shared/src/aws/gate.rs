@@ -3,7 +3,7 @@
 //! budget is a counter per source and epoch second (`RATE#{second}`) that a conditional `ADD`
 //! refuses to raise past the limit. Everything expires by TTL.
 
-use super::dynamodb::{condition_met, store_error};
+use super::dynamodb::condition_met;
 use crate::politeness::{
     epoch_second, token, until_next_second, Admission, Limits, Permit, RequestGate,
 };
@@ -69,12 +69,8 @@ impl DynamoGate {
                 .expression_attribute_values(":now", n(now))
                 .send()
                 .await;
-            match result {
-                Ok(_) => return Ok(Some(slot)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(store_error(e)),
+            if condition_met(result)? {
+                return Ok(Some(slot));
             }
         }
         Ok(None)
@@ -149,16 +145,7 @@ impl RequestGate for DynamoGate {
             .expression_attribute_values(":me", AttributeValue::S(permit.token.clone()))
             .send()
             .await;
-        match result {
-            // Someone took it over after our lease ran out: theirs now.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error(e)),
-            Ok(_) => Ok(()),
-        }
+        // A failed condition: someone took the slot over after our lease ran out; theirs now.
+        condition_met(result).map(|_| ())
     }
 }
