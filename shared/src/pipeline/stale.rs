@@ -30,7 +30,7 @@ pub struct StaleReport {
     /// Why nothing was considered for deletion, when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
-    /// Live resources known before this listing.
+    /// Live resources the source knows, this session's harvests included.
     pub known: u64,
     /// Known resources this listing did not include.
     pub missing: u64,
