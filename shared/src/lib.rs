@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod politeness;
 pub mod ports;
 pub mod protocols;
+pub mod xml;
 
 /// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects), level
 /// from `RUST_LOG`, else from the function's `ApplicationLogLevel` (`AWS_LAMBDA_LOG_LEVEL`),

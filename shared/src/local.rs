@@ -11,7 +11,7 @@ use crate::ports::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -108,8 +108,32 @@ impl StateStore for MemoryStore {
         if page.error.is_some() {
             session.listing_error = page.error.clone();
         }
+        session.listing.listed += page.listed;
+        if page.expected_total.is_some() {
+            session.listing.expected_total = page.expected_total;
+        }
+        session
+            .listing
+            .problems
+            .extend(page.problems.iter().cloned());
         s.pages.insert(key, page.clone());
         Ok(true)
+    }
+
+    async fn listed_before(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let s = self.lock();
+        let Some(markers) = s.markers.get(session_id) else {
+            return Ok(HashSet::new());
+        };
+        Ok(resource_ids
+            .iter()
+            .filter(|id| markers.contains_key(*id))
+            .cloned()
+            .collect())
     }
 
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
@@ -217,6 +241,20 @@ impl StateStore for MemoryStore {
             }
         }
         s.resources.insert(key, state.clone());
+        Ok(true)
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let key = (current.source_id.clone(), current.resource_id.clone());
+        if s.resources.get(&key) != Some(current) {
+            return Ok(false);
+        }
+        s.resources.insert(key, next.clone());
         Ok(true)
     }
 

@@ -6,6 +6,7 @@ use crate::model::{Outcome, Reason, ResourceState, Session, Source};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
@@ -54,6 +55,13 @@ pub struct PageState {
     pub sent: bool,
     /// Why listing failed at this page (then it holds no ids and no next page).
     pub error: Option<String>,
+    /// Distinct ids this page added to the listing, before the source's include/exclude
+    /// filter (what the server's announced total is compared with).
+    pub listed: u64,
+    /// The server's announced total for the whole listing, as of this page.
+    pub expected_total: Option<u64>,
+    /// Paging problems found on this page (duplicates, a repeated page, the protocol's own).
+    pub problems: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +101,12 @@ pub trait StateStore: Send + Sync {
     /// `total`/`remaining` and settles the page's own unit. `false` if it was committed before.
     async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError>;
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError>;
+    /// Which of `resource_ids` already have a marker in the session: listed on an earlier page.
+    async fn listed_before(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+    ) -> Result<HashSet<String>, StoreError>;
     /// Writes pending markers. `only_missing` keeps markers that exist (possibly counted).
     async fn put_pending_markers(
         &self,
@@ -123,6 +137,13 @@ pub trait StateStore: Send + Sync {
     /// Stores a stale resource's new tombstone, once per session: `false` (nothing written)
     /// if `state.missing_session` was already recorded for this resource.
     async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError>;
+    /// Compare-and-swap of a resource's state: writes `next` only if the stored state is
+    /// still exactly `current`; `false` (nothing written) otherwise.
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError>;
 
     /// Flags a running session as aborted; `false` if it is not running (or unknown).
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError>;

@@ -4,8 +4,8 @@
 
 use crate::keys::{self, MARKER_PREFIX, SESSION_SK, SOURCES_PK};
 use crate::model::{
-    session::rfc3339, Counters, Outcome, Reason, ResourceState, Session, SessionStatus, Source,
-    SourceOptions,
+    session::rfc3339, Counters, ListingCheck, Outcome, Reason, ResourceState, Session,
+    SessionStatus, Source, SourceOptions,
 };
 use crate::ports::{
     Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -230,7 +230,68 @@ impl StateStore for DynamoStore {
             next_cursor: get_s(&item, "next_cursor"),
             sent: matches!(item.get("sent"), Some(AttributeValue::Bool(true))),
             error: get_s(&item, "error"),
+            listed: get_n(&item, "listed"),
+            expected_total: get_opt_n(&item, "expected_total"),
+            problems: get_list(&item, "problems"),
         }))
+    }
+
+    async fn listed_before(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut found = HashSet::new();
+        // BatchGetItem takes 100 keys; keys it could not serve come back to be asked again.
+        for chunk in resource_ids.chunks(100) {
+            let mut wanted: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        ("pk".into(), s(keys::session_pk(session_id))),
+                        ("sk".into(), s(keys::marker_sk(id))),
+                    ])
+                })
+                .collect();
+            let mut attempt = 0;
+            while !wanted.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .projection_expression("sk")
+                    .consistent_read(true)
+                    .build()
+                    .map_err(store_error)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(id) = get_s(item, "sk")
+                        .and_then(|sk| sk.strip_prefix(MARKER_PREFIX).map(str::to_string))
+                    {
+                        found.insert(id);
+                    }
+                }
+                if let Some(left) = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                {
+                    wanted = left;
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
@@ -247,6 +308,13 @@ impl StateStore for DynamoStore {
         if let Some(e) = &page.error {
             item.insert("error".into(), s(e));
         }
+        item.insert("listed".into(), n(page.listed));
+        if let Some(t) = page.expected_total {
+            item.insert("expected_total".into(), n(t));
+        }
+        if !page.problems.is_empty() {
+            item.insert("problems".into(), string_list(&page.problems));
+        }
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -256,18 +324,40 @@ impl StateStore for DynamoStore {
         // The page's own unit is settled (-1) in the same step that adds its resources and
         // its successor page, so `remaining` cannot touch zero in between.
         let delta = page.count as i64 + i64::from(page.next_cursor.is_some()) - 1;
-        let mut expression = "ADD #total :count, remaining :delta".to_string();
+        let mut sets = Vec::new();
         if page.error.is_some() {
-            expression.push_str(" SET listing_error = :error");
+            sets.push("listing_error = :error");
+        }
+        if page.expected_total.is_some() {
+            sets.push("expected_total = :expected");
+        }
+        if !page.problems.is_empty() {
+            sets.push(
+                "listing_problems = list_append(if_not_exists(listing_problems, :none), :problems)",
+            );
+        }
+        let mut expression = "ADD #total :count, remaining :delta, listed :listed".to_string();
+        if !sets.is_empty() {
+            expression.push_str(" SET ");
+            expression.push_str(&sets.join(", "));
         }
         let mut counts = self
             .update(keys::session_pk(session_id), SESSION_SK.into(), &expression)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#total", "total")
             .expression_attribute_values(":count", n(page.count))
+            .expression_attribute_values(":listed", n(page.listed))
             .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()));
         if let Some(e) = &page.error {
             counts = counts.expression_attribute_values(":error", s(e));
+        }
+        if let Some(t) = page.expected_total {
+            counts = counts.expression_attribute_values(":expected", n(t));
+        }
+        if !page.problems.is_empty() {
+            counts = counts
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":problems", string_list(&page.problems));
         }
         let codes = self
             .transact(vec![
@@ -480,6 +570,28 @@ impl StateStore for DynamoStore {
                 "attribute_not_exists(missing_session) OR missing_session <> :sid",
             )
             .expression_attribute_values(":sid", s(missing))
+            .send()
+            .await;
+        condition_met(result)
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        // The `state` attribute is the whole state as JSON, so comparing it is comparing all.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(resource_item(next)))
+            .condition_expression("#state = :current")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(
+                ":current",
+                s(serde_json::to_string(current).expect("states serialize")),
+            )
             .send()
             .await;
         condition_met(result)
@@ -726,6 +838,11 @@ fn parse_session(item: &Item) -> Result<Session, StoreError> {
             item.get("abort_requested"),
             Some(AttributeValue::Bool(true))
         ),
+        listing: ListingCheck {
+            listed: get_n(item, "listed"),
+            expected_total: get_opt_n(item, "expected_total"),
+            problems: get_list(item, "listing_problems"),
+        },
         id,
     })
 }
@@ -765,6 +882,23 @@ fn n(v: u64) -> AttributeValue {
 
 fn get_s(item: &Item, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_opt_n(item: &Item, key: &str) -> Option<u64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_list(item: &Item, key: &str) -> Vec<String> {
+    item.get(key)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
+
+fn string_list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(s).collect())
 }
 
 fn get_n(item: &Item, key: &str) -> u64 {

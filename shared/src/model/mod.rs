@@ -11,5 +11,5 @@ pub use reason::{Reason, ReasonCode};
 pub use record::{BoundingBox, Link, Record, TimeRange, Variable};
 pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
 pub use schedule::Schedule;
-pub use session::{Counters, Session, SessionStatus};
+pub use session::{Counters, ListingCheck, Session, SessionStatus};
 pub use source::{ConfigError, Protocol, Source, SourceOptions, SourceSpec, StaleAction};

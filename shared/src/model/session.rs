@@ -62,6 +62,23 @@ pub struct Session {
     /// An operator asked to abort: remaining work is counted as aborted, not fetched.
     #[serde(default)]
     pub abort_requested: bool,
+    /// What the listing's pages found about its own integrity.
+    #[serde(default)]
+    pub listing: ListingCheck,
+}
+
+/// The listing's integrity, gathered page by page: a listing is *complete* only when it did
+/// not fail, no page found a problem, and the server's announced total (when it announces
+/// one) matches the distinct resources gathered. Only a complete listing may delete stale
+/// resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingCheck {
+    /// Distinct ids gathered over all pages, before the source's include/exclude filter.
+    pub listed: u64,
+    /// The server's announced total (from the latest page that announced one).
+    pub expected_total: Option<u64>,
+    /// Problems pages found: duplicates across pages, a repeated page, the protocol's own.
+    pub problems: Vec<String>,
 }
 
 impl Session {
@@ -80,7 +97,27 @@ impl Session {
             },
             listing_error: None,
             abort_requested: false,
+            listing: ListingCheck::default(),
         }
+    }
+
+    /// Why this session's listing is not a complete, verified listing; empty when it is.
+    /// Meaningful once the listing has ended (all pages counted).
+    pub fn listing_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(error) = &self.listing_error {
+            problems.push(error.clone());
+        }
+        problems.extend(self.listing.problems.iter().cloned());
+        if let Some(expected) = self.listing.expected_total {
+            if expected != self.listing.listed && self.listing_error.is_none() {
+                problems.push(format!(
+                    "the server announced {expected} resources but {} distinct ones were listed",
+                    self.listing.listed
+                ));
+            }
+        }
+        problems
     }
 
     /// The status a finished session closes with.
@@ -172,5 +209,23 @@ mod tests {
         );
         s.listing_error = Some("HTTP_ERROR 500".into());
         assert_eq!(s.closing_status(), SessionStatus::Failed);
+    }
+
+    #[test]
+    fn a_listing_is_complete_only_without_errors_problems_or_a_total_mismatch() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let mut s = Session::start("a", t, t);
+        s.listing.listed = 10;
+        assert!(s.listing_problems().is_empty(), "no total announced");
+        s.listing.expected_total = Some(10);
+        assert!(s.listing_problems().is_empty());
+        s.listing.expected_total = Some(12);
+        assert_eq!(
+            s.listing_problems(),
+            ["the server announced 12 resources but 10 distinct ones were listed"]
+        );
+        s.listing.expected_total = Some(10);
+        s.listing.problems.push("page 3 repeats page 2".into());
+        assert_eq!(s.listing_problems(), ["page 3 repeats page 2"]);
     }
 }

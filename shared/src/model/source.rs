@@ -5,27 +5,39 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    #[serde(rename = "erddap")]
     Erddap,
+    #[serde(rename = "ckan")]
+    Ckan,
+    #[serde(rename = "oai-pmh")]
+    OaiPmh,
 }
 
 impl Protocol {
     pub fn parse(s: &str) -> Option<Protocol> {
         match s {
             "erddap" => Some(Protocol::Erddap),
+            "ckan" => Some(Protocol::Ckan),
+            "oai-pmh" => Some(Protocol::OaiPmh),
             _ => None,
         }
     }
 
-    pub const ALL: &'static [&'static str] = &["erddap"];
+    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh"];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Erddap => "erddap",
+            Protocol::Ckan => "ckan",
+            Protocol::OaiPmh => "oai-pmh",
+        }
+    }
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Erddap => "erddap",
-        })
+        f.write_str(self.as_str())
     }
 }
 

@@ -5,13 +5,14 @@
 //! (marker + session counters + resource state). A redelivered message finds its marker
 //! settled and changes nothing.
 
+use super::content::{reconcile, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
 use super::Services;
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
 use crate::ports::{Counting, StoreError};
-use crate::protocols::{catalog_for, Fetched};
+use crate::protocols::catalog_for;
 use bytes::Bytes;
 use serde_json::json;
 use std::time::Duration;
@@ -171,8 +172,8 @@ pub async fn harvest_resource(
             if unchanged {
                 (Outcome::Unchanged, None, None)
             } else {
-                let keys = store_content(svc, source, resource_id, &fetched, &record).await?;
-                (Outcome::Harvested, None, Some((hash, keys.0, keys.1)))
+                let stored = store_content(svc, source, resource_id, &fetched, &record).await?;
+                (Outcome::Harvested, None, Some(stored.into_parts()))
             }
         }
         Err(reason) if reason.retryable() && receive_count < svc.settings.max_receive_count => {
@@ -182,8 +183,16 @@ pub async fn harvest_resource(
                 None => Harvested::Retry,
             });
         }
-        Err(reason) => (Outcome::Failed, Some(reason.exhausted(receive_count)), None),
+        // Counted as failed, but an uncounted attempt may have written content: keep it named.
+        Err(reason) => (
+            Outcome::Failed,
+            Some(reason.exhausted(receive_count)),
+            unclaimed_content(svc, source, resource_id, previous.as_ref())
+                .await?
+                .map(|c| c.into_parts()),
+        ),
     };
+    let wrote_content = outcome == Outcome::Harvested;
 
     let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
     let log_key = keys::log_key(&source.id, resource_id, stamp);
@@ -196,6 +205,8 @@ pub async fn harvest_resource(
         "outcome": outcome,
         "reason": reason,
         "content_hash": content.as_ref().map(|c| &c.0).or(previous.as_ref().and_then(|p| p.content_hash.as_ref())),
+        // A failure that found content an uncounted attempt wrote (see `content.rs`).
+        "kept_unclaimed_content": outcome == Outcome::Failed && content.is_some(),
         "requests": requests,
     });
     svc.objects
@@ -228,31 +239,14 @@ pub async fn harvest_resource(
         },
         Counting::AlreadyCounted => {
             tracing::info!(session = %session_id, resource = %resource_id, "already counted (redelivery)");
+            // A copy counted first, perhaps before our write landed: the state must name
+            // what the record object holds now.
+            if wrote_content {
+                reconcile(svc, source, resource_id, session_id).await?;
+            }
         }
     }
     Ok(Harvested::Settled)
-}
-
-/// Writes the raw response and the normalized record; returns (record key, raw key).
-async fn store_content(
-    svc: &Services,
-    source: &SourceRef,
-    resource_id: &str,
-    fetched: &Fetched,
-    record: &crate::model::Record,
-) -> Result<(String, String), StoreError> {
-    let raw_key = keys::raw_key(&source.id, resource_id, fetched.extension);
-    let record_key = keys::record_key(&source.id, resource_id);
-    let record_json = serde_json::to_vec_pretty(record).expect("records serialize");
-    let (raw, rec) = tokio::join!(
-        svc.objects
-            .put(&raw_key, fetched.body.clone(), fetched.content_type),
-        svc.objects
-            .put(&record_key, Bytes::from(record_json), "application/json"),
-    );
-    raw?;
-    rec?;
-    Ok((record_key, raw_key))
 }
 
 /// An unreadable message cannot be counted (we do not know its session), but it must not be

@@ -11,7 +11,7 @@ use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
-use crate::protocols::catalog_for;
+use crate::protocols::{catalog_for, Listing};
 use bytes::Bytes;
 use std::collections::HashSet;
 
@@ -60,16 +60,23 @@ pub async fn list_page(
             .list_page(&svc.http, source, cursor.as_deref(), &mut requests)
             .await
     };
+    let mut check = PageCheck::default();
     let (ids, next_cursor, error) = match listed {
         Ok(listing) => {
-            // Duplicates within a page would be counted twice but harvested once.
-            let mut seen = HashSet::new();
-            let ids: Vec<String> = listing
-                .resource_ids
+            let (new_ids, next_cursor) = check_page(
+                svc,
+                session_id,
+                page,
+                cursor.as_deref(),
+                listing,
+                &mut check,
+            )
+            .await?;
+            let ids: Vec<String> = new_ids
                 .into_iter()
-                .filter(|id| source.options.selects(id) && seen.insert(id.clone()))
+                .filter(|id| source.options.selects(id))
                 .collect();
-            (ids, listing.next_cursor, None)
+            (ids, next_cursor, None)
         }
         Err(reason) if reason.retryable() && !final_attempt => {
             return Ok(PageResult::Retry(reason));
@@ -98,6 +105,8 @@ pub async fn list_page(
         "cursor": cursor,
         "next_cursor": next_cursor,
         "error": error,
+        "expected_total": check.expected_total,
+        "problems": check.problems,
         "requests": requests,
         "resource_ids": ids,
     }))
@@ -112,6 +121,9 @@ pub async fn list_page(
         next_cursor,
         sent: false,
         error,
+        listed: check.listed,
+        expected_total: check.expected_total,
+        problems: check.problems,
     };
     if svc.store.commit_page(session_id, &state).await? {
         deliver(svc, session_id, source, &state, &ids, false).await?;
@@ -133,6 +145,87 @@ pub async fn list_page(
             has_next: committed.next_cursor.is_some(),
         })
     }
+}
+
+/// What a page adds to the listing's integrity check (see [`crate::model::ListingCheck`]).
+#[derive(Debug, Default)]
+struct PageCheck {
+    listed: u64,
+    expected_total: Option<u64>,
+    problems: Vec<String>,
+}
+
+/// Drops ids listed twice (on this page or an earlier one) and notes each paging problem;
+/// returns the page's new ids and where the listing goes next. Servers with unstable sort
+/// orders, ignored offsets or recycled tokens produce exactly these: counting a duplicate
+/// would leave the session owing a resource that is harvested once, and following a page
+/// that repeats forever would never end. The listing stops when the server asks for the same
+/// page again, or when two pages in a row bring nothing new.
+async fn check_page(
+    svc: &Services,
+    session_id: &str,
+    page: u32,
+    cursor: Option<&str>,
+    listing: Listing,
+    check: &mut PageCheck,
+) -> Result<(Vec<String>, Option<String>), StoreError> {
+    check.expected_total = listing.expected_total;
+    check.problems = listing
+        .problems
+        .into_iter()
+        .map(|p| format!("page {page}: {p}"))
+        .collect();
+    let on_page = listing.resource_ids.len();
+    let mut seen = HashSet::new();
+    let distinct: Vec<String> = listing
+        .resource_ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    if distinct.len() < on_page {
+        check.problems.push(format!(
+            "page {page}: {} ids appear twice on the page",
+            on_page - distinct.len()
+        ));
+    }
+    // Page 1 has nothing before it; later pages ask which of their ids have markers.
+    let before = if page > 1 && !distinct.is_empty() {
+        svc.store.listed_before(session_id, &distinct).await?
+    } else {
+        HashSet::new()
+    };
+    let new_ids: Vec<String> = distinct
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    let mut next_cursor = listing.next_cursor;
+    if !before.is_empty() {
+        let example = before.iter().min().cloned().unwrap_or_default();
+        check.problems.push(format!(
+            "page {page}: {} ids were already listed on earlier pages (e.g. {example})",
+            before.len()
+        ));
+        let previous_added_nothing = match svc.store.get_page(session_id, page - 1).await? {
+            Some(previous) => previous.listed == 0,
+            None => false,
+        };
+        if new_ids.is_empty() && previous_added_nothing {
+            check.problems.push(format!(
+                "page {page}: a second page in a row with nothing new; the listing stops here"
+            ));
+            next_cursor = None;
+        }
+    }
+    if next_cursor.is_some() && next_cursor.as_deref() == cursor {
+        check.problems.push(format!(
+            "page {page}: the server pointed back at the same page; the listing stops here"
+        ));
+        next_cursor = None;
+    }
+    // Deleted entries are in the server's total too.
+    let deleted: HashSet<&String> = listing.deleted.iter().collect();
+    check.listed = (new_ids.len() + deleted.len()) as u64;
+    Ok((new_ids, next_cursor))
 }
 
 /// Writes the page's pending markers, sends its messages, and records that it did.

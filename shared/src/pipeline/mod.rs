@@ -3,6 +3,7 @@
 //! `harvest.rs` (one resource is fetched, stored and counted) and `finalize.rs` (the session
 //! closes when nothing remains).
 
+pub mod content;
 pub mod finalize;
 pub mod harvest;
 pub mod listing;

@@ -4,8 +4,9 @@
 //! session of the source cannot overlap it). Deleting on a bad listing is how mirrors get
 //! wiped, so the rules are conservative:
 //!
-//! - only a *complete* listing counts: one that failed, was aborted, or lost pages deletes
-//!   nothing;
+//! - only a *complete* listing counts: one that failed, was aborted, lost pages, or whose
+//!   pages found integrity problems (ids repeated across pages, a repeated page, a total the
+//!   server announced that disagrees with what was gathered) deletes nothing;
 //! - a listing missing more than `max_shrink_percent` of the known resources deletes nothing
 //!   (a server returning half its catalog is broken, not pruned);
 //! - a missing resource first gets a tombstone; it is deleted only once it has been missing
@@ -83,8 +84,12 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         report.skipped = Some("the session was aborted: its listing is not trusted".into());
         return Ok(report);
     }
-    if let Some(error) = &session.listing_error {
-        report.skipped = Some(format!("the listing was incomplete ({error})"));
+    let problems = session.listing_problems();
+    if !problems.is_empty() {
+        report.skipped = Some(format!(
+            "the listing was incomplete ({})",
+            problems.join("; ")
+        ));
         return Ok(report);
     }
     let Some(entry) = svc.store.get_source(&session.source_id).await? else {

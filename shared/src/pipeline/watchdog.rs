@@ -8,9 +8,11 @@
 //! `remaining` then reaches zero and the finalizer closes the session as usual (partially
 //! failed), setting the source back to ready.
 
+use super::content::unclaimed_content;
 use super::listing::read_ids;
 use super::Services;
 use crate::keys;
+use crate::messages::SourceRef;
 use crate::model::{
     session::split_session_id, Outcome, Reason, ReasonCode, ResourceState, Session, SessionStatus,
 };
@@ -82,6 +84,9 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                         "page {page}: {}: listing page never arrived before the deadline",
                         ReasonCode::Lost
                     )),
+                    listed: 0,
+                    expected_total: None,
+                    problems: Vec::new(),
                 };
                 if svc.store.commit_page(&session.id, &lost).await? {
                     lost_pages += 1;
@@ -92,6 +97,12 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
         page += 1;
     }
 
+    // To keep content an uncounted attempt wrote named (see `content.rs`).
+    let source = svc
+        .store
+        .get_source(&session.source_id)
+        .await?
+        .map(|entry| SourceRef::from(&entry.source));
     let mut lost_resources = 0;
     let mut after = None;
     loop {
@@ -105,12 +116,19 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 ReasonCode::Lost,
                 "not harvested before the session's deadline",
             );
+            let unclaimed = match &source {
+                Some(source) => {
+                    unclaimed_content(svc, source, &marker.resource_id, previous.as_ref()).await?
+                }
+                None => None,
+            };
             let log_key = keys::log_key(&session.source_id, &marker.resource_id, stamp);
             let now = svc.clock.now();
             let log = serde_json::json!({
                 "session_id": session.id, "source_id": session.source_id,
                 "resource_id": marker.resource_id, "at": now, "outcome": Outcome::Failed,
                 "reason": reason, "requests": [],
+                "kept_unclaimed_content": unclaimed.is_some(),
             });
             svc.objects
                 .put(&log_key, Bytes::from(log.to_string()), "application/json")
@@ -123,7 +141,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 Outcome::Failed,
                 Some(reason),
                 now,
-                None,
+                unclaimed.map(|c| c.into_parts()),
                 log_key,
             );
             if svc.store.record_outcome(&session.id, &state).await? == Counting::Counted {

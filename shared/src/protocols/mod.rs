@@ -2,7 +2,9 @@
 //! pipeline only ever talks to this trait, so adding a protocol touches one folder and the
 //! match in [`catalog_for`].
 
+pub mod ckan;
 pub mod erddap;
+pub mod oai;
 
 use crate::http::{HttpClient, RequestLog};
 use crate::messages::SourceRef;
@@ -11,11 +13,21 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 /// One page of a listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     pub resource_ids: Vec<String>,
     /// Where the next page starts; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// How many resources the server says the whole listing holds (`count`,
+    /// `numberOfRecordsMatched`, `completeListSize`, `total`), when it says. Checked against
+    /// what was gathered once the listing ends.
+    pub expected_total: Option<u64>,
+    /// Ids the server lists as deleted (OAI-PMH `status="deleted"` headers): part of its
+    /// announced total, not harvested.
+    pub deleted: Vec<String>,
+    /// Paging problems the protocol itself noticed on this page (a `nextRecord` behind the
+    /// start, fewer records than announced). Any problem makes the listing incomplete.
+    pub problems: Vec<String>,
 }
 
 /// A resource's metadata as the server sent it.
@@ -23,12 +35,13 @@ pub struct Listing {
 pub struct Fetched {
     pub body: Bytes,
     pub content_type: &'static str,
-    /// File extension for the raw copy kept beside the record.
-    pub extension: &'static str,
 }
 
 #[async_trait]
 pub trait Catalog: Send + Sync {
+    /// File extension of the raw copy kept beside each record (`json`, `xml`).
+    fn raw_extension(&self) -> &'static str;
+
     /// Lists one page of the source's resources starting at `cursor` (`None` = the first page).
     async fn list_page(
         &self,
@@ -59,5 +72,7 @@ pub trait Catalog: Send + Sync {
 pub fn catalog_for(protocol: Protocol) -> &'static dyn Catalog {
     match protocol {
         Protocol::Erddap => &erddap::Erddap,
+        Protocol::Ckan => &ckan::Ckan,
+        Protocol::OaiPmh => &oai::OaiPmh,
     }
 }

@@ -225,6 +225,18 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     assert_eq!(state.last_outcome, Outcome::Unchanged);
     assert_eq!(state.history.len(), 2);
     assert_eq!(state.content_hash, ok.content_hash);
+
+    // The compare-and-swap that reconciling stored content relies on: a state read before
+    // the last write no longer matches; the current one does, exactly once.
+    let mut renamed = state.clone();
+    renamed.raw_key = Some("raw/elsewhere.json".into());
+    assert!(!store.replace_resource(&ok, &renamed).await.unwrap());
+    assert!(store.replace_resource(&state, &renamed).await.unwrap());
+    assert!(!store.replace_resource(&state, &renamed).await.unwrap());
+    assert_eq!(
+        store.get_resource(&source_id, "ds_0001").await.unwrap(),
+        Some(renamed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,10 @@ const ALL_DATASETS: &str = "allDatasets";
 
 #[async_trait]
 impl Catalog for Erddap {
+    fn raw_extension(&self) -> &'static str {
+        "json"
+    }
+
     async fn list_page(
         &self,
         http: &HttpClient,
@@ -45,7 +49,7 @@ impl Catalog for Erddap {
         }
         Ok(Listing {
             resource_ids: ids,
-            next_cursor: None,
+            ..Listing::default()
         })
     }
 
@@ -66,7 +70,6 @@ impl Catalog for Erddap {
         Ok(Fetched {
             body: response.body,
             content_type: "application/json",
-            extension: "json",
         })
     }
 
@@ -268,7 +271,6 @@ mod tests {
         Fetched {
             body: body.into(),
             content_type: "application/json",
-            extension: "json",
         }
     }
 
@@ -345,7 +347,6 @@ mod tests {
             let f = Fetched {
                 body: body.to_string().into(),
                 content_type: "application/json",
-                extension: "json",
             };
             let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
             assert_eq!(e.code, ReasonCode::ParseError, "{body}: {e}");
@@ -354,7 +355,6 @@ mod tests {
         let f = Fetched {
             body: bytes::Bytes::from_static(b"{\"table\": {\"columnNames\": [\"caf\xe9\"]}}"),
             content_type: "application/json",
-            extension: "json",
         };
         let e = Erddap.normalize(&source(), "x", &f).unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError, "{e}");

@@ -1,0 +1,385 @@
+//! CKAN action API: lists with `package_search` (sorted by id, paged by `start`), fetches each
+//! dataset with `package_show`.
+//!
+//! The source's base URL is the site root (`https://catalog.example.org`); a resource id is
+//! the package's `id` (a UUID), which, unlike its `name`, never changes.
+//!
+//! Paging traps handled here: servers cap `rows` silently (often at 1000), so the next
+//! `start` is advanced by what came back, not by what was asked for; the `count` each page
+//! announces is checked against what was gathered when the listing ends (the pipeline does
+//! that, and also catches a page the server repeats).
+
+use super::{Catalog, Fetched, Listing};
+use crate::http::{HttpClient, RequestLog, Response};
+use crate::messages::SourceRef;
+use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub struct Ckan;
+
+/// Rows asked for per page: CKAN's usual cap; servers with a lower one return fewer.
+pub const PAGE_ROWS: usize = 1000;
+
+#[async_trait]
+impl Catalog for Ckan {
+    fn raw_extension(&self) -> &'static str {
+        "json"
+    }
+
+    async fn list_page(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        cursor: Option<&str>,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Listing, Reason> {
+        let start: u64 = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| Reason::parse(format!("bad CKAN listing cursor {c:?}")))?,
+        };
+        let url = format!(
+            "{}/api/3/action/package_search?q=*:*&rows={PAGE_ROWS}&start={start}&sort=id%20asc",
+            base(source)
+        );
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let search: SearchResult = result_of(&response.body, "package_search")?;
+        let mut ids = Vec::with_capacity(search.results.len());
+        for (i, package) in search.results.iter().enumerate() {
+            match package.get("id").and_then(Value::as_str) {
+                Some(id) if !id.is_empty() => ids.push(id.to_string()),
+                _ => {
+                    return Err(Reason::parse(format!(
+                        "package_search result {} (start {start}) has no id",
+                        i + 1
+                    )))
+                }
+            }
+        }
+        let next = start + ids.len() as u64;
+        let next_cursor = (!ids.is_empty() && next < search.count).then(|| next.to_string());
+        Ok(Listing {
+            resource_ids: ids,
+            next_cursor,
+            expected_total: Some(search.count),
+            ..Listing::default()
+        })
+    }
+
+    async fn fetch(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        resource_id: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Fetched, Reason> {
+        let url = format!(
+            "{}/api/3/action/package_show?id={}",
+            base(source),
+            url::form_urlencoded::byte_serialize(resource_id.as_bytes()).collect::<String>()
+        );
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        Ok(Fetched {
+            body: response.body,
+            content_type: "application/json",
+        })
+    }
+
+    fn normalize(
+        &self,
+        source: &SourceRef,
+        resource_id: &str,
+        fetched: &Fetched,
+    ) -> Result<Record, Reason> {
+        let package: Value = result_of(&fetched.body, "package_show")?;
+        Ok(to_record(source, resource_id, &package))
+    }
+}
+
+fn base(source: &SourceRef) -> &str {
+    source.base_url.trim_end_matches('/')
+}
+
+#[derive(Deserialize)]
+struct SearchResult {
+    count: u64,
+    #[serde(default)]
+    results: Vec<Value>,
+}
+
+/// CKAN wraps every answer as `{"success": bool, "result": ..., "error": {...}}`.
+fn result_of<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, Reason> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Reason::parse(format!("{action} answer is not UTF-8: {e}")))?;
+    let envelope: Value = serde_json::from_str(text)
+        .map_err(|e| Reason::parse(format!("{action} answer is not JSON: {e}")))?;
+    if envelope.get("success") != Some(&Value::Bool(true)) {
+        return Err(Reason::parse(format!(
+            "{action} did not succeed: {}",
+            error_message(&envelope).unwrap_or_else(|| "no error message".into())
+        )));
+    }
+    let result = envelope
+        .get("result")
+        .cloned()
+        .ok_or_else(|| Reason::parse(format!("{action} answer has no result")))?;
+    serde_json::from_value(result)
+        .map_err(|e| Reason::parse(format!("{action} result is not what CKAN sends: {e}")))
+}
+
+fn error_message(envelope: &Value) -> Option<String> {
+    let error = envelope.get("error")?;
+    let message = error.get("message").and_then(Value::as_str)?;
+    Some(match error.get("__type").and_then(Value::as_str) {
+        Some(kind) => format!("{kind}: {message}"),
+        None => message.to_string(),
+    })
+}
+
+/// A 404 (`Not Found Error`) means the package is gone; other statuses keep their meaning,
+/// with CKAN's error message as the detail.
+fn ok_or_reason(response: Response) -> Result<Response, Reason> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let message = serde_json::from_slice::<Value>(&response.body)
+        .ok()
+        .and_then(|v| error_message(&v))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&response.body)
+                .chars()
+                .take(200)
+                .collect()
+        });
+    if response.status == 404 {
+        return Err(Reason {
+            http_status: Some(404),
+            ..Reason::not_found(message)
+        });
+    }
+    Err(response.status_reason(message))
+}
+
+/// Field mapping (documented in the README's protocol table):
+/// `title` → title, `notes` → summary, `tags[].name` → keywords, `organization.title` →
+/// institution, `license_title` (else `license_id`) → license, the `spatial` extra (GeoJSON)
+/// → bounding box, `temporal_start`/`temporal_end` extras → time range, `resources[].url` →
+/// `data` links, `{site}/dataset/{name}` → the `landing` link.
+fn to_record(source: &SourceRef, resource_id: &str, package: &Value) -> Record {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let extras: Vec<(String, String)> = package
+        .get("extras")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| Some((text(e.get("key"))?, text(e.get("value"))?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let extra = |k: &str| {
+        extras
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let keywords = package
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|tags| tags.iter().filter_map(|t| text(t.get("name"))).collect())
+        .unwrap_or_default();
+    let time_range = match (extra("temporal_start"), extra("temporal_end")) {
+        (None, None) => None,
+        (start, end) => Some(TimeRange { start, end }),
+    };
+    let mut links = Vec::new();
+    if let Some(name) = text(package.get("name")) {
+        links.push(Link {
+            rel: "landing".into(),
+            href: format!("{}/dataset/{name}", base(source)),
+        });
+    }
+    for resource in package
+        .get("resources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(url) = text(resource.get("url")) {
+            links.push(Link {
+                rel: "data".into(),
+                href: url,
+            });
+        }
+    }
+    Record {
+        id: resource_id.to_string(),
+        source_id: source.id.clone(),
+        title: text(package.get("title")),
+        summary: text(package.get("notes")),
+        keywords,
+        institution: text(package.get("organization").and_then(|o| o.get("title"))),
+        license: text(package.get("license_title")).or_else(|| text(package.get("license_id"))),
+        bounding_box: extra("spatial").and_then(|s| geojson_bbox(&s)),
+        time_range,
+        variables: Vec::new(),
+        links,
+    }
+}
+
+/// The bounding box of a GeoJSON geometry (Polygon, MultiPolygon, Point, …): the min/max of
+/// every coordinate pair in it. `None` when it is not GeoJSON with finite coordinates.
+pub fn geojson_bbox(geojson: &str) -> Option<BoundingBox> {
+    let value: Value = serde_json::from_str(geojson).ok()?;
+    let mut bbox: Option<BoundingBox> = None;
+    fn walk(v: &Value, bbox: &mut Option<BoundingBox>) {
+        let Some(items) = v.as_array() else { return };
+        match (
+            items.first().and_then(Value::as_f64),
+            items.get(1).and_then(Value::as_f64),
+        ) {
+            (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
+                let b = bbox.get_or_insert(BoundingBox {
+                    west: x,
+                    south: y,
+                    east: x,
+                    north: y,
+                });
+                b.west = b.west.min(x);
+                b.east = b.east.max(x);
+                b.south = b.south.min(y);
+                b.north = b.north.max(y);
+            }
+            _ => items.iter().for_each(|i| walk(i, bbox)),
+        }
+    }
+    walk(value.get("coordinates")?, &mut bbox);
+    bbox
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, ReasonCode, SourceOptions};
+
+    fn source() -> SourceRef {
+        SourceRef {
+            id: "ckan".into(),
+            protocol: Protocol::Ckan,
+            base_url: "https://catalog.example.org/".into(),
+            internal: false,
+            options: SourceOptions::default(),
+        }
+    }
+
+    fn fetched(body: &str) -> Fetched {
+        Fetched {
+            body: body.to_string().into(),
+            content_type: "application/json",
+        }
+    }
+
+    #[test]
+    fn a_package_maps_onto_the_record_model() {
+        let body = r#"{"help": "h", "success": true, "result": {
+            "id": "0001", "name": "sea-temp", "title": " Sea temperature ", "notes": "Daily SST.",
+            "license_id": "cc-by", "license_title": "Creative Commons Attribution",
+            "organization": {"name": "ocean", "title": "Ocean Institute"},
+            "tags": [{"name": "ocean"}, {"name": "temperature"}],
+            "extras": [
+                {"key": "spatial", "value": "{\"type\": \"Polygon\", \"coordinates\": [[[-70.5, 40.0], [-60.0, 40.0], [-60.0, 48.25], [-70.5, 48.25], [-70.5, 40.0]]]}"},
+                {"key": "temporal_start", "value": "2001-01-01"}
+            ],
+            "resources": [{"url": "https://data.example.org/sst.csv", "format": "CSV"}, {"url": ""}]
+        }}"#;
+        let r = Ckan.normalize(&source(), "0001", &fetched(body)).unwrap();
+        assert_eq!(r.title.as_deref(), Some("Sea temperature"));
+        assert_eq!(r.summary.as_deref(), Some("Daily SST."));
+        assert_eq!(r.keywords, ["ocean", "temperature"]);
+        assert_eq!(r.institution.as_deref(), Some("Ocean Institute"));
+        assert_eq!(r.license.as_deref(), Some("Creative Commons Attribution"));
+        assert_eq!(
+            r.bounding_box,
+            Some(BoundingBox {
+                west: -70.5,
+                south: 40.0,
+                east: -60.0,
+                north: 48.25
+            })
+        );
+        assert_eq!(r.time_range.unwrap().start.as_deref(), Some("2001-01-01"));
+        assert_eq!(
+            r.links,
+            [
+                Link {
+                    rel: "landing".into(),
+                    href: "https://catalog.example.org/dataset/sea-temp".into()
+                },
+                Link {
+                    rel: "data".into(),
+                    href: "https://data.example.org/sst.csv".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unsuccessful_or_foreign_answer_is_a_parse_error_with_ckans_message() {
+        let e = Ckan
+            .normalize(
+                &source(),
+                "x",
+                &fetched(r#"{"success": false, "error": {"message": "Access denied", "__type": "Authorization Error"}}"#),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+        assert!(
+            e.detail.contains("Authorization Error: Access denied"),
+            "{e}"
+        );
+        let e = Ckan
+            .normalize(&source(), "x", &fetched("<html>login</html>"))
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+        let e = Ckan
+            .normalize(
+                &source(),
+                "x",
+                &fetched(r#"{"success": true, "result": {"id": "x", "ti"#),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+    }
+
+    #[test]
+    fn geojson_bounding_boxes_cover_every_coordinate_and_reject_junk() {
+        assert_eq!(
+            geojson_bbox(r#"{"type": "Point", "coordinates": [10.5, -3]}"#),
+            Some(BoundingBox {
+                west: 10.5,
+                south: -3.0,
+                east: 10.5,
+                north: -3.0
+            })
+        );
+        let multi =
+            r#"{"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 1]]], [[[5, -2], [3, 4]]]]}"#;
+        assert_eq!(
+            geojson_bbox(multi),
+            Some(BoundingBox {
+                west: 0.0,
+                south: -2.0,
+                east: 5.0,
+                north: 4.0
+            })
+        );
+        assert_eq!(geojson_bbox("POLYGON((0 0, 1 1))"), None);
+        assert_eq!(geojson_bbox(r#"{"type": "Polygon"}"#), None);
+    }
+}

@@ -1,0 +1,321 @@
+//! OAI-PMH 2.0: lists with `ListIdentifiers` (paged by resumption token), fetches each record
+//! with `GetRecord` in `oai_dc`.
+//!
+//! The source's base URL is the repository's OAI endpoint (`https://repo.example.org/oai`); a
+//! resource id is the OAI identifier (`oai:repo.example.org:1234`).
+//!
+//! Protocol rules that matter here: a resumption token is sent *alone* (no other argument);
+//! an empty token ends the list; `completeListSize` is the announced total; errors come back
+//! as HTTP 200 with an `<error code="...">` element; `noRecordsMatch` means an empty list, not
+//! a failure; `badResumptionToken` (tokens expire) ends the listing as incomplete, so nothing
+//! is deleted on its account; 503 with `Retry-After` is the protocol's flow control. Headers
+//! with `status="deleted"` are part of the announced total but are not harvested.
+
+use super::{Catalog, Fetched, Listing};
+use crate::http::{HttpClient, RequestLog, Response};
+use crate::messages::SourceRef;
+use crate::model::{Link, Reason, Record};
+use crate::xml::{self, Node};
+use async_trait::async_trait;
+
+pub struct OaiPmh;
+
+const OAI: &str = "http://www.openarchives.org/OAI/2.0/";
+const OAI_DC: &str = "http://www.openarchives.org/OAI/2.0/oai_dc/";
+const DC: &str = "http://purl.org/dc/elements/1.1/";
+
+#[async_trait]
+impl Catalog for OaiPmh {
+    fn raw_extension(&self) -> &'static str {
+        "xml"
+    }
+
+    async fn list_page(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        cursor: Option<&str>,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Listing, Reason> {
+        let url = match cursor {
+            None => format!(
+                "{}?verb=ListIdentifiers&metadataPrefix=oai_dc",
+                source.base_url
+            ),
+            Some(token) => format!(
+                "{}?verb=ListIdentifiers&resumptionToken={}",
+                source.base_url,
+                encode(token)
+            ),
+        };
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let text = xml::decode(&response.body)?;
+        let doc = xml::parse(&text)?;
+        let root = envelope(&doc)?;
+        match protocol_error(root) {
+            Some((code, _)) if code == "noRecordsMatch" => {
+                return Ok(Listing {
+                    expected_total: Some(0),
+                    ..Listing::default()
+                })
+            }
+            Some((code, message)) if code == "badResumptionToken" => {
+                return Ok(Listing {
+                    problems: vec![format!(
+                        "the server rejected the resumption token (badResumptionToken: {message}); the listing ends incomplete"
+                    )],
+                    ..Listing::default()
+                })
+            }
+            Some((code, message)) => return Err(oai_error(&code, &message)),
+            None => {}
+        }
+        let list = xml::child(root, OAI, "ListIdentifiers")
+            .ok_or_else(|| Reason::parse("ListIdentifiers answer has no <ListIdentifiers>"))?;
+        let mut listing = Listing::default();
+        for header in xml::children(list, OAI, "header") {
+            let id = xml::child(header, OAI, "identifier")
+                .and_then(xml::text)
+                .ok_or_else(|| Reason::parse("a ListIdentifiers header has no identifier"))?;
+            if header.attribute("status") == Some("deleted") {
+                listing.deleted.push(id);
+            } else {
+                listing.resource_ids.push(id);
+            }
+        }
+        if let Some(token) = xml::child(list, OAI, "resumptionToken") {
+            listing.next_cursor = xml::text(token);
+            listing.expected_total = token
+                .attribute("completeListSize")
+                .and_then(|n| n.trim().parse().ok());
+        }
+        Ok(listing)
+    }
+
+    async fn fetch(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        resource_id: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Fetched, Reason> {
+        let url = record_url(source, resource_id);
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        // Errors and deleted records come back as 200: find them now, so they are counted
+        // for what they are (not found), not as unreadable records.
+        let text = xml::decode(&response.body)?;
+        let doc = xml::parse(&text)?;
+        let root = envelope(&doc)?;
+        if let Some((code, message)) = protocol_error(root) {
+            return Err(oai_error(&code, &message));
+        }
+        let deleted =
+            xml::descendants(root, OAI, "header").any(|h| h.attribute("status") == Some("deleted"));
+        if deleted {
+            return Err(Reason::not_found("the record is marked deleted upstream"));
+        }
+        Ok(Fetched {
+            body: response.body,
+            content_type: "application/xml",
+        })
+    }
+
+    fn normalize(
+        &self,
+        source: &SourceRef,
+        resource_id: &str,
+        fetched: &Fetched,
+    ) -> Result<Record, Reason> {
+        let text = xml::decode(&fetched.body)?;
+        let doc = xml::parse(&text)?;
+        let root = envelope(&doc)?;
+        let dc = xml::descendants(root, OAI_DC, "dc")
+            .next()
+            .ok_or_else(|| Reason::parse("GetRecord answer has no oai_dc:dc metadata"))?;
+        Ok(to_record(source, resource_id, dc))
+    }
+}
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn record_url(source: &SourceRef, id: &str) -> String {
+    format!(
+        "{}?verb=GetRecord&identifier={}&metadataPrefix=oai_dc",
+        source.base_url,
+        encode(id)
+    )
+}
+
+fn envelope<'a, 'i>(doc: &'a xml::Document<'i>) -> Result<Node<'a, 'i>, Reason> {
+    let root = doc.root_element();
+    if xml::is(root, OAI, "OAI-PMH") {
+        Ok(root)
+    } else {
+        Err(Reason::parse(format!(
+            "not an OAI-PMH answer (root element <{}>)",
+            root.tag_name().name()
+        )))
+    }
+}
+
+/// The `<error code="...">message</error>` an OAI-PMH answer carries instead of content.
+fn protocol_error(root: Node<'_, '_>) -> Option<(String, String)> {
+    let error = xml::child(root, OAI, "error")?;
+    Some((
+        error.attribute("code").unwrap_or("unknown").to_string(),
+        xml::text(error).unwrap_or_default(),
+    ))
+}
+
+fn oai_error(code: &str, message: &str) -> Reason {
+    match code {
+        "idDoesNotExist" => Reason::not_found(format!("OAI-PMH {code}: {message}")),
+        _ => Reason::parse(format!("OAI-PMH error {code}: {message}")),
+    }
+}
+
+fn ok_or_reason(response: Response) -> Result<Response, Reason> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let detail: String = String::from_utf8_lossy(&response.body)
+        .chars()
+        .take(200)
+        .collect();
+    if response.status == 404 {
+        return Err(Reason {
+            http_status: Some(404),
+            ..Reason::not_found(detail)
+        });
+    }
+    Err(response.status_reason(detail))
+}
+
+/// Field mapping (documented in the README's protocol table): `dc:title` → title,
+/// `dc:description` → summary, `dc:subject` → keywords, `dc:publisher` (else the first
+/// `dc:creator`) → institution, `dc:rights` → license, `dc:identifier` URLs → `landing` links,
+/// the GetRecord URL → the `info` link.
+fn to_record(source: &SourceRef, resource_id: &str, dc: Node<'_, '_>) -> Record {
+    let all = |local: &str| -> Vec<String> {
+        xml::children(dc, DC, local).filter_map(xml::text).collect()
+    };
+    let first = |local: &str| all(local).into_iter().next();
+    let mut links = vec![Link {
+        rel: "info".into(),
+        href: record_url(source, resource_id),
+    }];
+    links.extend(
+        all("identifier")
+            .into_iter()
+            .filter(|i| i.starts_with("http://") || i.starts_with("https://"))
+            .map(|href| Link {
+                rel: "landing".into(),
+                href,
+            }),
+    );
+    Record {
+        id: resource_id.to_string(),
+        source_id: source.id.clone(),
+        title: first("title"),
+        summary: first("description"),
+        keywords: all("subject"),
+        institution: first("publisher").or_else(|| first("creator")),
+        license: first("rights"),
+        bounding_box: None,
+        time_range: None,
+        variables: Vec::new(),
+        links,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, ReasonCode, SourceOptions};
+
+    fn source() -> SourceRef {
+        SourceRef {
+            id: "oai".into(),
+            protocol: Protocol::OaiPmh,
+            base_url: "https://repo.example.org/oai".into(),
+            internal: false,
+            options: SourceOptions::default(),
+        }
+    }
+
+    fn fetched(body: &str) -> Fetched {
+        Fetched {
+            body: body.to_string().into(),
+            content_type: "application/xml",
+        }
+    }
+
+    const RECORD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">
+  <responseDate>2026-11-23T12:00:00Z</responseDate>
+  <request verb="GetRecord">https://repo.example.org/oai</request>
+  <GetRecord><record>
+    <header><identifier>oai:repo:1</identifier><datestamp>2026-01-01T00:00:00Z</datestamp></header>
+    <metadata>
+      <oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/" xmlns:dc="http://purl.org/dc/elements/1.1/">
+        <dc:title>Tides at Québec</dc:title>
+        <dc:creator>Doe, Jane</dc:creator>
+        <dc:subject>tides</dc:subject><dc:subject>sea level</dc:subject>
+        <dc:description>Hourly tide gauge data.</dc:description>
+        <dc:identifier>https://repo.example.org/record/1</dc:identifier>
+        <dc:identifier>doi:10.1234/abc</dc:identifier>
+        <dc:rights>CC-BY 4.0</dc:rights>
+      </oai_dc:dc>
+    </metadata>
+  </record></GetRecord>
+</OAI-PMH>"#;
+
+    #[test]
+    fn an_oai_dc_record_maps_onto_the_record_model() {
+        let r = OaiPmh
+            .normalize(&source(), "oai:repo:1", &fetched(RECORD))
+            .unwrap();
+        assert_eq!(r.title.as_deref(), Some("Tides at Québec"));
+        assert_eq!(r.summary.as_deref(), Some("Hourly tide gauge data."));
+        assert_eq!(r.keywords, ["tides", "sea level"]);
+        assert_eq!(r.institution.as_deref(), Some("Doe, Jane"));
+        assert_eq!(r.license.as_deref(), Some("CC-BY 4.0"));
+        assert_eq!(
+            r.links,
+            [
+                Link {
+                    rel: "info".into(),
+                    href: "https://repo.example.org/oai?verb=GetRecord&identifier=oai%3Arepo%3A1&metadataPrefix=oai_dc".into()
+                },
+                Link { rel: "landing".into(), href: "https://repo.example.org/record/1".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_or_foreign_xml_is_a_parse_error() {
+        let xxe = RECORD.replace(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+            "<?xml version=\"1.0\"?><!DOCTYPE OAI-PMH [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>",
+        ).replace("Hourly tide gauge data.", "&x;");
+        let e = OaiPmh
+            .normalize(&source(), "oai:repo:1", &fetched(&xxe))
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+        assert!(e.detail.contains("DTD"), "{e}");
+        let e = OaiPmh
+            .normalize(
+                &source(),
+                "x",
+                &fetched("<html><body>Maintenance</body></html>"),
+            )
+            .unwrap_err();
+        assert!(e.detail.contains("not an OAI-PMH answer"), "{e}");
+        let e = OaiPmh
+            .normalize(&source(), "x", &fetched(&RECORD[..RECORD.len() / 2]))
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+    }
+}

@@ -1,0 +1,362 @@
+//! Each protocol through the pipeline stages (in-memory adapters) against its fixture server
+//! over real HTTP: paged listings, the listing's integrity check, and what each protocol's
+//! quirks do to a session.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use trawl::local::{MemoryObjects, MemoryQueue, MemoryStore};
+use trawl::model::{Outcome, ReasonCode, Record, Session, SessionStatus, SourceSpec};
+use trawl::pipeline::finalize::finalize_session;
+use trawl::pipeline::harvest::{handle_message, Disposition};
+use trawl::pipeline::schedule::run_now;
+use trawl::pipeline::{Services, Settings};
+use trawl::ports::{ObjectStore, StateStore, WorkQueue};
+use trawl_fixtures::ckan::{CkanConfig, CkanFixture, CkanQuirks};
+use trawl_fixtures::oai::{OaiConfig, OaiFixture, OaiQuirks};
+
+struct World {
+    svc: Services,
+    store: Arc<MemoryStore>,
+    objects: Arc<MemoryObjects>,
+    queue: Arc<MemoryQueue>,
+}
+
+async fn world(protocol: &str, base_url: String) -> World {
+    let store = Arc::new(MemoryStore::default());
+    let objects = Arc::new(MemoryObjects::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let settings = Settings {
+        max_receive_count: 3,
+        http_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let svc = Services::new(store.clone(), objects.clone(), queue.clone(), settings);
+    let source = SourceSpec {
+        id: "src".into(),
+        protocol: protocol.into(),
+        base_url,
+        schedule: "rate(1 day)".into(),
+        enabled: true,
+        internal: true,
+        options: Default::default(),
+    }
+    .validate()
+    .unwrap();
+    store.put_source(&source).await.unwrap();
+    World {
+        svc,
+        store,
+        objects,
+        queue,
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+impl World {
+    /// One whole session: start (lists page 1), drain the queue like SQS would, finalize.
+    async fn harvest(&self, day: &str) -> Session {
+        let report = run_now(&self.svc, "src", t(&format!("{day}T12:00:00Z")))
+            .await
+            .unwrap();
+        assert_eq!(report.started.len(), 1, "{report:?}");
+        let mut receives: HashMap<String, u32> = HashMap::new();
+        while let Some(message) = self.queue.pop() {
+            let body = message.to_json();
+            let count = receives.entry(body.clone()).or_insert(0);
+            *count += 1;
+            if handle_message(&self.svc, "m", &body, *count).await == Disposition::Retry {
+                self.queue.send(&[message]).await.unwrap();
+            }
+        }
+        let id = &report.started[0];
+        finalize_session(&self.svc, id).await.unwrap();
+        self.store.get_session(id).await.unwrap().unwrap()
+    }
+
+    async fn summary(&self, session: &Session) -> serde_json::Value {
+        let key = trawl::keys::summary_key(&session.source_id, &session.stamp());
+        serde_json::from_slice(&self.objects.get(&key).await.unwrap().unwrap()).unwrap()
+    }
+
+    async fn record(&self, id: &str) -> Record {
+        let key = trawl::keys::record_key("src", id);
+        serde_json::from_slice(&self.objects.get(&key).await.unwrap().expect(id)).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_ckan_portal_capping_rows_is_listed_page_by_page_and_verified_against_its_count() {
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 25,
+        rows_cap: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("ckan", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (25, 25));
+    assert_eq!(s.listing.listed, 25);
+    assert_eq!(s.listing.expected_total, Some(25));
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+    // Asked for 1000 rows, got 10 per page: three searches, not one.
+    assert_eq!(fixture.requests("/api/3/action/package_search"), 3);
+
+    let ids = fixture.dataset_ids();
+    let record = w.record(&ids[0]).await;
+    assert!(record.title.is_some());
+    assert!(!record.keywords.is_empty());
+    assert!(record.links.iter().any(|l| l.rel == "landing"
+        && l.href
+            == format!(
+                "{}/dataset/{}",
+                fixture.base_url(),
+                fixture.dataset_name(&ids[0]).unwrap()
+            )));
+    let summary = w.summary(&s).await;
+    assert_eq!(summary["listing"]["complete"], true);
+
+    // Unchanged upstream: nothing written again; one dataset edited: harvested again.
+    fixture.touch(&ids[3]);
+    let again = w.harvest("2026-11-24").await;
+    assert_eq!(
+        (again.counters.unchanged, again.counters.harvested),
+        (24, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_ckan_page_served_twice_makes_the_listing_incomplete_and_deletes_nothing() {
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 25,
+        rows_cap: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("ckan", fixture.base_url()).await;
+    let first = w.harvest("2026-11-23").await;
+    assert_eq!(first.counters.harvested, 25);
+
+    // Page 2 (start=10) answers page 1 again, and a dataset on the lost page is gone.
+    fixture.set_quirks(CkanQuirks {
+        repeat_page_at_start: Some(10),
+        ..Default::default()
+    });
+    let ids = fixture.dataset_ids();
+    fixture.remove(&ids[12]);
+    for day in ["2026-11-24", "2026-11-25", "2026-11-26"] {
+        let s = w.harvest(day).await;
+        // Pages 1 and 3 count; the repeat adds nothing and is not counted twice.
+        assert_eq!(s.counters.total, 10 + 4, "{day}");
+        assert_eq!(s.counters.remaining, 0);
+        assert_eq!(s.counters.unchanged, 14);
+        let problems = s.listing_problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("page 2: 10 ids were already listed")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("announced 24 resources but 14")),
+            "{problems:?}"
+        );
+        let summary = w.summary(&s).await;
+        assert_eq!(summary["listing"]["complete"], false);
+        assert!(summary["stale"]["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("the listing was incomplete"));
+    }
+    // Three incomplete listings later, every record is still there.
+    for id in &ids {
+        let state = w.store.get_resource("src", id).await.unwrap().unwrap();
+        assert!(state.is_live(), "{id} deleted after incomplete listings");
+        assert_eq!(state.missing_listings, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_ckan_count_that_disagrees_with_the_pages_is_reported() {
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 12,
+        rows_cap: 5,
+        quirks: CkanQuirks {
+            count_offset: -2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("ckan", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    // The count says 10, so paging stops after 10: the server's own count cut the listing.
+    assert_eq!(s.counters.total, 10);
+    assert_eq!(s.listing.expected_total, Some(10));
+    assert!(s.listing_problems().is_empty());
+
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 12,
+        rows_cap: 5,
+        quirks: CkanQuirks {
+            count_offset: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("ckan", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.counters.total, 12);
+    assert_eq!(
+        s.listing_problems(),
+        ["the server announced 15 resources but 12 distinct ones were listed"]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_ckan_package_is_not_found_and_ckans_error_body_is_kept() {
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.dataset_ids();
+    fixture.set_failure(&ids[1], Some(trawl_fixtures::Failure::NotFound));
+    let w = world("ckan", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!((s.counters.harvested, s.counters.failed), (4, 1));
+    let state = w.store.get_resource("src", &ids[1]).await.unwrap().unwrap();
+    let reason = state.last_reason.unwrap();
+    assert_eq!(reason.code, ReasonCode::NotFound);
+    assert!(reason.detail.contains("Not Found"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_oai_repository_is_listed_by_resumption_token_with_deleted_headers_in_its_total() {
+    let fixture = OaiFixture::start(OaiConfig {
+        records: 25,
+        page_size: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.identifiers();
+    fixture.delete(&ids[4]);
+    fixture.delete(&ids[17]);
+    let w = world("oai-pmh", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (23, 23));
+    assert_eq!(
+        s.listing.listed, 25,
+        "deleted headers are listed, not harvested"
+    );
+    assert_eq!(s.listing.expected_total, Some(25));
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+    assert!(w
+        .store
+        .get_resource("src", &ids[4])
+        .await
+        .unwrap()
+        .is_none());
+
+    let record = w.record(&ids[0]).await;
+    assert!(record.title.is_some());
+    assert!(!record.keywords.is_empty());
+    let raw = w
+        .objects
+        .get(&trawl::keys::raw_key("src", &ids[0], "xml"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(std::str::from_utf8(&raw).unwrap().contains("<GetRecord>"));
+
+    fixture.touch(&ids[1]);
+    let again = w.harvest("2026-11-24").await;
+    assert_eq!(
+        (again.counters.unchanged, again.counters.harvested),
+        (22, 1)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_resumption_token_ends_the_listing_incomplete_and_the_session_still_closes() {
+    let fixture = OaiFixture::start(OaiConfig {
+        records: 30,
+        page_size: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("oai-pmh", fixture.base_url()).await;
+    assert_eq!(w.harvest("2026-11-23").await.counters.harvested, 30);
+
+    fixture.set_quirks(OaiQuirks {
+        expire_tokens_after: Some(1),
+    });
+    let s = w.harvest("2026-11-24").await;
+    assert_eq!(s.counters.remaining, 0);
+    assert_eq!(s.counters.total, 10, "only the first page was listed");
+    let problems = s.listing_problems();
+    assert!(
+        problems.iter().any(|p| p.contains("badResumptionToken")),
+        "{problems:?}"
+    );
+    let summary = w.summary(&s).await;
+    assert_eq!(summary["listing"]["complete"], false);
+    assert!(summary["stale"]["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("badResumptionToken"));
+}
+
+#[tokio::test]
+async fn an_oai_record_gone_or_deleted_upstream_is_not_found() {
+    let fixture = OaiFixture::start(OaiConfig {
+        records: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("oai-pmh", fixture.base_url()).await;
+    let ids = fixture.identifiers();
+    // Deleted between the listing and the fetch: GetRecord answers a deleted header.
+    let report = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
+        .await
+        .unwrap();
+    fixture.delete(&ids[2]);
+    while let Some(message) = w.queue.pop() {
+        handle_message(&w.svc, "m", &message.to_json(), 3).await;
+    }
+    let s = w
+        .store
+        .get_session(&report.started[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.counters.harvested, s.counters.failed), (3, 1));
+    let state = w.store.get_resource("src", &ids[2]).await.unwrap().unwrap();
+    assert_eq!(state.last_outcome, Outcome::Failed);
+    assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
+}
