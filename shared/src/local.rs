@@ -49,6 +49,8 @@ impl StateStore for MemoryStore {
                 running_session: None,
                 last_session: None,
                 last_status: None,
+                incremental_base: None,
+                last_full_listing_at: None,
             });
         entry.source = source.clone();
         Ok(())
@@ -289,6 +291,12 @@ impl StateStore for MemoryStore {
                 entry.running_session = None;
                 entry.last_session = Some(closed.id.clone());
                 entry.last_status = Some(closed.status.as_str().to_string());
+                if closed.is_incremental_base() {
+                    entry.incremental_base = Some(closed.id.clone());
+                    if closed.since.is_none() {
+                        entry.last_full_listing_at = Some(closed.started_at);
+                    }
+                }
             }
         }
         Ok(Closing::Closed(Box::new(closed)))

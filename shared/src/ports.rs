@@ -29,6 +29,11 @@ pub struct SourceEntry {
     pub running_session: Option<String>,
     pub last_session: Option<String>,
     pub last_status: Option<String>,
+    /// The newest closed session whose listing was complete (not aborted): what an
+    /// incremental session lists changes since.
+    pub incremental_base: Option<String>,
+    /// When the newest complete *full* listing started.
+    pub last_full_listing_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

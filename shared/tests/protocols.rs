@@ -360,3 +360,133 @@ async fn an_oai_record_gone_or_deleted_upstream_is_not_found() {
     assert_eq!(state.last_outcome, Outcome::Failed);
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
 }
+
+async fn set_options(w: &World, options: trawl::model::SourceOptions) {
+    let mut source = w.store.get_source("src").await.unwrap().unwrap().source;
+    source.options = options;
+    w.store.put_source(&source).await.unwrap();
+}
+
+fn incremental(full_listing_every_days: u32) -> trawl::model::SourceOptions {
+    trawl::model::SourceOptions {
+        incremental: true,
+        full_listing_every_days,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_ckan_source_lists_changes_and_its_failures_and_only_full_listings_delete() {
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 25,
+        rows_cap: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.dataset_ids();
+    let w = world("ckan", fixture.base_url()).await;
+    set_options(&w, incremental(7)).await;
+
+    // No base yet: a full listing. One package fails.
+    fixture.set_failure(&ids[5], Some(trawl_fixtures::Failure::NotFound));
+    let first = w.harvest("2026-11-23").await;
+    assert_eq!(first.since, None);
+    assert_eq!((first.counters.harvested, first.counters.failed), (24, 1));
+
+    // Next: only what changed since (one edited package) plus what failed last time.
+    fixture.set_failure(&ids[5], None);
+    fixture.touch(&ids[9]);
+    let searches = fixture.requests("/api/3/action/package_search");
+    let second = w.harvest("2026-11-24").await;
+    assert_eq!(
+        second.since,
+        Some(first.started_at - trawl::pipeline::incremental::OVERLAP)
+    );
+    assert_eq!(second.base_session.as_deref(), Some(first.id.as_str()));
+    assert_eq!(
+        (second.counters.total, second.counters.harvested),
+        (2, 2),
+        "the edited package and the one that failed"
+    );
+    assert_eq!(second.listing.listed, 1);
+    assert_eq!(second.listing.expected_total, Some(1));
+    assert!(
+        second.listing_problems().is_empty(),
+        "{:?}",
+        second.listing_problems()
+    );
+    assert_eq!(
+        fixture.requests("/api/3/action/package_search") - searches,
+        1
+    );
+    let summary = w.summary(&second).await;
+    assert!(summary["listing"]["incremental_since"].is_string());
+    assert!(summary["stale"]["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("incremental"));
+
+    // A package gone upstream is not noticed by incremental listings...
+    fixture.remove(&ids[20]);
+    let third = w.harvest("2026-11-25").await;
+    assert!(third.since.is_some());
+    assert_eq!(
+        w.store
+            .get_resource("src", &ids[20])
+            .await
+            .unwrap()
+            .unwrap()
+            .missing_listings,
+        0
+    );
+    // ...and is by the full listing that comes when the last one is old enough.
+    set_options(&w, incremental(0)).await;
+    let fourth = w.harvest("2026-11-26").await;
+    assert_eq!(fourth.since, None);
+    assert_eq!(fourth.counters.total, 24);
+    assert_eq!(
+        w.store
+            .get_resource("src", &ids[20])
+            .await
+            .unwrap()
+            .unwrap()
+            .missing_listings,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_incremental_oai_source_with_nothing_new_gets_no_records_match_and_an_empty_complete_session(
+) {
+    let fixture = OaiFixture::start(OaiConfig {
+        records: 12,
+        page_size: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.identifiers();
+    let w = world("oai-pmh", fixture.base_url()).await;
+    set_options(&w, incremental(7)).await;
+    assert_eq!(w.harvest("2026-11-23").await.counters.harvested, 12);
+
+    let quiet = w.harvest("2026-11-24").await;
+    assert!(quiet.since.is_some());
+    assert_eq!(quiet.status, SessionStatus::Succeeded);
+    assert_eq!(quiet.counters.total, 0);
+    assert!(quiet.listing_problems().is_empty());
+
+    fixture.touch(&ids[7]);
+    let changed = w.harvest("2026-11-25").await;
+    assert_eq!((changed.counters.total, changed.counters.harvested), (1, 1));
+    assert_eq!(
+        w.store
+            .get_resource("src", &ids[7])
+            .await
+            .unwrap()
+            .unwrap()
+            .last_session,
+        changed.id
+    );
+}

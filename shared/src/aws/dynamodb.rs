@@ -641,17 +641,27 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":ended", s(rfc3339(ended_at)))
             .build()
             .map_err(store_error)?;
-        let release = self
+        let mut sets = "SET last_session = :sid, last_status = :closed".to_string();
+        if session.is_incremental_base() {
+            sets.push_str(", incremental_base = :sid");
+            if session.since.is_none() {
+                sets.push_str(", last_full_listing_at = :started");
+            }
+        }
+        let mut release = self
             .update(
                 SOURCES_PK.into(),
                 session.source_id.clone(),
-                "SET last_session = :sid, last_status = :closed REMOVE running_session",
+                &format!("{sets} REMOVE running_session"),
             )
             .condition_expression("running_session = :sid")
             .expression_attribute_values(":sid", s(session_id))
-            .expression_attribute_values(":closed", s(status.as_str()))
-            .build()
-            .map_err(store_error)?;
+            .expression_attribute_values(":closed", s(status.as_str()));
+        if session.is_incremental_base() && session.since.is_none() {
+            release =
+                release.expression_attribute_values(":started", s(rfc3339(session.started_at)));
+        }
+        let release = release.build().map_err(store_error)?;
         let mut items = vec![
             TransactWriteItem::builder().update(close.clone()).build(),
             TransactWriteItem::builder().update(release).build(),
@@ -800,6 +810,12 @@ fn session_item(session: &Session) -> Item {
     if let Some(e) = session.ended_at {
         item.insert("ended_at".into(), s(rfc3339(e)));
     }
+    if let Some(since) = session.since {
+        item.insert("since".into(), s(rfc3339(since)));
+    }
+    if let Some(base) = &session.base_session {
+        item.insert("base_session".into(), s(base));
+    }
     item
 }
 
@@ -838,6 +854,8 @@ fn parse_session(item: &Item) -> Result<Session, StoreError> {
             item.get("abort_requested"),
             Some(AttributeValue::Bool(true))
         ),
+        since: time("since")?,
+        base_session: get_s(item, "base_session"),
         listing: ListingCheck {
             listed: get_n(item, "listed"),
             expected_total: get_opt_n(item, "expected_total"),
@@ -862,13 +880,18 @@ fn source_entry(item: &Item) -> Result<SourceEntry, StoreError> {
             Some(o) => serde_json::from_str::<SourceOptions>(&o).map_err(|_| bad("options"))?,
             None => SourceOptions::default(),
         },
-        id,
+        id: id.clone(),
     };
     Ok(SourceEntry {
         source,
         running_session: get_s(item, "running_session"),
         last_session: get_s(item, "last_session"),
         last_status: get_s(item, "last_status"),
+        incremental_base: get_s(item, "incremental_base"),
+        last_full_listing_at: get_s(item, "last_full_listing_at")
+            .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)))
+            .transpose()
+            .map_err(|_| bad("last_full_listing_at"))?,
     })
 }
 

@@ -65,6 +65,13 @@ pub struct Session {
     /// What the listing's pages found about its own integrity.
     #[serde(default)]
     pub listing: ListingCheck,
+    /// An incremental session lists only what changed since this time; `None` = a full
+    /// listing (the only kind that can find resources gone upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The session an incremental one lists changes since (its failed resources are retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_session: Option<String>,
 }
 
 /// The listing's integrity, gathered page by page: a listing is *complete* only when it did
@@ -98,7 +105,15 @@ impl Session {
             listing_error: None,
             abort_requested: false,
             listing: ListingCheck::default(),
+            since: None,
+            base_session: None,
         }
+    }
+
+    /// Whether a later incremental session may list changes since this one: its listing was
+    /// complete and it was not aborted (its failed resources are retried by that session).
+    pub fn is_incremental_base(&self) -> bool {
+        !self.abort_requested && self.listing_problems().is_empty()
     }
 
     /// Why this session's listing is not a complete, verified listing; empty when it is.

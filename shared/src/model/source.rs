@@ -66,6 +66,22 @@ pub struct SourceOptions {
     /// Politeness: at most this many requests to the source per second, across all harvesters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
+    /// List only what changed since the last session with a complete listing (CKAN
+    /// `metadata_modified`, OAI-PMH `from`), where the protocol allows. An incremental listing
+    /// proves nothing about deletions, so stale resources are only found by full listings.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub incremental: bool,
+    /// With `incremental`: list everything again once the last full listing is this old.
+    #[serde(default = "default_full_listing_days")]
+    pub full_listing_every_days: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn default_full_listing_days() -> u32 {
+    7
 }
 
 impl Default for SourceOptions {
@@ -78,6 +94,8 @@ impl Default for SourceOptions {
             on_stale: StaleAction::default(),
             max_in_flight: None,
             requests_per_second: None,
+            incremental: false,
+            full_listing_every_days: default_full_listing_days(),
         }
     }
 }

@@ -27,6 +27,7 @@ pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finali
     if let Some(session) = svc.store.get_session(session_id).await? {
         if session.status == SessionStatus::Running && session.counters.remaining == 0 {
             super::stale::settle(svc, &session).await?;
+            super::incremental::keep_failed_ids(svc, &session).await?;
         }
     }
     match svc.store.close_session(session_id, svc.clock.now()).await? {
@@ -94,6 +95,7 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
         "listing_error": session.listing_error,
         "listing": {
             "complete": session.listing_problems().is_empty(),
+            "incremental_since": session.since.map(rfc3339),
             "listed": session.listing.listed,
             "expected_total": session.listing.expected_total,
             "problems": session.listing_problems(),

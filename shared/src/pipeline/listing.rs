@@ -49,15 +49,26 @@ pub async fn list_page(
         });
     }
 
+    let session = svc
+        .store
+        .get_session(session_id)
+        .await?
+        .ok_or_else(|| StoreError::new(format!("no session {session_id} to list for")))?;
     let mut requests = Vec::new();
-    let listed = if svc.session_aborted(session_id).await? {
+    let listed = if session.abort_requested || svc.session_aborted(session_id).await? {
         Err(Reason::new(
             ReasonCode::Aborted,
             "the session was aborted by an operator",
         ))
     } else {
         catalog_for(source.protocol)
-            .list_page(&svc.http, source, cursor.as_deref(), &mut requests)
+            .list_page(
+                &svc.http,
+                source,
+                cursor.as_deref(),
+                session.since,
+                &mut requests,
+            )
             .await
     };
     let mut check = PageCheck::default();
@@ -72,10 +83,24 @@ pub async fn list_page(
                 &mut check,
             )
             .await?;
-            let ids: Vec<String> = new_ids
+            let mut ids: Vec<String> = new_ids
                 .into_iter()
                 .filter(|id| source.options.selects(id))
                 .collect();
+            // An incremental session retries what its base failed on (unchanged upstream,
+            // so outside the window), after the last page so no page mistakes them for
+            // duplicates; they are not part of the server's listing or its total.
+            if let (None, Some(base)) = (&next_cursor, &session.base_session) {
+                let mut retry: Vec<String> = super::incremental::failed_ids(svc, base)
+                    .await?
+                    .into_iter()
+                    .filter(|id| !ids.contains(id) && source.options.selects(id))
+                    .collect();
+                let before = svc.store.listed_before(session_id, &retry).await?;
+                retry.retain(|id| !before.contains(id));
+                check.retried = retry.len() as u64;
+                ids.extend(retry);
+            }
             (ids, next_cursor, None)
         }
         Err(reason) if reason.retryable() && !final_attempt => {
@@ -107,6 +132,7 @@ pub async fn list_page(
         "error": error,
         "expected_total": check.expected_total,
         "problems": check.problems,
+        "retried_from_base": check.retried,
         "requests": requests,
         "resource_ids": ids,
     }))
@@ -151,6 +177,8 @@ pub async fn list_page(
 #[derive(Debug, Default)]
 struct PageCheck {
     listed: u64,
+    /// Ids added to page 1 of an incremental session: its base's failed resources.
+    retried: u64,
     expected_total: Option<u64>,
     problems: Vec<String>,
 }

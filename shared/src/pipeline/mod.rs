@@ -6,6 +6,7 @@
 pub mod content;
 pub mod finalize;
 pub mod harvest;
+pub mod incremental;
 pub mod listing;
 pub mod schedule;
 pub mod stale;

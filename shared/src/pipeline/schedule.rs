@@ -68,7 +68,12 @@ async fn start(
     scheduled_time: DateTime<Utc>,
     report: &mut ScheduleReport,
 ) -> Result<(), StoreError> {
-    let session = Session::start(&entry.source.id, scheduled_time, svc.clock.now());
+    let now = svc.clock.now();
+    let mut session = Session::start(&entry.source.id, scheduled_time, now);
+    if let Some((since, base)) = super::incremental::window(svc, entry, now).await? {
+        session.since = Some(since);
+        session.base_session = Some(base);
+    }
     let resume = match svc.store.create_session(&session).await? {
         SessionStart::Created => false,
         // A retried invocation: finish page 1 if the first attempt died before sending it.
@@ -93,7 +98,7 @@ async fn start(
         }
     };
     let source = SourceRef::from(&entry.source);
-    tracing::info!(session = %session.id, resume, "session started");
+    tracing::info!(session = %session.id, resume, since = ?session.since, "session started");
     // The first page is listed right here; when the remote is flaky, it is handed to the work
     // queue instead so SQS retries it like any other unit of work.
     match list_page(svc, &session.id, &source, 1, None, false).await? {

@@ -84,6 +84,13 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         report.skipped = Some("the session was aborted: its listing is not trusted".into());
         return Ok(report);
     }
+    if let Some(since) = session.since {
+        report.skipped = Some(format!(
+            "an incremental listing (changes since {}) proves nothing about deletions",
+            crate::model::session::rfc3339(since)
+        ));
+        return Ok(report);
+    }
     let problems = session.listing_problems();
     if !problems.is_empty() {
         report.skipped = Some(format!(

@@ -11,6 +11,7 @@ use crate::messages::SourceRef;
 use crate::model::{Protocol, Reason, Record};
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// One page of a listing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,12 +43,19 @@ pub trait Catalog: Send + Sync {
     /// File extension of the raw copy kept beside each record (`json`, `xml`).
     fn raw_extension(&self) -> &'static str;
 
-    /// Lists one page of the source's resources starting at `cursor` (`None` = the first page).
+    /// Whether [`Catalog::list_page`] honours `since` (lists only what changed).
+    fn incremental(&self) -> bool {
+        false
+    }
+
+    /// Lists one page of the source's resources starting at `cursor` (`None` = the first
+    /// page); with `since`, only those changed since then, where the protocol allows.
     async fn list_page(
         &self,
         http: &HttpClient,
         source: &SourceRef,
         cursor: Option<&str>,
+        since: Option<DateTime<Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason>;
 

@@ -196,3 +196,44 @@ async fn an_oai_pmh_repository_is_harvested_by_resumption_token_with_deleted_rec
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_ckan_source_lists_only_what_changed_since_its_base_session() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = CkanFixture::start(CkanConfig {
+        datasets: 40,
+        rows_cap: 15,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.dataset_ids();
+    let source_id = register(&runner, "ckan", fixture.base_url()).await;
+    let store = &runner.services.store;
+    let mut source = store.get_source(&source_id).await.unwrap().unwrap().source;
+    source.options.incremental = true;
+    store.put_source(&source).await.unwrap();
+
+    let full = harvest_now(&runner, &source_id).await;
+    assert_eq!((full.since, full.counters.harvested), (None, 40));
+    let entry = store.get_source(&source_id).await.unwrap().unwrap();
+    assert_eq!(entry.incremental_base.as_deref(), Some(full.id.as_str()));
+    assert_eq!(entry.last_full_listing_at, Some(full.started_at));
+
+    fixture.touch(&ids[2]);
+    fixture.touch(&ids[33]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let changes = harvest_now(&runner, &source_id).await;
+    assert!(changes.since.is_some());
+    assert_eq!(changes.base_session.as_deref(), Some(full.id.as_str()));
+    assert_eq!((changes.counters.total, changes.counters.harvested), (2, 2));
+    assert_eq!(changes.status, SessionStatus::Succeeded);
+    let entry = store.get_source(&source_id).await.unwrap().unwrap();
+    assert_eq!(entry.incremental_base.as_deref(), Some(changes.id.as_str()));
+    assert_eq!(
+        entry.last_full_listing_at,
+        Some(full.started_at),
+        "an incremental listing is not a full one"
+    );
+}

@@ -14,6 +14,7 @@ use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,11 +29,16 @@ impl Catalog for Ckan {
         "json"
     }
 
+    fn incremental(&self) -> bool {
+        true
+    }
+
     async fn list_page(
         &self,
         http: &HttpClient,
         source: &SourceRef,
         cursor: Option<&str>,
+        since: Option<DateTime<Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason> {
         let start: u64 = match cursor {
@@ -41,10 +47,19 @@ impl Catalog for Ckan {
                 .parse()
                 .map_err(|_| Reason::parse(format!("bad CKAN listing cursor {c:?}")))?,
         };
-        let url = format!(
+        let mut url = format!(
             "{}/api/3/action/package_search?q=*:*&rows={PAGE_ROWS}&start={start}&sort=id%20asc",
             base(source)
         );
+        if let Some(since) = since {
+            // Solr range syntax; CKAN stores metadata_modified in UTC.
+            let range = format!(
+                "metadata_modified:[{} TO *]",
+                since.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            url.push_str("&fq=");
+            url.extend(url::form_urlencoded::byte_serialize(range.as_bytes()));
+        }
         let response = ok_or_reason(http.get(source, &url, log).await?)?;
         let search: SearchResult = result_of(&response.body, "package_search")?;
         let mut ids = Vec::with_capacity(search.results.len());

@@ -28,6 +28,7 @@ impl Catalog for Erddap {
         http: &HttpClient,
         source: &SourceRef,
         _cursor: Option<&str>,
+        _since: Option<chrono::DateTime<chrono::Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason> {
         let url = format!(

@@ -17,6 +17,7 @@ use crate::messages::SourceRef;
 use crate::model::{Link, Reason, Record};
 use crate::xml::{self, Node};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub struct OaiPmh;
 
@@ -30,18 +31,31 @@ impl Catalog for OaiPmh {
         "xml"
     }
 
+    fn incremental(&self) -> bool {
+        true
+    }
+
     async fn list_page(
         &self,
         http: &HttpClient,
         source: &SourceRef,
         cursor: Option<&str>,
+        since: Option<DateTime<Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason> {
         let url = match cursor {
-            None => format!(
-                "{}?verb=ListIdentifiers&metadataPrefix=oai_dc",
-                source.base_url
-            ),
+            // The token alone carries the window of the first request.
+            None => match since {
+                Some(from) => format!(
+                    "{}?verb=ListIdentifiers&metadataPrefix=oai_dc&from={}",
+                    source.base_url,
+                    encode(&from.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                ),
+                None => format!(
+                    "{}?verb=ListIdentifiers&metadataPrefix=oai_dc",
+                    source.base_url
+                ),
+            },
             Some(token) => format!(
                 "{}?verb=ListIdentifiers&resumptionToken={}",
                 source.base_url,
