@@ -490,3 +490,47 @@ async fn an_incremental_oai_source_with_nothing_new_gets_no_records_match_and_an
         changed.id
     );
 }
+
+#[tokio::test]
+async fn a_record_an_oai_server_reports_deleted_is_deleted_at_once_only_if_it_tracks_deletions() {
+    for (declared, deleted_now) in [("persistent", true), ("transient", true), ("no", false)] {
+        let fixture = OaiFixture::start(OaiConfig {
+            records: 10,
+            page_size: 4,
+            deleted_record: declared.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let ids = fixture.identifiers();
+        let w = world("oai-pmh", fixture.base_url()).await;
+        assert_eq!(w.harvest("2026-11-23").await.counters.harvested, 10);
+
+        fixture.delete(&ids[6]);
+        let s = w.harvest("2026-11-24").await;
+        assert_eq!(s.counters.total, 9, "{declared}");
+        assert!(
+            s.listing_problems().is_empty(),
+            "{declared}: {:?}",
+            s.listing_problems()
+        );
+        let state = w.store.get_resource("src", &ids[6]).await.unwrap().unwrap();
+        if deleted_now {
+            // The server's word: deleted now, record moved aside, no tombstone wait.
+            assert!(state.deleted_at.is_some(), "{declared}");
+            let record = state.record_key.unwrap();
+            assert!(record.starts_with("deleted/"), "{record}");
+            assert!(w.objects.get(&record).await.unwrap().is_some());
+            assert!(w
+                .objects
+                .get(&trawl::keys::record_key("src", &ids[6]))
+                .await
+                .unwrap()
+                .is_none());
+        } else {
+            // Gone without a word: tombstoned, deleted only after the usual listings.
+            assert!(state.deleted_at.is_none(), "{declared}");
+            assert_eq!(state.missing_listings, 1);
+        }
+    }
+}

@@ -74,6 +74,15 @@ pub async fn list_page(
     let mut check = PageCheck::default();
     let (ids, next_cursor, error) = match listed {
         Ok(listing) => {
+            if listing.deletions_declared && !listing.deleted.is_empty() {
+                check.deleted_upstream = super::stale::delete_reported(
+                    svc,
+                    &session,
+                    &listing.deleted,
+                    source.options.on_stale,
+                )
+                .await?;
+            }
             let (new_ids, next_cursor) = check_page(
                 svc,
                 session_id,
@@ -133,6 +142,7 @@ pub async fn list_page(
         "expected_total": check.expected_total,
         "problems": check.problems,
         "retried_from_base": check.retried,
+        "deleted_upstream": check.deleted_upstream,
         "requests": requests,
         "resource_ids": ids,
     }))
@@ -177,8 +187,10 @@ pub async fn list_page(
 #[derive(Debug, Default)]
 struct PageCheck {
     listed: u64,
-    /// Ids added to page 1 of an incremental session: its base's failed resources.
+    /// Ids added to the last page of an incremental session: its base's failed resources.
     retried: u64,
+    /// Resources the server reported deleted that were deleted now.
+    deleted_upstream: Vec<String>,
     expected_total: Option<u64>,
     problems: Vec<String>,
 }

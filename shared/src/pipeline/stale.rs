@@ -178,6 +178,42 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
     Ok(report)
 }
 
+/// Deletes at once the resources a server reports deleted and says it tracks deletions for
+/// (OAI-PMH `status="deleted"` headers with `deletedRecord` transient or persistent): that
+/// is the server's own word, not an inference from absence, so no tombstone wait applies.
+/// Idempotent per session like the tombstones; returns the ids deleted.
+pub async fn delete_reported(
+    svc: &Services,
+    session: &Session,
+    ids: &[String],
+    action: StaleAction,
+) -> Result<Vec<String>, StoreError> {
+    let mut deleted = Vec::new();
+    let now = svc.clock.now();
+    for id in ids {
+        let Some(previous) = svc.store.get_resource(&session.source_id, id).await? else {
+            continue;
+        };
+        if !previous.is_live() {
+            continue;
+        }
+        let mut state = previous.clone();
+        let (record, raw) = remove_objects(svc, &previous, action).await?;
+        state.record_key = record;
+        state.raw_key = raw;
+        state.deleted_at = Some(now);
+        state.missing_listings += 1;
+        state.missing_session = Some(session.id.clone());
+        if svc.store.mark_missing(&state).await? {
+            deleted.push(id.clone());
+        }
+    }
+    if !deleted.is_empty() {
+        tracing::info!(session = %session.id, deleted = deleted.len(), "resources deleted upstream removed");
+    }
+    Ok(deleted)
+}
+
 /// Moves (or removes) a stale resource's record and raw response; returns where they are now.
 async fn remove_objects(
     svc: &Services,

@@ -26,6 +26,9 @@ pub struct Listing {
     /// Ids the server lists as deleted (OAI-PMH `status="deleted"` headers): part of its
     /// announced total, not harvested.
     pub deleted: Vec<String>,
+    /// The server declares it keeps track of deletions (OAI-PMH `deletedRecord` is
+    /// `transient` or `persistent`), so `deleted` may be acted on at once.
+    pub deletions_declared: bool,
     /// Paging problems the protocol itself noticed on this page (a `nextRecord` behind the
     /// start, fewer records than announced). Any problem makes the listing incomplete.
     pub problems: Vec<String>,

@@ -97,6 +97,14 @@ impl Catalog for OaiPmh {
                 listing.resource_ids.push(id);
             }
         }
+        if !listing.deleted.is_empty() {
+            // Deleted headers are only authoritative from a server that says it tracks
+            // deletions; asked only when a page carries some.
+            listing.deletions_declared = matches!(
+                deleted_record(http, source, log).await?.as_str(),
+                "transient" | "persistent"
+            );
+        }
         if let Some(token) = xml::child(list, OAI, "resumptionToken") {
             listing.next_cursor = xml::text(token);
             listing.expected_total = token
@@ -148,6 +156,26 @@ impl Catalog for OaiPmh {
             .ok_or_else(|| Reason::parse("GetRecord answer has no oai_dc:dc metadata"))?;
         Ok(to_record(source, resource_id, dc))
     }
+}
+
+/// Identify's `deletedRecord`: `no`, `transient` or `persistent`.
+async fn deleted_record(
+    http: &HttpClient,
+    source: &SourceRef,
+    log: &mut Vec<RequestLog>,
+) -> Result<String, Reason> {
+    let url = format!("{}?verb=Identify", source.base_url);
+    let response = ok_or_reason(http.get(source, &url, log).await?)?;
+    let text = xml::decode(&response.body)?;
+    let doc = xml::parse(&text)?;
+    let root = envelope(&doc)?;
+    if let Some((code, message)) = protocol_error(root) {
+        return Err(oai_error(&code, &message));
+    }
+    xml::child(root, OAI, "Identify")
+        .and_then(|i| xml::child(i, OAI, "deletedRecord"))
+        .and_then(xml::text)
+        .ok_or_else(|| Reason::parse("Identify answer has no deletedRecord"))
 }
 
 fn encode(value: &str) -> String {
