@@ -65,6 +65,14 @@ pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {
     format!("sessions/{source_id}/{session_stamp}/pages/{page:08}.json")
 }
 
+/// A resource's document as the listing delivered it (data.json), for the harvester.
+pub fn staged_key(source_id: &str, session_stamp: &str, resource_id: &str) -> String {
+    format!(
+        "sessions/{source_id}/{session_stamp}/staged/{}.json",
+        key_segment(resource_id)
+    )
+}
+
 /// Where a stale resource's object goes when its source moves deleted resources aside:
 /// `records/s/x.json` → `deleted/records/s/x.json`.
 pub fn deleted_key(key: &str) -> String {

@@ -12,6 +12,8 @@ pub enum Protocol {
     Ckan,
     #[serde(rename = "oai-pmh")]
     OaiPmh,
+    #[serde(rename = "dcat")]
+    Dcat,
 }
 
 impl Protocol {
@@ -20,17 +22,19 @@ impl Protocol {
             "erddap" => Some(Protocol::Erddap),
             "ckan" => Some(Protocol::Ckan),
             "oai-pmh" => Some(Protocol::OaiPmh),
+            "dcat" => Some(Protocol::Dcat),
             _ => None,
         }
     }
 
-    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh"];
+    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh", "dcat"];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Protocol::Erddap => "erddap",
             Protocol::Ckan => "ckan",
             Protocol::OaiPmh => "oai-pmh",
+            Protocol::Dcat => "dcat",
         }
     }
 }

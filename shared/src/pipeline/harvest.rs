@@ -153,9 +153,13 @@ pub async fn harvest_resource(
             "the session was aborted by an operator",
         ))
     } else {
-        let fetched = catalog
-            .fetch(&svc.http, source, resource_id, &mut requests)
-            .await;
+        let fetched = if catalog.stages_documents() {
+            read_staged(svc, source, session_id, resource_id).await?
+        } else {
+            catalog
+                .fetch(&svc.http, source, resource_id, &mut requests)
+                .await
+        };
         fetched.and_then(|f| {
             let record = catalog.normalize(source, resource_id, &f)?;
             Ok((f, record))
@@ -247,6 +251,32 @@ pub async fn harvest_resource(
         }
     }
     Ok(Harvested::Settled)
+}
+
+/// The document the listing delivered for this resource (data.json), kept beside the session.
+async fn read_staged(
+    svc: &Services,
+    source: &SourceRef,
+    session_id: &str,
+    resource_id: &str,
+) -> Result<Result<crate::protocols::Fetched, Reason>, StoreError> {
+    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+    Ok(
+        match svc
+            .objects
+            .get(&keys::staged_key(&source.id, stamp, resource_id))
+            .await?
+        {
+            Some(body) => Ok(crate::protocols::Fetched {
+                body,
+                content_type: "application/json",
+            }),
+            None => Err(Reason::new(
+                ReasonCode::Lost,
+                "the document the listing staged for this resource is gone",
+            )),
+        },
+    )
 }
 
 /// An unreadable message cannot be counted (we do not know its session), but it must not be

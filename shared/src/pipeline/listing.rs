@@ -13,6 +13,7 @@ use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
 use crate::protocols::{catalog_for, Listing};
 use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::HashSet;
 
 #[derive(Debug)]
@@ -73,7 +74,8 @@ pub async fn list_page(
     };
     let mut check = PageCheck::default();
     let (ids, next_cursor, error) = match listed {
-        Ok(listing) => {
+        Ok(mut listing) => {
+            let staged = std::mem::take(&mut listing.staged);
             if listing.deletions_declared && !listing.deleted.is_empty() {
                 check.deleted_upstream = super::stale::delete_reported(
                     svc,
@@ -110,6 +112,7 @@ pub async fn list_page(
                 check.retried = retry.len() as u64;
                 ids.extend(retry);
             }
+            stage_documents(svc, session_id, source, staged, &ids).await?;
             (ids, next_cursor, None)
         }
         Err(reason) if reason.retryable() && !final_attempt => {
@@ -181,6 +184,34 @@ pub async fn list_page(
             has_next: committed.next_cursor.is_some(),
         })
     }
+}
+
+/// Keeps the documents a listing delivered whole (data.json) for the harvester, before the
+/// page is committed and its messages sent. Only the page's counted ids are kept.
+async fn stage_documents(
+    svc: &Services,
+    session_id: &str,
+    source: &SourceRef,
+    staged: Vec<(String, Bytes)>,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+    let wanted: HashSet<&String> = ids.iter().collect();
+    let puts = staged
+        .into_iter()
+        .filter(|(id, _)| wanted.contains(id))
+        .map(|(id, body)| {
+            let key = keys::staged_key(&source.id, stamp, &id);
+            async move { svc.objects.put(&key, body, "application/json").await }
+        });
+    let results: Vec<Result<(), StoreError>> = futures::stream::iter(puts)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// What a page adds to the listing's integrity check (see [`crate::model::ListingCheck`]).

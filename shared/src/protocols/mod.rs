@@ -3,6 +3,7 @@
 //! match in [`catalog_for`].
 
 pub mod ckan;
+pub mod dcat;
 pub mod erddap;
 pub mod oai;
 
@@ -26,6 +27,9 @@ pub struct Listing {
     /// Ids the server lists as deleted (OAI-PMH `status="deleted"` headers): part of its
     /// announced total, not harvested.
     pub deleted: Vec<String>,
+    /// Documents that came whole with the listing (data.json): (id, the dataset's JSON). The
+    /// pipeline keeps them beside the session for the harvester to read instead of fetching.
+    pub staged: Vec<(String, Bytes)>,
     /// The server declares it keeps track of deletions (OAI-PMH `deletedRecord` is
     /// `transient` or `persistent`), so `deleted` may be acted on at once.
     pub deletions_declared: bool,
@@ -45,6 +49,12 @@ pub struct Fetched {
 pub trait Catalog: Send + Sync {
     /// File extension of the raw copy kept beside each record (`json`, `xml`).
     fn raw_extension(&self) -> &'static str;
+
+    /// Whether the listing hands over each resource's document ([`Listing::staged`]), so
+    /// the harvester reads it from the session instead of calling [`Catalog::fetch`].
+    fn stages_documents(&self) -> bool {
+        false
+    }
 
     /// Whether [`Catalog::list_page`] honours `since` (lists only what changed).
     fn incremental(&self) -> bool {
@@ -84,6 +94,7 @@ pub fn catalog_for(protocol: Protocol) -> &'static dyn Catalog {
     match protocol {
         Protocol::Erddap => &erddap::Erddap,
         Protocol::Ckan => &ckan::Ckan,
+        Protocol::Dcat => &dcat::Dcat,
         Protocol::OaiPmh => &oai::OaiPmh,
     }
 }
