@@ -14,6 +14,8 @@ pub enum Protocol {
     OaiPmh,
     #[serde(rename = "dcat")]
     Dcat,
+    #[serde(rename = "csw")]
+    Csw,
 }
 
 impl Protocol {
@@ -23,11 +25,12 @@ impl Protocol {
             "ckan" => Some(Protocol::Ckan),
             "oai-pmh" => Some(Protocol::OaiPmh),
             "dcat" => Some(Protocol::Dcat),
+            "csw" => Some(Protocol::Csw),
             _ => None,
         }
     }
 
-    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh", "dcat"];
+    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh", "dcat", "csw"];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Protocol {
             Protocol::Ckan => "ckan",
             Protocol::OaiPmh => "oai-pmh",
             Protocol::Dcat => "dcat",
+            Protocol::Csw => "csw",
         }
     }
 }

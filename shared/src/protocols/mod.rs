@@ -3,6 +3,7 @@
 //! match in [`catalog_for`].
 
 pub mod ckan;
+pub mod csw;
 pub mod dcat;
 pub mod erddap;
 pub mod oai;
@@ -94,6 +95,7 @@ pub fn catalog_for(protocol: Protocol) -> &'static dyn Catalog {
     match protocol {
         Protocol::Erddap => &erddap::Erddap,
         Protocol::Ckan => &ckan::Ckan,
+        Protocol::Csw => &csw::Csw,
         Protocol::Dcat => &dcat::Dcat,
         Protocol::OaiPmh => &oai::OaiPmh,
     }
