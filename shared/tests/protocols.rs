@@ -805,3 +805,129 @@ async fn an_incremental_csw_source_filters_on_dct_modified_and_a_vanished_record
     assert_eq!(state.last_session, report.started[0]);
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
 }
+
+use trawl_fixtures::{ArcGisConfig, ArcGisFixture, ArcGisQuirks, GeoNodeConfig, GeoNodeFixture};
+
+#[tokio::test]
+async fn a_geonode_site_is_paged_by_pk_and_its_datasets_normalized() {
+    let fixture = GeoNodeFixture::start(GeoNodeConfig {
+        datasets: 130,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("geonode", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (130, 130));
+    assert_eq!(
+        (s.listing.listed, s.listing.expected_total),
+        (130, Some(130))
+    );
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+    let pks = fixture.pks();
+    let r = w.record(&pks[0]).await;
+    assert!(r.title.is_some() && r.bounding_box.is_some());
+    assert!(r.links.iter().any(|l| l.rel == "wms"));
+    // Maps and documents share the pk sequence but are not datasets: none was listed.
+    let mut known = 0;
+    let mut after = None;
+    loop {
+        let (states, next) = w.store.list_resources("src", after).await.unwrap();
+        known += states.len();
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(known, 130);
+
+    // Incremental: only what was edited (GeoNode's own last_updated filter).
+    set_options(&w, incremental(7)).await;
+    fixture.touch(&pks[77]);
+    let changes = w.harvest("2026-11-24").await;
+    assert!(changes.since.is_some());
+    assert_eq!((changes.counters.total, changes.counters.harvested), (1, 1));
+}
+
+#[tokio::test]
+async fn an_arcgis_portal_is_paged_by_next_start_and_errors_sent_with_200_are_caught() {
+    let fixture = ArcGisFixture::start(ArcGisConfig {
+        items: 150,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.item_ids();
+    fixture.remove(&ids[10]);
+    let w = world("arcgis", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (149, 149));
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+    let r = w.record(&ids[0]).await;
+    assert!(r.title.is_some());
+    assert!(r.links[0]
+        .href
+        .ends_with(&format!("/home/item.html?id={}", ids[0])));
+
+    // A search page answering `{"error": {"code": 498}}` with HTTP 200 fails the listing
+    // (nothing is deleted), it is not read as an empty page.
+    fixture.set_quirks(ArcGisQuirks {
+        error_in_200_on_search_page: Some(101),
+        ..Default::default()
+    });
+    let broken = w.harvest("2026-11-24").await;
+    assert_eq!(broken.counters.total, 100);
+    let error = broken.listing_error.clone().unwrap();
+    assert!(
+        error.contains("498") && error.contains("Invalid token"),
+        "{error}"
+    );
+    assert!(w.summary(&broken).await["stale"]["skipped"].is_string());
+
+    // A portal whose nextStart never moves: the listing stops and says so.
+    fixture.set_quirks(ArcGisQuirks {
+        next_start_stuck: true,
+        ..Default::default()
+    });
+    let stuck = w.harvest("2026-11-25").await;
+    assert_eq!(stuck.counters.total, 100);
+    assert!(
+        stuck
+            .listing_problems()
+            .iter()
+            .any(|p| p.contains("does not move on")),
+        "{:?}",
+        stuck.listing_problems()
+    );
+}
+
+#[tokio::test]
+async fn an_arcgis_item_gone_before_its_fetch_is_not_found() {
+    let fixture = ArcGisFixture::start(ArcGisConfig {
+        items: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ids = fixture.item_ids();
+    let w = world("arcgis", fixture.base_url()).await;
+    run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
+        .await
+        .unwrap();
+    fixture.remove(&ids[2]);
+    while let Some(message) = w.queue.pop() {
+        handle_message(&w.svc, "m", &message.to_json(), 1).await;
+    }
+    let state = w.store.get_resource("src", &ids[2]).await.unwrap().unwrap();
+    assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
+}

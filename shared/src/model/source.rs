@@ -16,6 +16,10 @@ pub enum Protocol {
     Dcat,
     #[serde(rename = "csw")]
     Csw,
+    #[serde(rename = "geonode")]
+    GeoNode,
+    #[serde(rename = "arcgis")]
+    ArcGis,
 }
 
 impl Protocol {
@@ -26,11 +30,15 @@ impl Protocol {
             "oai-pmh" => Some(Protocol::OaiPmh),
             "dcat" => Some(Protocol::Dcat),
             "csw" => Some(Protocol::Csw),
+            "geonode" => Some(Protocol::GeoNode),
+            "arcgis" => Some(Protocol::ArcGis),
             _ => None,
         }
     }
 
-    pub const ALL: &'static [&'static str] = &["erddap", "ckan", "oai-pmh", "dcat", "csw"];
+    pub const ALL: &'static [&'static str] = &[
+        "erddap", "ckan", "oai-pmh", "dcat", "csw", "geonode", "arcgis",
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -39,6 +47,8 @@ impl Protocol {
             Protocol::OaiPmh => "oai-pmh",
             Protocol::Dcat => "dcat",
             Protocol::Csw => "csw",
+            Protocol::GeoNode => "geonode",
+            Protocol::ArcGis => "arcgis",
         }
     }
 }

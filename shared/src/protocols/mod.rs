@@ -2,11 +2,16 @@
 //! pipeline only ever talks to this trait, so adding a protocol touches one folder and the
 //! match in [`catalog_for`].
 
+pub mod arcgis;
 pub mod ckan;
+mod common;
 pub mod csw;
 pub mod dcat;
 pub mod erddap;
+pub mod geonode;
 pub mod oai;
+
+pub use common::{geojson_bbox, geojson_value_bbox, plain_text};
 
 use crate::http::{HttpClient, RequestLog};
 use crate::messages::SourceRef;
@@ -96,6 +101,8 @@ pub fn catalog_for(protocol: Protocol) -> &'static dyn Catalog {
         Protocol::Erddap => &erddap::Erddap,
         Protocol::Ckan => &ckan::Ckan,
         Protocol::Csw => &csw::Csw,
+        Protocol::GeoNode => &geonode::GeoNode,
+        Protocol::ArcGis => &arcgis::ArcGis,
         Protocol::Dcat => &dcat::Dcat,
         Protocol::OaiPmh => &oai::OaiPmh,
     }

@@ -9,10 +9,10 @@
 //! announces is checked against what was gathered when the listing ends (the pipeline does
 //! that, and also catches a page the server repeats).
 
-use super::{Catalog, Fetched, Listing};
+use super::{geojson_bbox, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
-use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
+use crate::model::{Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -248,40 +248,10 @@ fn to_record(source: &SourceRef, resource_id: &str, package: &Value) -> Record {
     }
 }
 
-/// The bounding box of a GeoJSON geometry (Polygon, MultiPolygon, Point, …): the min/max of
-/// every coordinate pair in it. `None` when it is not GeoJSON with finite coordinates.
-pub fn geojson_bbox(geojson: &str) -> Option<BoundingBox> {
-    let value: Value = serde_json::from_str(geojson).ok()?;
-    let mut bbox: Option<BoundingBox> = None;
-    fn walk(v: &Value, bbox: &mut Option<BoundingBox>) {
-        let Some(items) = v.as_array() else { return };
-        match (
-            items.first().and_then(Value::as_f64),
-            items.get(1).and_then(Value::as_f64),
-        ) {
-            (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
-                let b = bbox.get_or_insert(BoundingBox {
-                    west: x,
-                    south: y,
-                    east: x,
-                    north: y,
-                });
-                b.west = b.west.min(x);
-                b.east = b.east.max(x);
-                b.south = b.south.min(y);
-                b.north = b.north.max(y);
-            }
-            _ => items.iter().for_each(|i| walk(i, bbox)),
-        }
-    }
-    walk(value.get("coordinates")?, &mut bbox);
-    bbox
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, ReasonCode, SourceOptions};
+    use crate::model::{BoundingBox, Protocol, ReasonCode, SourceOptions};
 
     fn source() -> SourceRef {
         SourceRef {
@@ -370,31 +340,5 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
-    }
-
-    #[test]
-    fn geojson_bounding_boxes_cover_every_coordinate_and_reject_junk() {
-        assert_eq!(
-            geojson_bbox(r#"{"type": "Point", "coordinates": [10.5, -3]}"#),
-            Some(BoundingBox {
-                west: 10.5,
-                south: -3.0,
-                east: 10.5,
-                north: -3.0
-            })
-        );
-        let multi =
-            r#"{"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 1]]], [[[5, -2], [3, 4]]]]}"#;
-        assert_eq!(
-            geojson_bbox(multi),
-            Some(BoundingBox {
-                west: 0.0,
-                south: -2.0,
-                east: 5.0,
-                north: 4.0
-            })
-        );
-        assert_eq!(geojson_bbox("POLYGON((0 0, 1 1))"), None);
-        assert_eq!(geojson_bbox(r#"{"type": "Polygon"}"#), None);
     }
 }

@@ -1,0 +1,334 @@
+//! ArcGIS portal (ArcGIS Online / Enterprise) items: lists with `sharing/rest/search` (paged
+//! by `start`/`nextStart`), fetches each with `sharing/rest/content/items/{id}`.
+//!
+//! The source's base URL is the portal root (`https://www.arcgis.com`, or
+//! `https://host/portal`); a `q` in it scopes the search (`…?q=orgid:abc123`), else public
+//! items are listed. A resource id is the item's 32-hex `id`.
+//!
+//! ArcGIS answers most errors with HTTP 200 and `{"error": {...}}`: every answer is checked
+//! for one. Paging is sorted by id (stable while items are edited); a `nextStart` that does
+//! not move forward ends the listing and is reported.
+
+use super::{plain_text, Catalog, Fetched, Listing};
+use crate::http::{HttpClient, RequestLog, Response};
+use crate::messages::SourceRef;
+use crate::model::{BoundingBox, Link, Reason, Record};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub struct ArcGis;
+
+/// The portal's largest page.
+pub const PAGE_ITEMS: u32 = 100;
+
+#[async_trait]
+impl Catalog for ArcGis {
+    fn raw_extension(&self) -> &'static str {
+        "json"
+    }
+
+    fn incremental(&self) -> bool {
+        true
+    }
+
+    async fn list_page(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        cursor: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Listing, Reason> {
+        let start: i64 = match cursor {
+            None => 1,
+            Some(c) => c
+                .parse()
+                .map_err(|_| Reason::parse(format!("bad ArcGIS listing cursor {c:?}")))?,
+        };
+        let (root, scope) = portal(source)?;
+        let mut q = scope.unwrap_or_else(|| "access:public".to_string());
+        if let Some(since) = since {
+            // Epoch milliseconds, zero-padded to 19 digits as the portal's index wants.
+            q = format!(
+                "({q}) AND modified:[{:019} TO 9999999999999999999]",
+                since.timestamp_millis().max(0)
+            );
+        }
+        let url = format!(
+            "{root}/sharing/rest/search?f=json&q={}&num={PAGE_ITEMS}&start={start}&sortField=id&sortOrder=asc",
+            encode(&q)
+        );
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let body = checked_json(&response.body, "search")?;
+        let results = body
+            .get("results")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Reason::parse("the search answer has no \"results\" array"))?;
+        let mut listing = Listing {
+            expected_total: body.get("total").and_then(Value::as_u64),
+            ..Listing::default()
+        };
+        for (i, item) in results.iter().enumerate() {
+            let id = item
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    Reason::parse(format!("search result {} (start {start}) has no id", i + 1))
+                })?;
+            listing.resource_ids.push(id.to_string());
+        }
+        let next = body.get("nextStart").and_then(Value::as_i64).unwrap_or(-1);
+        listing.next_cursor = if next == -1 || results.is_empty() {
+            None
+        } else if next <= start {
+            listing.problems.push(format!(
+                "nextStart {next} does not move on from start {start}; the listing stops here"
+            ));
+            None
+        } else {
+            Some(next.to_string())
+        };
+        Ok(listing)
+    }
+
+    async fn fetch(
+        &self,
+        http: &HttpClient,
+        source: &SourceRef,
+        resource_id: &str,
+        log: &mut Vec<RequestLog>,
+    ) -> Result<Fetched, Reason> {
+        if resource_id.is_empty() || !resource_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Reason::parse(format!(
+                "ArcGIS item ids are alphanumeric; {resource_id:?} is not"
+            )));
+        }
+        let (root, _) = portal(source)?;
+        let url = format!("{root}/sharing/rest/content/items/{resource_id}?f=json");
+        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        checked_json(&response.body, "item")?;
+        Ok(Fetched {
+            body: response.body,
+            content_type: "application/json",
+        })
+    }
+
+    fn normalize(
+        &self,
+        source: &SourceRef,
+        resource_id: &str,
+        fetched: &Fetched,
+    ) -> Result<Record, Reason> {
+        let item = checked_json(&fetched.body, "item")?;
+        if !item.is_object() {
+            return Err(Reason::parse("an ArcGIS item must be an object"));
+        }
+        let (root, _) = portal(source)?;
+        Ok(to_record(source, &root, resource_id, &item))
+    }
+}
+
+/// The portal root and the search scope (`q`) the base URL carries, if any.
+fn portal(source: &SourceRef) -> Result<(String, Option<String>), Reason> {
+    let url = url::Url::parse(&source.base_url)
+        .map_err(|e| Reason::parse(format!("bad portal URL {:?}: {e}", source.base_url)))?;
+    let scope = url
+        .query_pairs()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+        .filter(|q| !q.trim().is_empty());
+    let mut root = url.clone();
+    root.set_query(None);
+    root.set_fragment(None);
+    Ok((root.as_str().trim_end_matches('/').to_string(), scope))
+}
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Parses an answer and turns an `{"error": {...}}` body (sent with HTTP 200) into a reason:
+/// `CONT_0001` (item does not exist or is inaccessible) is not found, the rest keep their code.
+fn checked_json(body: &[u8], what: &str) -> Result<Value, Reason> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Reason::parse(format!("the {what} answer is not JSON: {e}")))?;
+    if let Some(error) = value.get("error") {
+        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
+        if error.get("messageCode").and_then(Value::as_str) == Some("CONT_0001") {
+            return Err(Reason::not_found(format!("ArcGIS: {message}")));
+        }
+        return Err(Reason::parse(format!(
+            "ArcGIS error {code} in the {what} answer: {message}"
+        )));
+    }
+    Ok(value)
+}
+
+fn ok_or_reason(response: Response) -> Result<Response, Reason> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let detail: String = String::from_utf8_lossy(&response.body)
+        .chars()
+        .take(200)
+        .collect();
+    if response.status == 404 {
+        return Err(Reason {
+            http_status: Some(404),
+            ..Reason::not_found(detail)
+        });
+    }
+    Err(response.status_reason(detail))
+}
+
+/// Field mapping (documented in the README's protocol table): `title`, `description` (HTML →
+/// text, else `snippet`) → summary, `tags` → keywords, `accessInformation` → institution,
+/// `licenseInfo` (HTML → text) → license, `extent` `[[xmin, ymin], [xmax, ymax]]` → bounding
+/// box, `{portal}/home/item.html?id=` → `landing`, the service `url` → `data`.
+fn to_record(source: &SourceRef, root: &str, resource_id: &str, item: &Value) -> Record {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let html = |v: Option<&Value>| text(v).and_then(|h| plain_text(&h));
+    let bounding_box = item.get("extent").and_then(Value::as_array).and_then(|e| {
+        let corner = |i: usize| {
+            let c = e.get(i)?.as_array()?;
+            Some((c.first()?.as_f64()?, c.get(1)?.as_f64()?))
+        };
+        let ((xmin, ymin), (xmax, ymax)) = (corner(0)?, corner(1)?);
+        [xmin, ymin, xmax, ymax]
+            .iter()
+            .all(|v| v.is_finite())
+            .then_some(BoundingBox {
+                west: xmin,
+                south: ymin,
+                east: xmax,
+                north: ymax,
+            })
+    });
+    let mut links = vec![Link {
+        rel: "landing".into(),
+        href: format!("{root}/home/item.html?id={resource_id}"),
+    }];
+    if let Some(url) = text(item.get("url")) {
+        links.push(Link {
+            rel: "data".into(),
+            href: url,
+        });
+    }
+    Record {
+        id: resource_id.to_string(),
+        source_id: source.id.clone(),
+        title: text(item.get("title")),
+        summary: html(item.get("description")).or_else(|| text(item.get("snippet"))),
+        keywords: item
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().filter_map(|t| text(Some(t))).collect())
+            .unwrap_or_default(),
+        institution: text(item.get("accessInformation")),
+        license: html(item.get("licenseInfo")),
+        bounding_box,
+        time_range: None,
+        variables: Vec::new(),
+        links,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, ReasonCode, SourceOptions};
+
+    fn source(base_url: &str) -> SourceRef {
+        SourceRef {
+            id: "agol".into(),
+            protocol: Protocol::ArcGis,
+            base_url: base_url.into(),
+            internal: false,
+            options: SourceOptions::default(),
+        }
+    }
+
+    #[test]
+    fn the_base_url_gives_the_portal_root_and_an_optional_scope() {
+        assert_eq!(
+            portal(&source("https://www.arcgis.com/")).unwrap(),
+            ("https://www.arcgis.com".to_string(), None)
+        );
+        assert_eq!(
+            portal(&source("https://host/portal?q=orgid:abc")).unwrap(),
+            (
+                "https://host/portal".to_string(),
+                Some("orgid:abc".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn errors_sent_with_200_are_reasons() {
+        let e = checked_json(
+            br#"{"error": {"code": 400, "messageCode": "CONT_0001", "message": "Item does not exist or is inaccessible.", "details": []}}"#,
+            "item",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ReasonCode::NotFound);
+        let e = checked_json(
+            br#"{"error": {"code": 498, "message": "Invalid token."}}"#,
+            "search",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ReasonCode::ParseError);
+        assert!(
+            e.detail.contains("498") && e.detail.contains("Invalid token"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_item_maps_onto_the_record_model() {
+        let body = r#"{"id": "0123456789abcdef0123456789abcdef", "title": "Parcels", "snippet": "Short",
+            "description": "<div>Tax <b>parcels</b></div>", "tags": ["cadastre", "land"],
+            "accessInformation": "County GIS", "licenseInfo": "<p>Public domain</p>",
+            "extent": [[-122.5, 37.7], [-122.3, 37.8]], "url": "https://services.example.com/FeatureServer"}"#;
+        let f = Fetched {
+            body: body.to_string().into(),
+            content_type: "application/json",
+        };
+        let r = ArcGis
+            .normalize(
+                &source("https://www.arcgis.com"),
+                "0123456789abcdef0123456789abcdef",
+                &f,
+            )
+            .unwrap();
+        assert_eq!(r.summary.as_deref(), Some("Tax parcels"));
+        assert_eq!(r.license.as_deref(), Some("Public domain"));
+        assert_eq!(r.institution.as_deref(), Some("County GIS"));
+        assert_eq!(r.bounding_box.unwrap().north, 37.8);
+        assert_eq!(
+            r.links[0].href,
+            "https://www.arcgis.com/home/item.html?id=0123456789abcdef0123456789abcdef"
+        );
+        // An empty extent is no bounding box.
+        let f = Fetched {
+            body: r#"{"id": "x", "extent": []}"#.to_string().into(),
+            content_type: "application/json",
+        };
+        assert_eq!(
+            ArcGis
+                .normalize(&source("https://a.b"), "x", &f)
+                .unwrap()
+                .bounding_box,
+            None
+        );
+    }
+}
