@@ -237,3 +237,77 @@ async fn an_incremental_ckan_source_lists_only_what_changed_since_its_base_sessi
         "an incremental listing is not a full one"
     );
 }
+
+/// One source per remaining protocol, each harvested once on LocalStack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csw_dcat_geonode_and_arcgis_sources_each_complete_a_session() {
+    use trawl_fixtures::{
+        ArcGisConfig, ArcGisFixture, CswConfig, CswFixture, DcatConfig, DcatFixture,
+        GeoNodeConfig, GeoNodeFixture,
+    };
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let csw = CswFixture::start(CswConfig {
+        records: 60,
+        max_records_cap: 25,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dcat = DcatFixture::start(DcatConfig {
+        datasets: 40,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let geonode = GeoNodeFixture::start(GeoNodeConfig {
+        datasets: 30,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let arcgis = ArcGisFixture::start(ArcGisConfig {
+        items: 120,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (protocol, base_url, expected, extension) in [
+        ("csw", csw.base_url(), 60, "xml"),
+        ("dcat", dcat.base_url(), 40, "json"),
+        ("geonode", geonode.base_url(), 30, "json"),
+        ("arcgis", arcgis.base_url(), 120, "json"),
+    ] {
+        let source_id = register(&runner, protocol, base_url).await;
+        let s = harvest_now(&runner, &source_id).await;
+        assert_eq!(s.status, SessionStatus::Succeeded, "{protocol}");
+        let c = s.counters;
+        assert_eq!(
+            (c.total, c.harvested, c.failed, c.remaining),
+            (expected, expected, 0, 0),
+            "{protocol}"
+        );
+        assert_eq!(s.listing.expected_total, Some(expected), "{protocol}");
+        assert_eq!(summary(&runner, &s).await["listing"]["complete"], true, "{protocol}");
+        let records = list_objects(&runner, &format!("records/{source_id}/"))
+            .await
+            .unwrap();
+        assert_eq!(records.len() as u64, expected, "{protocol}");
+        let raw = list_objects(&runner, &format!("raw/{source_id}/"))
+            .await
+            .unwrap();
+        assert_eq!(raw.len() as u64, expected, "{protocol}");
+        assert!(
+            raw.keys().all(|k| k.ends_with(extension)),
+            "{protocol}: {raw:?}"
+        );
+        let (key, _) = records.iter().next().unwrap();
+        let record = get_json(&runner, key).await.unwrap();
+        assert!(
+            record["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{protocol}: {record}"
+        );
+    }
+    // data.json was downloaded once for its 40 datasets.
+    assert_eq!(dcat.requests("/data.json"), 1);
+}
