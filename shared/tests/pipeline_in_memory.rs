@@ -194,12 +194,38 @@ async fn unchanged_content_writes_no_record_and_changed_content_does() {
         .unwrap();
 
     w.fixture.bump_version("ds_0001");
+    let objects_before = w.objects.keys("");
     let second = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
         .await
         .unwrap();
     drain(&w, false).await;
     let s = w.session(&second.started[0]).await;
     assert_eq!((s.counters.harvested, s.counters.unchanged), (1, 3));
+    // Besides the session's own listing page, only the changed dataset wrote anything:
+    // its record, raw response and log. The three unchanged ones wrote nothing at all.
+    let written: Vec<String> = w
+        .objects
+        .keys("")
+        .into_iter()
+        .filter(|k| !objects_before.contains(k) && !k.starts_with("sessions/"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].starts_with("logs/src/ds_0001/"), "{written:?}");
+    let unchanged = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.history.len(), 2);
+    assert!(
+        unchanged
+            .log_key
+            .as_deref()
+            .unwrap()
+            .ends_with("20261122T120000Z.json"),
+        "the newest log is still the first session's"
+    );
     let after = w
         .store
         .get_resource("src", "ds_0001")

@@ -12,7 +12,7 @@ pub const HISTORY_LEN: usize = 30;
 pub enum Outcome {
     /// New or changed content: record, raw response and log were written.
     Harvested,
-    /// Same content hash as last time: nothing but the log was written.
+    /// Same content hash as last time: nothing was written to the object store.
     Unchanged,
     Failed,
 }
@@ -93,7 +93,7 @@ impl ResourceState {
         reason: Option<Reason>,
         at: DateTime<Utc>,
         content: Option<(String, String, String)>,
-        log_key: String,
+        log_key: Option<String>,
     ) -> ResourceState {
         let mut history: Vec<HistoryEntry> =
             previous.map(|p| p.history.clone()).unwrap_or_default();
@@ -129,7 +129,8 @@ impl ResourceState {
             content_hash,
             record_key,
             raw_key,
-            log_key: Some(log_key),
+            // No log this time (unchanged): the previous one is still the newest.
+            log_key: log_key.or_else(|| previous.and_then(|p| p.log_key.clone())),
             history,
             // Listed again: whatever tombstone it had is lifted.
             missing_listings: 0,
@@ -164,7 +165,7 @@ mod tests {
                 "records/s/r.json".into(),
                 "raw/s/r.json".into(),
             )),
-            "logs/1".into(),
+            Some("logs/1".into()),
         );
         for i in 2..=40 {
             state = ResourceState::next(
@@ -176,7 +177,7 @@ mod tests {
                 Some(Reason::not_found("gone")),
                 t,
                 None,
-                format!("logs/{i}"),
+                Some(format!("logs/{i}")),
             );
         }
         assert_eq!(state.history.len(), HISTORY_LEN);

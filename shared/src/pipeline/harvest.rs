@@ -198,8 +198,14 @@ pub async fn harvest_resource(
     };
     let wrote_content = outcome == Outcome::Harvested;
 
-    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
-    let log_key = keys::log_key(&source.id, resource_id, stamp);
+    // An unchanged resource writes nothing to S3: its outcome is in its state's history, and
+    // the log of the session that last changed (or failed) it stays its newest log.
+    let log_key = if outcome == Outcome::Unchanged {
+        None
+    } else {
+        let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+        Some(keys::log_key(&source.id, resource_id, stamp))
+    };
     let log = json!({
         "session_id": session_id,
         "source_id": source.id,
@@ -213,13 +219,15 @@ pub async fn harvest_resource(
         "kept_unclaimed_content": outcome == Outcome::Failed && content.is_some(),
         "requests": requests,
     });
-    svc.objects
-        .put(
-            &log_key,
-            Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")),
-            "application/json",
-        )
-        .await?;
+    if let Some(log_key) = &log_key {
+        svc.objects
+            .put(
+                log_key,
+                Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")),
+                "application/json",
+            )
+            .await?;
+    }
 
     let state = ResourceState::next(
         previous.as_ref(),

@@ -142,7 +142,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 Some(reason),
                 now,
                 unclaimed.map(|c| c.into_parts()),
-                log_key,
+                Some(log_key),
             );
             if svc.store.record_outcome(&session.id, &state).await? == Counting::Counted {
                 lost_resources += 1;

@@ -197,7 +197,10 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     assert_eq!(again.ended_at, session.ended_at);
     assert_eq!(again.status, session.status);
 
-    // Second run: same content, so nothing but logs is written.
+    // Second run: same content, so nothing is written to S3 at all.
+    let logs_before = list_objects(&runner, &format!("logs/{source_id}/"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = harvest_now(&runner, &source_id, first_time + ChronoDuration::minutes(1)).await;
     let c = second.counters;
@@ -216,6 +219,14 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
             .await
             .unwrap(),
         raw
+    );
+    let logs_after = list_objects(&runner, &format!("logs/{source_id}/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        logs_after.len(),
+        logs_before.len() + 3,
+        "only the three failures log again"
     );
     let state = store
         .get_resource(&source_id, "ds_0001")

@@ -242,8 +242,8 @@ async fn an_incremental_ckan_source_lists_only_what_changed_since_its_base_sessi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csw_dcat_geonode_and_arcgis_sources_each_complete_a_session() {
     use trawl_fixtures::{
-        ArcGisConfig, ArcGisFixture, CswConfig, CswFixture, DcatConfig, DcatFixture,
-        GeoNodeConfig, GeoNodeFixture,
+        ArcGisConfig, ArcGisFixture, CswConfig, CswFixture, DcatConfig, DcatFixture, GeoNodeConfig,
+        GeoNodeFixture,
     };
     let _lock = lock_stack();
     let runner = runner(Faults::default()).await.unwrap();
@@ -288,7 +288,11 @@ async fn csw_dcat_geonode_and_arcgis_sources_each_complete_a_session() {
             "{protocol}"
         );
         assert_eq!(s.listing.expected_total, Some(expected), "{protocol}");
-        assert_eq!(summary(&runner, &s).await["listing"]["complete"], true, "{protocol}");
+        assert_eq!(
+            summary(&runner, &s).await["listing"]["complete"],
+            true,
+            "{protocol}"
+        );
         let records = list_objects(&runner, &format!("records/{source_id}/"))
             .await
             .unwrap();
