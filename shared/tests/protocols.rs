@@ -931,3 +931,53 @@ async fn an_arcgis_item_gone_before_its_fetch_is_not_found() {
     let state = w.store.get_resource("src", &ids[2]).await.unwrap().unwrap();
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
 }
+
+#[tokio::test]
+async fn an_oai_server_answering_503_with_retry_after_on_a_listing_page_is_retried_not_failed() {
+    let fixture = OaiFixture::start(OaiConfig {
+        records: 12,
+        page_size: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fixture.set_failure(
+        trawl_fixtures::oai::LIST_IDENTIFIERS,
+        Some(trawl_fixtures::Failure::Throttled(2)),
+    );
+    let w = world("oai-pmh", fixture.base_url()).await;
+    let report = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
+        .await
+        .unwrap();
+    // The first page could not be listed: it went to the queue as a unit of work.
+    let queued = w.queue.pop().unwrap();
+    assert!(matches!(
+        queued,
+        trawl::messages::WorkMessage::ListPage { page: 1, .. }
+    ));
+    assert_eq!(
+        handle_message(&w.svc, "m", &queued.to_json(), 1).await,
+        Disposition::Retry,
+        "a 503 is transient"
+    );
+    // The server recovers; the redelivered page lists and the session completes.
+    fixture.set_failure(trawl_fixtures::oai::LIST_IDENTIFIERS, None);
+    w.queue.send(&[queued]).await.unwrap();
+    let mut receives: HashMap<String, u32> = HashMap::new();
+    while let Some(message) = w.queue.pop() {
+        let body = message.to_json();
+        let n = receives.entry(body.clone()).or_insert(1);
+        *n += 1;
+        handle_message(&w.svc, "m", &body, *n).await;
+    }
+    let id = &report.started[0];
+    finalize_session(&w.svc, id).await.unwrap();
+    let s = w.store.get_session(id).await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (12, 12));
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+}
