@@ -22,7 +22,7 @@ impl StoreError {
 }
 
 /// A source with its run state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceEntry {
     pub source: Source,
     /// The session currently running, if any: never two at once.

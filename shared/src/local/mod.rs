@@ -1,5 +1,11 @@
 //! In-memory adapters of the ports: the same semantics as the AWS ones (conditional, atomic
-//! counting), for fast pipeline tests and runs without AWS.
+//! counting), for fast pipeline tests and runs without AWS; [`FileObjects`] keeps objects as
+//! files and [`run`] drives a whole session in one process (the embedded run).
+
+mod files;
+pub mod run;
+
+pub use files::FileObjects;
 
 use crate::keys;
 use crate::messages::WorkMessage;
@@ -35,6 +41,62 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// What outlives a run: sources, closed sessions and resource states (with their
+    /// history). Pages and markers only matter while a session runs.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.lock();
+        let mut sessions: Vec<Session> = s
+            .sessions
+            .values()
+            .filter(|session| session.status != SessionStatus::Running)
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut resources: Vec<ResourceState> = s.resources.values().cloned().collect();
+        resources
+            .sort_by(|a, b| (&a.source_id, &a.resource_id).cmp(&(&b.source_id, &b.resource_id)));
+        Snapshot {
+            sources: s
+                .sources
+                .values()
+                .cloned()
+                .map(|mut entry| {
+                    // A session still running is not kept, so nothing may wait on it.
+                    entry.running_session = None;
+                    entry
+                })
+                .collect(),
+            sessions,
+            resources,
+        }
+    }
+
+    pub fn from_snapshot(snapshot: Snapshot) -> MemoryStore {
+        let store = MemoryStore::default();
+        {
+            let mut s = store.lock();
+            for entry in snapshot.sources {
+                s.sources.insert(entry.source.id.clone(), entry);
+            }
+            for session in snapshot.sessions {
+                s.sessions.insert(session.id.clone(), session);
+            }
+            for state in snapshot.resources {
+                s.resources
+                    .insert((state.source_id.clone(), state.resource_id.clone()), state);
+            }
+        }
+        store
+    }
+}
+
+/// The embedded run's state between runs (see [`MemoryStore::snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub sources: Vec<SourceEntry>,
+    pub sessions: Vec<Session>,
+    pub resources: Vec<ResourceState>,
 }
 
 #[async_trait]

@@ -1,0 +1,322 @@
+//! `trawl`: the operator's command. Today it has the embedded run, the way to try Trawl on a
+//! real server with one command and no AWS at all:
+//!
+//!   trawl harvest PROTOCOL URL [--id ID] [--internal]   harvest one catalog now
+//!   trawl harvest --sources FILE.json                    harvest each source in a file
+//!   trawl harvest --sample                               harvest a bundled sample catalog
+//!
+//! Every stage runs in this process: records, raw responses, logs and summaries are files
+//! under `--data-dir` (laid out like the bucket), and the state (sources, sessions, each
+//! resource's status and history) is kept in `DATA_DIR/state.json` between runs, so history
+//! accumulates and unchanged records are recognised.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use trawl::local::{run::harvest_once, FileObjects, MemoryQueue, MemoryStore, Snapshot};
+use trawl::model::{Session, SessionStatus, Source, SourceSpec};
+use trawl::pipeline::{Services, Settings};
+use trawl::ports::ObjectStore;
+use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
+
+/// Where `--sample` serves its catalog when the port is free.
+const SAMPLE_PORT: u16 = 47810;
+
+#[derive(Parser)]
+#[command(name = "trawl", about = "Metadata harvesting for open-data catalogs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Harvest now, in this process, with files for storage (no AWS).
+    Harvest {
+        /// erddap, ckan, csw, oai-pmh, dcat, geonode or arcgis.
+        #[arg(required_unless_present_any = ["sources", "sample"])]
+        protocol: Option<String>,
+        /// The catalog's base URL (see the README's protocol table).
+        #[arg(required_unless_present_any = ["sources", "sample"])]
+        url: Option<String>,
+        /// The source's id (default: derived from the URL's host).
+        #[arg(long)]
+        id: Option<String>,
+        /// The server is on a private or loopback network, on purpose.
+        #[arg(long)]
+        internal: bool,
+        /// A JSON file holding one source or an array of sources (as registered on AWS).
+        #[arg(long, conflicts_with_all = ["protocol", "url", "sample"])]
+        sources: Option<PathBuf>,
+        /// Serve a bundled sample ERDDAP catalog on loopback and harvest it.
+        #[arg(long, conflicts_with_all = ["protocol", "url"])]
+        sample: bool,
+        /// Where records, logs, summaries and state.json are kept.
+        #[arg(long, default_value = "trawl-data")]
+        data_dir: PathBuf,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// No progress bar (for scripts and logs).
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(all_ok) => std::process::exit(if all_ok { 0 } else { 1 }),
+        Err(e) => {
+            eprintln!("trawl: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Whether every session ended without failing outright.
+async fn run(cli: Cli) -> Result<bool> {
+    let Command::Harvest {
+        protocol,
+        url,
+        id,
+        internal,
+        sources,
+        sample,
+        data_dir,
+        concurrency,
+        quiet,
+    } = cli.command;
+
+    // Kept alive for the whole run when `--sample` serves it.
+    let mut _sample = None;
+    let specs: Vec<Source> = if let Some(file) = sources {
+        read_sources(&file)?
+    } else if sample {
+        // A fixed port when free: record links name the server, so the same address run
+        // after run is what lets the second run find its records unchanged.
+        let config = |port| ErddapConfig {
+            datasets: 50,
+            failures: BTreeMap::from([
+                ("ds_0003".to_string(), Failure::NotFound),
+                ("ds_0011".to_string(), Failure::Malformed),
+            ]),
+            port,
+            ..Default::default()
+        };
+        let fixture = match ErddapFixture::start(config(SAMPLE_PORT)).await {
+            Ok(fixture) => fixture,
+            Err(_) => ErddapFixture::start(config(0)).await?,
+        };
+        let spec = spec(
+            "sample-erddap".into(),
+            "erddap".into(),
+            fixture.base_url(),
+            true,
+        )?;
+        println!(
+            "serving a sample ERDDAP catalog (50 datasets, 2 broken) at {}",
+            fixture.base_url()
+        );
+        _sample = Some(fixture);
+        vec![spec]
+    } else {
+        let (protocol, url) = (protocol.unwrap_or_default(), url.unwrap_or_default());
+        let id = match id {
+            Some(id) => id,
+            None => id_from_url(&url)?,
+        };
+        vec![spec(id, protocol, url, internal)?]
+    };
+
+    let state_file = data_dir.join("state.json");
+    let store = Arc::new(load_state(&state_file)?);
+    let objects = Arc::new(FileObjects::new(&data_dir));
+    let queue = Arc::new(MemoryQueue::default());
+    let svc = Services::new(
+        store.clone(),
+        objects.clone(),
+        queue.clone(),
+        Settings::default(),
+    );
+
+    let mut all_ok = true;
+    for source in specs {
+        svc.store.put_source(&source).await?;
+        let bar = progress_bar(quiet, &source.id);
+        let started = std::time::Instant::now();
+        let session = harvest_once(
+            &svc,
+            &queue,
+            &source.id,
+            chrono::Utc::now(),
+            concurrency,
+            &|c| {
+                bar.set_length(c.total.max(1));
+                bar.set_position(c.harvested + c.unchanged + c.failed);
+            },
+        )
+        .await?;
+        bar.finish_and_clear();
+        // Saved after each source, so a later failure keeps what was done.
+        save_state(&state_file, &store.snapshot())?;
+        print_summary(&session, objects.as_ref(), &data_dir, started.elapsed()).await?;
+        all_ok &= session.status != SessionStatus::Failed;
+    }
+    Ok(all_ok)
+}
+
+fn spec(id: String, protocol: String, base_url: String, internal: bool) -> Result<Source> {
+    Ok(SourceSpec {
+        id,
+        protocol,
+        base_url,
+        schedule: "rate(1 day)".into(),
+        enabled: true,
+        internal,
+        options: Default::default(),
+    }
+    .validate()?)
+}
+
+fn read_sources(file: &Path) -> Result<Vec<Source>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            SourceSpec::from_json(&item.to_string())
+                .with_context(|| format!("{}: source #{}", file.display(), i + 1))
+        })
+        .collect()
+}
+
+/// `https://data.example.org:8443/erddap` → `data-example-org-8443`.
+fn id_from_url(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
+    let Some(host) = parsed.host_str() else {
+        bail!("the URL {url:?} has no host");
+    };
+    let mut id: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if let Some(port) = parsed.port() {
+        id.push_str(&format!("-{port}"));
+    }
+    Ok(id)
+}
+
+fn load_state(file: &Path) -> Result<MemoryStore> {
+    match std::fs::read(file) {
+        Ok(body) => {
+            let snapshot: Snapshot = serde_json::from_slice(&body)
+                .with_context(|| format!("{} is not a Trawl state file", file.display()))?;
+            Ok(MemoryStore::from_snapshot(snapshot))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MemoryStore::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Written beside and renamed over, so an interrupted save keeps the previous state.
+fn save_state(file: &Path, snapshot: &Snapshot) -> Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(snapshot)?)?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))
+}
+
+fn progress_bar(quiet: bool, source_id: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(source_id.to_string());
+    bar
+}
+
+async fn print_summary(
+    session: &Session,
+    objects: &dyn ObjectStore,
+    data_dir: &Path,
+    took: std::time::Duration,
+) -> Result<()> {
+    let c = &session.counters;
+    let summary_key = trawl::keys::summary_key(&session.source_id, &session.stamp());
+    let summary: serde_json::Value = match objects.get(&summary_key).await? {
+        Some(body) => serde_json::from_slice(&body)?,
+        None => serde_json::Value::Null,
+    };
+    println!(
+        "session   {}  {}  in {:.1} s",
+        session.id,
+        session.status.as_str(),
+        took.as_secs_f64()
+    );
+    println!(
+        "resources {}: harvested {}, unchanged {}, failed {}",
+        c.total, c.harvested, c.unchanged, c.failed
+    );
+    if let Some(reasons) = summary["reasons"].as_object().filter(|r| !r.is_empty()) {
+        let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("reasons   {}", list.join(", "));
+    }
+    if let Some(error) = &session.listing_error {
+        println!("listing   failed: {error}");
+    } else {
+        let problems = session.listing_problems();
+        if problems.is_empty() {
+            println!("listing   complete ({} listed)", session.listing.listed);
+        } else {
+            println!("listing   incomplete: {}", problems.join("; "));
+        }
+    }
+    if let Some(skipped) = summary["stale"]["skipped"].as_str() {
+        println!("stale     nothing deleted: {skipped}");
+    } else if let Some(stale) = summary["stale"].as_object() {
+        let count = |k: &str| stale.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+        println!(
+            "stale     {} tombstoned, {} deleted",
+            count("tombstoned"),
+            count("deleted")
+        );
+    }
+    println!(
+        "records   {}",
+        data_dir
+            .join(format!("records/{}/", session.source_id))
+            .display()
+    );
+    println!("summary   {}", data_dir.join(&summary_key).display());
+    Ok(())
+}

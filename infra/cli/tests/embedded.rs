@@ -1,0 +1,204 @@
+//! The `trawl harvest` binary end to end: no AWS at all, fixture catalogs over real HTTP,
+//! files and a state file that carry history from one run to the next.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use trawl_fixtures::{CkanConfig, CkanFixture, ErddapConfig, ErddapFixture, Failure};
+use trawl_fixtures::{OaiConfig, OaiFixture};
+
+fn data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("trawl-cli-{:016x}", rand_u64()))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// Runs the binary off the runtime's threads, so the fixture keeps serving meanwhile.
+async fn trawl(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(&args)
+            .output()
+            .expect("the trawl binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str], dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.extend([
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--quiet".into(),
+    ]);
+    v
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erddap_catalog_is_harvested_into_files_and_history_accumulates_across_runs() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 20,
+        failures: [("ds_0004".to_string(), Failure::NotFound)].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    let run = || {
+        trawl(args(
+            &[
+                "harvest",
+                "erddap",
+                &fixture.base_url(),
+                "--internal",
+                "--id",
+                "ocean",
+            ],
+            &dir,
+        ))
+    };
+
+    let first = run().await;
+    assert!(first.status.success(), "{first:?}");
+    let out = stdout(&first);
+    assert!(
+        out.contains("resources 20: harvested 19, unchanged 0, failed 1"),
+        "{out}"
+    );
+    assert!(out.contains("reasons   NOT_FOUND 1"), "{out}");
+    let records: Vec<_> = std::fs::read_dir(dir.join("records/ocean"))
+        .unwrap()
+        .collect();
+    assert_eq!(records.len(), 19);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("records/ocean/ds_0001.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["id"], "ds_0001");
+    assert!(dir.join("raw/ocean/ds_0001.json").is_file());
+
+    let second = run().await;
+    assert!(second.status.success());
+    assert!(
+        stdout(&second).contains("harvested 0, unchanged 19, failed 1"),
+        "{}",
+        stdout(&second)
+    );
+    let s = state(&dir);
+    let ds1 = s["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource_id"] == "ds_0001")
+        .unwrap();
+    assert_eq!(ds1["history"].as_array().unwrap().len(), 2);
+    assert_eq!(s["sessions"].as_array().unwrap().len(), 2);
+
+    // Gone upstream: tombstoned by the next complete listing, not deleted yet.
+    fixture.remove_dataset("ds_0007");
+    let third = run().await;
+    assert!(
+        stdout(&third).contains("stale     1 tombstoned, 0 deleted"),
+        "{}",
+        stdout(&third)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_file_harvests_each_source_in_turn() {
+    let ckan = CkanFixture::start(CkanConfig {
+        datasets: 12,
+        rows_cap: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let oai = OaiFixture::start(OaiConfig {
+        records: 7,
+        page_size: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.json");
+    let sources = serde_json::json!([
+        {"id": "portal", "protocol": "ckan", "base_url": ckan.base_url(), "schedule": "rate(1 day)", "internal": true},
+        {"id": "repo", "protocol": "oai-pmh", "base_url": oai.base_url(), "schedule": "rate(1 day)", "internal": true},
+    ]);
+    std::fs::write(&file, sources.to_string()).unwrap();
+    let out = trawl(args(
+        &["harvest", "--sources", &file.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("session   portal@"), "{text}");
+    assert!(text.contains("resources 12: harvested 12"), "{text}");
+    assert!(text.contains("session   repo@"), "{text}");
+    assert!(text.contains("resources 7: harvested 7"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(dir.join("records/repo")).unwrap().count(),
+        7
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_a_blocked_address_fails_the_session() {
+    let dir = data_dir();
+    let bad = trawl(args(&["harvest", "gopher", "http://example.org"], &dir)).await;
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("protocol") && err.contains("gopher"), "{err}");
+
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Loopback without --internal: refused before any request is sent.
+    let blocked = trawl(args(&["harvest", "erddap", &fixture.base_url()], &dir)).await;
+    assert_eq!(blocked.status.code(), Some(1), "{blocked:?}");
+    assert!(
+        stdout(&blocked).contains("BLOCKED_ADDRESS"),
+        "{}",
+        stdout(&blocked)
+    );
+    assert_eq!(fixture.requests("/erddap"), 0);
+
+    let sources = dir.join("broken.json");
+    std::fs::write(&sources, r#"[{"id": "x", "protocol": "ckan"}]"#).unwrap();
+    let broken = trawl(args(
+        &["harvest", "--sources", &sources.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert_eq!(broken.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        err.contains("source #1") && err.contains("base_url"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

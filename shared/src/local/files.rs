@@ -1,0 +1,104 @@
+//! An object store on the local file system: the embedded run keeps records, raw responses,
+//! logs and summaries as plain files under one directory, laid out exactly like the bucket.
+
+use crate::ports::{ObjectStore, StoreError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+
+pub struct FileObjects {
+    root: PathBuf,
+}
+
+impl FileObjects {
+    pub fn new(root: impl Into<PathBuf>) -> FileObjects {
+        FileObjects { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Keys are built from escaped segments (`keys::key_segment`), so none climbs out of the
+    /// root; a key that would is refused rather than trusted.
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(StoreError::new(format!("not an object key: {key:?}")));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FileObjects {
+    /// Written to a temporary name and renamed, so a reader (or a crash) never sees half a
+    /// file, as with S3's whole-object puts.
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let parent = path.parent().expect("keys have a parent").to_path_buf();
+        let tmp = path.with_extension(format!("tmp{:016x}", rand::random::<u64>()));
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| StoreError::new(format!("{}: {e}", parent.display())))?;
+        tokio::fs::write(&tmp, &body)
+            .await
+            .map_err(|e| StoreError::new(format!("{}: {e}", tmp.display())))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| StoreError::new(format!("{}: {e}", path.display())))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(body) => Ok(Some(Bytes::from(body))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::new(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::new(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_round_trip_as_files_and_keys_cannot_escape_the_root() {
+        let root = std::env::temp_dir().join(format!("trawl-files-{:x}", rand::random::<u64>()));
+        let store = FileObjects::new(&root);
+        store
+            .put(
+                "records/s/a%2Fb.json",
+                Bytes::from_static(b"{}"),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        assert!(root.join("records/s/a%2Fb.json").is_file());
+        assert_eq!(
+            store.get("records/s/a%2Fb.json").await.unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
+        store.delete("records/s/a%2Fb.json").await.unwrap();
+        assert_eq!(store.get("records/s/a%2Fb.json").await.unwrap(), None);
+        store.delete("records/s/a%2Fb.json").await.unwrap();
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
+            assert!(store.get(bad).await.is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
