@@ -96,6 +96,9 @@ pub trait StateStore: Send + Sync {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError>;
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError>;
     async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError>;
+    /// Removes a source's registration (its resources, records and history stay); `false`
+    /// (nothing removed) while it has a running session, or if it does not exist.
+    async fn remove_source(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Creates the session and marks its source running, atomically and only once.
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError>;

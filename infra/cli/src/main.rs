@@ -1,14 +1,21 @@
-//! `trawl`: the operator's command. Today it has the embedded run, the way to try Trawl on a
-//! real server with one command and no AWS at all:
+//! `trawl`: the operator's command.
+//!
+//! The embedded run, the way to try Trawl on a real server with one command and no AWS:
 //!
 //!   trawl harvest PROTOCOL URL [--id ID] [--internal]   harvest one catalog now
 //!   trawl harvest --sources FILE.json                    harvest each source in a file
 //!   trawl harvest --sample                               harvest a bundled sample catalog
 //!
+//! And the day-to-day commands against a deployed Trawl (AWS, or LocalStack), see
+//! `deployed.rs`: `sources add|update|remove|list|show`, `run`, `abort`, `session`,
+//! `resource`, `dlq list|replay`; tables by default, `--json` for scripts.
+//!
 //! Every stage runs in this process: records, raw responses, logs and summaries are files
 //! under `--data-dir` (laid out like the bucket), and the state (sources, sessions, each
 //! resource's status and history) is kept in `DATA_DIR/state.json` between runs, so history
 //! accumulates and unchanged records are recognised.
+
+mod deployed;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -30,6 +37,13 @@ const SAMPLE_PORT: u16 = 47810;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print JSON instead of tables (deployed commands).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The deployed stack's outputs (JSON map; default `.local/stack.json` if present, else
+    /// TRAWL_TABLE, TRAWL_BUCKET, TRAWL_WORK_QUEUE_URL, TRAWL_DLQ_URL).
+    #[arg(long, global = true, env = "TRAWL_STACK_OUTPUTS")]
+    stack_outputs: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +78,55 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Registered sources.
+    Sources {
+        #[command(subcommand)]
+        action: SourcesAction,
+    },
+    /// Start a session of a source now (the deployed harvesters do the work).
+    Run { source_id: String },
+    /// Abort a running session: its remaining work is counted as aborted, not fetched.
+    Abort { session_id: String },
+    /// A session: counters, reasons, duration, listing integrity.
+    Session { session_id: String },
+    /// A resource: its status, history and latest log (request URLs).
+    Resource {
+        source_id: String,
+        resource_id: String,
+    },
+    /// The work dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SourcesAction {
+    /// Register a new source from a JSON file (validated; errors name the field).
+    Add {
+        file: PathBuf,
+    },
+    /// Replace an existing source's configuration from a JSON file.
+    Update {
+        file: PathBuf,
+    },
+    /// Unregister a source (its records and history are kept).
+    Remove {
+        id: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Show dead-lettered work without consuming it.
+    List,
+    /// Move it back to the work queue (safe: counted work counts nothing twice).
+    Replay,
 }
 
 #[tokio::main]
@@ -85,6 +148,36 @@ async fn main() {
 
 /// Whether every session ended without failing outright.
 async fn run(cli: Cli) -> Result<bool> {
+    if !matches!(cli.command, Command::Harvest { .. }) {
+        let d = deployed::connect(cli.stack_outputs).await?;
+        let shown = match cli.command {
+            Command::Sources { action } => match action {
+                SourcesAction::Add { file } => deployed::add_source(&d, &file, false).await?,
+                SourcesAction::Update { file } => deployed::add_source(&d, &file, true).await?,
+                SourcesAction::Remove { id } => deployed::remove_source(&d, &id).await?,
+                SourcesAction::List => deployed::list_sources(&d).await?,
+                SourcesAction::Show { id } => deployed::show_source(&d, &id).await?,
+            },
+            Command::Run { source_id } => deployed::run(&d, &source_id).await?,
+            Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
+            Command::Session { session_id } => deployed::session(&d, &session_id).await?,
+            Command::Resource {
+                source_id,
+                resource_id,
+            } => deployed::resource(&d, &source_id, &resource_id).await?,
+            Command::Dlq { action } => match action {
+                DlqAction::List => deployed::dlq_list(&d).await?,
+                DlqAction::Replay => deployed::dlq_replay(&d).await?,
+            },
+            Command::Harvest { .. } => unreachable!("handled below"),
+        };
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&shown.json)?);
+        } else {
+            println!("{}", shown.text);
+        }
+        return Ok(true);
+    }
     let Command::Harvest {
         protocol,
         url,
@@ -95,7 +188,10 @@ async fn run(cli: Cli) -> Result<bool> {
         data_dir,
         concurrency,
         quiet,
-    } = cli.command;
+    } = cli.command
+    else {
+        unreachable!("the deployed commands returned above")
+    };
 
     // Kept alive for the whole run when `--sample` serves it.
     let mut _sample = None;

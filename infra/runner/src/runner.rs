@@ -422,91 +422,17 @@ impl Runner {
         Ok(())
     }
 
-    /// The work messages in the dead-letter queue, without consuming them (each is received
-    /// and made visible again at once).
+    /// The work messages in the dead-letter queue, without consuming them.
     pub async fn dlq_list(&self) -> Result<Vec<Value>> {
         let url = self.stack.get("WorkDeadLetterQueueUrl")?;
-        let mut seen = BTreeMap::new();
-        let mut handles = Vec::new();
-        // Each received message stays hidden while we look, so the next receive shows new
-        // ones (making them visible at once would show the same first ten again); two empty
-        // receives in a row mean we have seen them all. Then all are made visible again.
-        let mut empty_rounds = 0;
-        while empty_rounds < 2 {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await?;
-            let messages = out.messages.unwrap_or_default();
-            empty_rounds = if messages.is_empty() {
-                empty_rounds + 1
-            } else {
-                0
-            };
-            for m in &messages {
-                let body = m.body().unwrap_or_default();
-                seen.entry(m.message_id().unwrap_or_default().to_string()).or_insert_with(|| {
-                    json!({
-                        "message_id": m.message_id(),
-                        "receive_count": m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount)),
-                        "body": serde_json::from_str::<Value>(body).unwrap_or_else(|_| json!(body)),
-                    })
-                });
-                handles.extend(m.receipt_handle().map(str::to_string));
-            }
-        }
-        for handle in handles {
-            self.sqs
-                .change_message_visibility()
-                .queue_url(url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await?;
-        }
-        Ok(seen.into_values().collect())
+        Ok(trawl::aws::sqs::dead_letters(&self.sqs, url).await?)
     }
 
-    /// Moves every dead-lettered work message back to the work queue. Replaying is safe: a
-    /// message whose resource was counted meanwhile (by a retry or the watchdog) counts nothing.
+    /// Moves every dead-lettered work message back to the work queue.
     pub async fn dlq_replay(&self) -> Result<u64> {
         let dlq = self.stack.get("WorkDeadLetterQueueUrl")?;
         let work = self.stack.get("WorkQueueUrl")?;
-        let mut moved = 0;
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(dlq)
-                .max_number_of_messages(10)
-                .visibility_timeout(30)
-                .send()
-                .await?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return Ok(moved);
-            }
-            for m in &messages {
-                self.sqs
-                    .send_message()
-                    .queue_url(work)
-                    .message_body(m.body().unwrap_or_default())
-                    .send()
-                    .await?;
-                self.sqs
-                    .delete_message()
-                    .queue_url(dlq)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await?;
-                moved += 1;
-            }
-        }
+        Ok(trawl::aws::sqs::replay_dead_letters(&self.sqs, dlq, work).await?)
     }
 
     /// The DynamoDB stream event source mapping: filter, batch, invoke, retry, give up to the

@@ -143,6 +143,19 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 
+    async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(SOURCES_PK))
+            .key("sk", s(id))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(running_session)")
+            .send()
+            .await;
+        condition_met(result)
+    }
+
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
         self.get(SOURCES_PK.into(), id.into())
             .await?

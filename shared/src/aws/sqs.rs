@@ -114,3 +114,99 @@ impl WorkQueue for SqsQueue {
         Ok(())
     }
 }
+
+/// The messages in a dead-letter queue, without consuming them: each received message stays
+/// hidden while we look, so the next receive shows new ones (making them visible at once
+/// would show the same first ten again); two empty receives in a row mean all were seen.
+/// Then all are made visible again.
+pub async fn dead_letters(
+    client: &Client,
+    dlq_url: &str,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let mut seen = std::collections::BTreeMap::new();
+    let mut handles = Vec::new();
+    let mut empty_rounds = 0;
+    while empty_rounds < 2 {
+        let out = client
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(StoreError::new)?;
+        let messages = out.messages.unwrap_or_default();
+        empty_rounds = if messages.is_empty() {
+            empty_rounds + 1
+        } else {
+            0
+        };
+        for m in &messages {
+            let body = m.body().unwrap_or_default();
+            seen.entry(m.message_id().unwrap_or_default().to_string())
+                .or_insert_with(|| {
+                    serde_json::json!({
+                        "message_id": m.message_id(),
+                        "receive_count": m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount)),
+                        "body": serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|_| serde_json::json!(body)),
+                    })
+                });
+            handles.extend(m.receipt_handle().map(str::to_string));
+        }
+    }
+    for handle in handles {
+        client
+            .change_message_visibility()
+            .queue_url(dlq_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(StoreError::new)?;
+    }
+    Ok(seen.into_values().collect())
+}
+
+/// Moves every dead-lettered message back to the work queue; returns how many. Replaying is
+/// safe: a message whose resource was counted meanwhile (by a retry or the watchdog) counts
+/// nothing.
+pub async fn replay_dead_letters(
+    client: &Client,
+    dlq_url: &str,
+    work_url: &str,
+) -> Result<u64, StoreError> {
+    let mut moved = 0;
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .map_err(StoreError::new)?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        for m in &messages {
+            client
+                .send_message()
+                .queue_url(work_url)
+                .message_body(m.body().unwrap_or_default())
+                .send()
+                .await
+                .map_err(StoreError::new)?;
+            client
+                .delete_message()
+                .queue_url(dlq_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .map_err(StoreError::new)?;
+            moved += 1;
+        }
+    }
+}

@@ -118,6 +118,17 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.sources.get(id) {
+            Some(entry) if entry.running_session.is_none() => {
+                s.sources.remove(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
         Ok(self.lock().sources.get(id).cloned())
     }

@@ -1,0 +1,384 @@
+//! The operator commands that talk to a deployed Trawl (AWS, or LocalStack with the standard
+//! AWS environment: `source infra/env.sh`). They call the same pipeline and store functions
+//! the Lambda functions do; nothing here has logic of its own beyond presenting it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use trawl::model::{Session, SourceSpec};
+use trawl::pipeline::{schedule::run_now, Services, Settings};
+use trawl::ports::SourceEntry;
+
+/// A deployed stack: its services plus the queues the DLQ commands need.
+pub struct Deployed {
+    pub svc: Services,
+    sqs: aws_sdk_sqs::Client,
+    work_queue: Option<String>,
+    dead_letters: Option<String>,
+}
+
+/// Finds the stack's resources: the outputs file (`--stack-outputs`, `TRAWL_STACK_OUTPUTS`,
+/// or `.local/stack.json` as `infra/deploy.sh` writes it), else `TRAWL_TABLE`,
+/// `TRAWL_BUCKET`, `TRAWL_WORK_QUEUE_URL` and `TRAWL_DLQ_URL` (the template's outputs).
+pub async fn connect(stack_outputs: Option<PathBuf>) -> Result<Deployed> {
+    let file = stack_outputs
+        .or_else(|| std::env::var_os("TRAWL_STACK_OUTPUTS").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from(".local/stack.json")).filter(|p| p.is_file()));
+    let outputs: HashMap<String, String> = match &file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading stack outputs {}", file.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a map of stack outputs", file.display()))?
+        }
+        None => [
+            ("TableName", "TRAWL_TABLE"),
+            ("BucketName", "TRAWL_BUCKET"),
+            ("WorkQueueUrl", "TRAWL_WORK_QUEUE_URL"),
+            ("WorkDeadLetterQueueUrl", "TRAWL_DLQ_URL"),
+        ]
+        .into_iter()
+        .filter_map(|(k, env)| Some((k.to_string(), std::env::var(env).ok()?)))
+        .collect(),
+    };
+    let need = |k: &str| {
+        outputs.get(k).cloned().ok_or_else(|| {
+            anyhow!("no {k}: pass --stack-outputs FILE or set TRAWL_TABLE and TRAWL_BUCKET (see the README)")
+        })
+    };
+    let resources = trawl::aws::Resources {
+        table: need("TableName")?,
+        bucket: need("BucketName")?,
+        work_queue_url: outputs.get("WorkQueueUrl").cloned(),
+    };
+    let config = trawl::aws::sdk_config().await;
+    Ok(Deployed {
+        svc: trawl::aws::services(&config, &resources, Settings::default()),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        work_queue: resources.work_queue_url,
+        dead_letters: outputs.get("WorkDeadLetterQueueUrl").cloned(),
+    })
+}
+
+/// What a command prints: a table for people, the same data as JSON for scripts.
+pub struct Shown {
+    pub json: Value,
+    pub text: String,
+}
+
+pub async fn add_source(d: &Deployed, file: &Path, update: bool) -> Result<Shown> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let source = SourceSpec::from_json(&text).with_context(|| format!("{}", file.display()))?;
+    let exists = d.svc.store.get_source(&source.id).await?.is_some();
+    match (exists, update) {
+        (true, false) => bail!("source {} exists; use `trawl sources update`", source.id),
+        (false, true) => bail!("no source {}; use `trawl sources add`", source.id),
+        _ => {}
+    }
+    d.svc.store.put_source(&source).await?;
+    Ok(Shown {
+        text: format!(
+            "{} source {} ({} {})",
+            if update { "updated" } else { "added" },
+            source.id,
+            source.protocol,
+            source.base_url
+        ),
+        json: serde_json::to_value(&source)?,
+    })
+}
+
+pub async fn remove_source(d: &Deployed, id: &str) -> Result<Shown> {
+    let Some(entry) = d.svc.store.get_source(id).await? else {
+        bail!("no source {id}");
+    };
+    if let Some(running) = &entry.running_session {
+        bail!("source {id} has a running session ({running}); abort it first");
+    }
+    if !d.svc.store.remove_source(id).await? {
+        bail!("source {id} could not be removed (a session started meanwhile?)");
+    }
+    Ok(Shown {
+        text: format!("removed source {id} (its records and history are kept)"),
+        json: json!({"removed": id}),
+    })
+}
+
+pub async fn list_sources(d: &Deployed) -> Result<Shown> {
+    let entries = d.svc.store.list_sources().await?;
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.source.id.clone(),
+                e.source.protocol.to_string(),
+                if e.source.enabled { "yes" } else { "no" }.into(),
+                e.source.schedule.clone(),
+                e.running_session.clone().unwrap_or_else(|| "-".into()),
+                e.last_status.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    Ok(Shown {
+        text: table(
+            &[
+                "SOURCE",
+                "PROTOCOL",
+                "ENABLED",
+                "SCHEDULE",
+                "RUNNING",
+                "LAST STATUS",
+            ],
+            &rows,
+        ),
+        json: Value::Array(entries.iter().map(entry_json).collect()),
+    })
+}
+
+pub async fn show_source(d: &Deployed, id: &str) -> Result<Shown> {
+    let entry = d
+        .svc
+        .store
+        .get_source(id)
+        .await?
+        .ok_or_else(|| anyhow!("no source {id}"))?;
+    let json = entry_json(&entry);
+    Ok(Shown {
+        text: serde_json::to_string_pretty(&json)?,
+        json,
+    })
+}
+
+fn entry_json(e: &SourceEntry) -> Value {
+    json!({
+        "source": e.source,
+        "running_session": e.running_session,
+        "last_session": e.last_session,
+        "last_status": e.last_status,
+        "incremental_base": e.incremental_base,
+        "last_full_listing_at": e.last_full_listing_at,
+    })
+}
+
+/// Harvest now: the session starts here (page 1 listed, its work sent to the queue) and the
+/// deployed harvesters take it from there, as with a scheduled run.
+pub async fn run(d: &Deployed, source_id: &str) -> Result<Shown> {
+    if d.work_queue.is_none() {
+        bail!("no work queue: pass --stack-outputs or set TRAWL_WORK_QUEUE_URL");
+    }
+    let report = run_now(&d.svc, source_id, chrono::Utc::now()).await?;
+    if !report.errors.is_empty() {
+        bail!("{}", report.errors.join("; "));
+    }
+    if !report.busy.is_empty() {
+        bail!("{source_id} has a running session; `trawl sources show {source_id}` names it");
+    }
+    Ok(Shown {
+        text: format!(
+            "started {} (follow it with `trawl session ID`)",
+            report.started.join(", ")
+        ),
+        json: serde_json::to_value(&report)?,
+    })
+}
+
+pub async fn abort(d: &Deployed, session_id: &str) -> Result<Shown> {
+    if !d.svc.store.request_abort(session_id).await? {
+        bail!("session {session_id} is not running");
+    }
+    Ok(Shown {
+        text: format!("abort requested for {session_id}: remaining work is counted as ABORTED without fetching"),
+        json: json!({"abort_requested": session_id}),
+    })
+}
+
+pub async fn session(d: &Deployed, id: &str) -> Result<Shown> {
+    let session = d
+        .svc
+        .store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| anyhow!("no session {id}"))?;
+    let summary = match d
+        .svc
+        .objects
+        .get(&trawl::keys::summary_key(
+            &session.source_id,
+            &session.stamp(),
+        ))
+        .await?
+    {
+        Some(body) => serde_json::from_slice(&body)?,
+        None => Value::Null,
+    };
+    Ok(Shown {
+        text: session_text(&session, &summary),
+        json: json!({"session": session, "summary": summary}),
+    })
+}
+
+fn session_text(s: &Session, summary: &Value) -> String {
+    let c = &s.counters;
+    let mut out = vec![
+        format!("session    {}", s.id),
+        format!("status     {}", s.status.as_str()),
+        format!(
+            "started    {}{}",
+            s.started_at.to_rfc3339(),
+            s.ended_at
+                .map(|e| format!(
+                    ", ended {} ({:.1} s)",
+                    e.to_rfc3339(),
+                    (e - s.started_at).num_milliseconds() as f64 / 1000.0
+                ))
+                .unwrap_or_default()
+        ),
+        format!(
+            "resources  total {}, harvested {}, unchanged {}, failed {}, remaining {}",
+            c.total, c.harvested, c.unchanged, c.failed, c.remaining
+        ),
+    ];
+    if let Some(reasons) = summary["reasons"].as_object().filter(|r| !r.is_empty()) {
+        let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push(format!("reasons    {}", list.join(", ")));
+    }
+    let problems = s.listing_problems();
+    out.push(if problems.is_empty() {
+        format!("listing    complete ({} listed)", s.listing.listed)
+    } else {
+        format!("listing    incomplete: {}", problems.join("; "))
+    });
+    if let Some(since) = s.since {
+        out.push(format!("since      {} (incremental)", since.to_rfc3339()));
+    }
+    out.join("\n")
+}
+
+pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> {
+    let state = d
+        .svc
+        .store
+        .get_resource(source_id, id)
+        .await?
+        .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
+    let log: Value = match &state.log_key {
+        Some(key) => match d.svc.objects.get(key).await? {
+            Some(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+            None => Value::Null,
+        },
+        None => Value::Null,
+    };
+    let rows: Vec<Vec<String>> = state
+        .history
+        .iter()
+        .rev()
+        .map(|h| {
+            vec![
+                h.session_id.clone(),
+                h.outcome.as_str().to_string(),
+                h.reason.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let requests: Vec<String> = log["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "  {} {}",
+                r["status"],
+                r["url"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let text = format!(
+        "resource   {} / {}\nlast       {}{}\nrecord     {}\nhistory (newest first):\n{}\nlatest log ({}):\n{}",
+        source_id,
+        id,
+        state.last_outcome.as_str(),
+        state
+            .last_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        state.record_key.as_deref().unwrap_or("-"),
+        table(&["SESSION", "OUTCOME", "REASON"], &rows),
+        state.log_key.as_deref().unwrap_or("-"),
+        requests.join("\n"),
+    );
+    Ok(Shown {
+        text,
+        json: json!({"state": state, "latest_log": log}),
+    })
+}
+
+pub async fn dlq_list(d: &Deployed) -> Result<Shown> {
+    let dlq = d.dead_letters.as_deref().ok_or_else(|| {
+        anyhow!("no dead-letter queue: pass --stack-outputs or set TRAWL_DLQ_URL")
+    })?;
+    let messages = trawl::aws::sqs::dead_letters(&d.sqs, dlq).await?;
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .map(|m| {
+            let body = &m["body"];
+            vec![
+                m["message_id"].as_str().unwrap_or_default().to_string(),
+                body["kind"].as_str().unwrap_or("?").to_string(),
+                body["session_id"].as_str().unwrap_or("?").to_string(),
+                body["resource_id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| body["page"].as_u64().map(|p| format!("page {p}")))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ok(Shown {
+        text: format!(
+            "{} dead-lettered\n{}",
+            messages.len(),
+            table(&["MESSAGE", "KIND", "SESSION", "RESOURCE"], &rows)
+        ),
+        json: Value::Array(messages),
+    })
+}
+
+pub async fn dlq_replay(d: &Deployed) -> Result<Shown> {
+    let (Some(dlq), Some(work)) = (d.dead_letters.as_deref(), d.work_queue.as_deref()) else {
+        bail!("dlq replay needs both queues: pass --stack-outputs or set TRAWL_DLQ_URL and TRAWL_WORK_QUEUE_URL");
+    };
+    let moved = trawl::aws::sqs::replay_dead_letters(&d.sqs, dlq, work).await?;
+    Ok(Shown {
+        text: format!("moved {moved} messages back to the work queue"),
+        json: json!({"replayed": moved}),
+    })
+}
+
+/// Columns padded to their widest cell.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}

@@ -1,0 +1,128 @@
+//! The operator commands against the stack deployed into LocalStack (as `.ci/run` starts
+//! it): the binary is run with the standard AWS environment, the runner plays the Lambda
+//! service so a started session actually completes.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+use trawl_e2e::{lock_stack, runner, unique_source_id};
+use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
+use trawl_local::{repo_root, Faults};
+
+async fn trawl(args: &[&str]) -> Output {
+    let mut all: Vec<String> = vec![
+        "--stack-outputs".into(),
+        repo_root().join(".local/stack.json").display().to_string(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args(&all)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+            .env("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+            .output()
+            .expect("the trawl binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_str(&ok(o)).unwrap_or_else(|e| panic!("{e}: {o:?}"))
+}
+
+fn refused(o: &Output, says: &str) {
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(says), "expected {says:?} in {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_registers_runs_follows_and_removes_a_source() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 6,
+        failures: [("ds_0002".to_string(), Failure::NotFound)].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = unique_source_id("cli");
+    let dir = std::env::temp_dir().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file: PathBuf = dir.join("source.json");
+    let spec = serde_json::json!({"id": id, "protocol": "erddap", "base_url": fixture.base_url(),
+        "schedule": "cron(0 3 * * ? *)", "internal": true});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let file = file.display().to_string();
+
+    assert!(ok(&trawl(&["sources", "add", &file]).await).contains(&format!("added source {id}")));
+    refused(&trawl(&["sources", "add", &file]).await, "exists");
+    let listed = json(&trawl(&["--json", "sources", "list"]).await);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["source"]["id"] == id.as_str()));
+    let table = ok(&trawl(&["sources", "list"]).await);
+    assert!(table.starts_with("SOURCE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("erddap")),
+        "{table}"
+    );
+
+    // A bad file is refused with the field named, and nothing changes.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, serde_json::json!({"id": id, "protocol": "erddap", "base_url": "ftp://x", "schedule": "cron(0 3 * * ? *)"}).to_string()).unwrap();
+    refused(
+        &trawl(&["sources", "update", &bad.display().to_string()]).await,
+        "base_url",
+    );
+
+    // Harvest now: the session starts from the CLI, the (played) functions finish it.
+    let started = json(&trawl(&["--json", "run", &id]).await);
+    let session_id = started["started"][0].as_str().unwrap().to_string();
+    runner
+        .run_until_closed(std::slice::from_ref(&session_id), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let session = json(&trawl(&["--json", "session", &session_id]).await);
+    assert_eq!(session["session"]["status"], "partially_failed");
+    assert_eq!(session["session"]["counters"]["harvested"], 5);
+    assert_eq!(session["summary"]["reasons"]["NOT_FOUND"], 1);
+    let text = ok(&trawl(&["session", &session_id]).await);
+    assert!(
+        text.contains("resources  total 6, harvested 5, unchanged 0, failed 1"),
+        "{text}"
+    );
+    assert!(text.contains("listing    complete (6 listed)"), "{text}");
+
+    let resource = ok(&trawl(&["resource", &id, "ds_0002"]).await);
+    assert!(
+        resource.contains("last       failed (NOT_FOUND"),
+        "{resource}"
+    );
+    assert!(
+        resource.contains("/info/ds_0002/index.json"),
+        "the request URL: {resource}"
+    );
+    refused(&trawl(&["abort", &session_id]).await, "not running");
+    assert!(json(&trawl(&["--json", "dlq", "list"]).await).is_array());
+
+    assert!(ok(&trawl(&["sources", "remove", &id]).await).contains("removed"));
+    refused(&trawl(&["sources", "show", &id]).await, "no source");
+    std::fs::remove_dir_all(&dir).ok();
+}
