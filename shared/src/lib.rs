@@ -7,6 +7,7 @@
 //! - [`handlers`]: the Lambda event edge the functions and the local runner call.
 
 pub mod aws;
+pub mod catalog_check;
 pub mod handlers;
 pub mod http;
 pub mod keys;
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod politeness;
 pub mod ports;
 pub mod protocols;
+pub mod queries;
 pub mod xml;
 
 /// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects), level

@@ -176,6 +176,9 @@ pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
     /// Deleting a key that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The "folders" directly under `prefix` (which ends with `/`), like S3's common
+    /// prefixes with delimiter `/`: `sessions/s/` → `sessions/s/20261123T120000Z/`, …, sorted.
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 }
 
 #[async_trait]

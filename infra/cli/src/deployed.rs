@@ -256,6 +256,106 @@ fn session_text(s: &Session, summary: &Value) -> String {
     out.join("\n")
 }
 
+pub async fn sessions(d: &Deployed, source_id: &str, limit: usize) -> Result<Shown> {
+    let sessions = trawl::queries::recent_sessions(&d.svc, source_id, limit).await?;
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            let c = &s.counters;
+            vec![
+                s.id.clone(),
+                s.status.as_str().to_string(),
+                c.total.to_string(),
+                c.harvested.to_string(),
+                c.unchanged.to_string(),
+                c.failed.to_string(),
+                s.ended_at
+                    .map(|e| {
+                        format!(
+                            "{:.1}",
+                            (e - s.started_at).num_milliseconds() as f64 / 1000.0
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                if s.listing_problems().is_empty() {
+                    "complete"
+                } else {
+                    "incomplete"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    Ok(Shown {
+        text: table(
+            &[
+                "SESSION",
+                "STATUS",
+                "TOTAL",
+                "HARVESTED",
+                "UNCHANGED",
+                "FAILED",
+                "SECONDS",
+                "LISTING",
+            ],
+            &rows,
+        ),
+        json: serde_json::to_value(&sessions)?,
+    })
+}
+
+pub async fn check(d: &Deployed, source_id: &str, max_pages: u32) -> Result<Shown> {
+    let entry = d
+        .svc
+        .store
+        .get_source(source_id)
+        .await?
+        .ok_or_else(|| anyhow!("no source {source_id}"))?;
+    let source = trawl::messages::SourceRef::from(&entry.source);
+    // The deployment's concurrency per source: up to 10 messages per batch, several batches.
+    let report = trawl::catalog_check::check_source(&d.svc, &source, max_pages, 10).await;
+    let mut text = vec![
+        format!(
+            "source     {source_id} ({} {})",
+            source.protocol, source.base_url
+        ),
+        format!("reachable  {}", if report.reachable { "yes" } else { "no" }),
+        format!(
+            "listing    {} resources on {} page(s) in {:.1} s{}{}",
+            report.resources_listed,
+            report.pages_listed,
+            report.listing_seconds,
+            if report.listing_truncated {
+                " (stopped early)"
+            } else {
+                ""
+            },
+            report
+                .expected_total
+                .map(|t| format!("; the server announces {t}"))
+                .unwrap_or_default()
+        ),
+    ];
+    if let (Some(id), Some(secs)) = (&report.sample_resource, report.sample_fetch_seconds) {
+        text.push(format!(
+            "sample     {id} fetched and normalized in {secs:.2} s"
+        ));
+    }
+    if let Some(error) = &report.error {
+        text.push(format!("error      {error}"));
+    }
+    if let Some(est) = report.estimated_seconds {
+        text.push(format!(
+            "estimate   about {:.0} s for a full harvest",
+            est.ceil()
+        ));
+    }
+    Ok(Shown {
+        text: text.join("\n"),
+        json: serde_json::to_value(&report)?,
+    })
+}
+
 pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> {
     let state = d
         .svc

@@ -89,6 +89,19 @@ enum Command {
     Abort { session_id: String },
     /// A session: counters, reasons, duration, listing integrity.
     Session { session_id: String },
+    /// A source's recent sessions, newest first.
+    Sessions {
+        source_id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Can this source be harvested? Lists it and fetches one resource; writes nothing.
+    Check {
+        source_id: String,
+        /// Stop listing after this many pages (the estimate extrapolates).
+        #[arg(long, default_value_t = 20)]
+        max_pages: u32,
+    },
     /// A resource: its status, history and latest log (request URLs).
     Resource {
         source_id: String,
@@ -161,6 +174,13 @@ async fn run(cli: Cli) -> Result<bool> {
             Command::Run { source_id } => deployed::run(&d, &source_id).await?,
             Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
             Command::Session { session_id } => deployed::session(&d, &session_id).await?,
+            Command::Sessions { source_id, limit } => {
+                deployed::sessions(&d, &source_id, limit).await?
+            }
+            Command::Check {
+                source_id,
+                max_pages,
+            } => deployed::check(&d, &source_id, max_pages).await?,
             Command::Resource {
                 source_id,
                 resource_id,

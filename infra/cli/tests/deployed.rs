@@ -122,6 +122,34 @@ async fn an_operator_registers_runs_follows_and_removes_a_source() {
     refused(&trawl(&["abort", &session_id]).await, "not running");
     assert!(json(&trawl(&["--json", "dlq", "list"]).await).is_array());
 
+    let sessions = ok(&trawl(&["sessions", &id]).await);
+    assert!(sessions.starts_with("SESSION"), "{sessions}");
+    assert!(
+        sessions
+            .lines()
+            .any(|l| l.starts_with(&session_id) && l.contains("partially_failed")),
+        "{sessions}"
+    );
+
+    // A dry run: reachable, counted, one resource fetched, nothing written.
+    let before = json(&trawl(&["--json", "sources", "show", &id]).await);
+    let check = json(&trawl(&["--json", "check", &id]).await);
+    assert_eq!(check["reachable"], true);
+    assert_eq!(check["resources_listed"], 6);
+    assert_eq!(check["sample_resource"], "ds_0001");
+    assert!(check["estimated_seconds"].as_f64().is_some(), "{check}");
+    assert_eq!(
+        json(&trawl(&["--json", "sources", "show", &id]).await),
+        before
+    );
+    assert_eq!(
+        json(&trawl(&["--json", "sessions", &id]).await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
     assert!(ok(&trawl(&["sources", "remove", &id]).await).contains("removed"));
     refused(&trawl(&["sources", "show", &id]).await, "no source");
     std::fs::remove_dir_all(&dir).ok();

@@ -66,6 +66,33 @@ impl ObjectStore for S3Objects {
         }
     }
 
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut folders = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                StoreError::new(format!(
+                    "s3 list {prefix}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+        }
+        folders.sort();
+        Ok(folders)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         // S3 answers a delete of a missing key with success, which is what callers want.
         self.client

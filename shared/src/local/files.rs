@@ -62,6 +62,27 @@ impl ObjectStore for FileObjects {
         }
     }
 
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::new(format!("{}: {e}", dir.display()))),
+        };
+        let mut folders = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| StoreError::new(format!("{}: {e}", dir.display())))?
+        {
+            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                folders.push(format!("{prefix}{}/", entry.file_name().to_string_lossy()));
+            }
+        }
+        folders.sort();
+        Ok(folders)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {

@@ -435,6 +435,19 @@ impl ObjectStore for MemoryObjects {
         objects.remove(key);
         Ok(())
     }
+
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let folders: std::collections::BTreeSet<String> = objects
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .filter_map(|rest| {
+                rest.split_once('/')
+                    .map(|(dir, _)| format!("{prefix}{dir}/"))
+            })
+            .collect();
+        Ok(folders.into_iter().collect())
+    }
 }
 
 /// A FIFO of work messages; whoever drives it decides about retries.

@@ -1,0 +1,132 @@
+//! `check`: can Trawl harvest this source, and how long would it take? Lists the catalog
+//! through the source's protocol adapter and fetches one resource, exactly as a session
+//! would, but writes nothing anywhere.
+
+use crate::messages::SourceRef;
+use crate::model::Reason;
+use crate::pipeline::Services;
+use crate::protocols::catalog_for;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub source_id: String,
+    /// Whether the listing's first page could be read.
+    pub reachable: bool,
+    pub pages_listed: u32,
+    /// Distinct resources on the pages listed (after the source's include/exclude filter).
+    pub resources_listed: u64,
+    /// What the server announces for the whole listing, when it does.
+    pub expected_total: Option<u64>,
+    /// The listing went on beyond `max_pages`.
+    pub listing_truncated: bool,
+    pub listing_seconds: f64,
+    /// One resource fetched and normalized: its id and how long it took.
+    pub sample_resource: Option<String>,
+    pub sample_fetch_seconds: Option<f64>,
+    /// Why the listing or the sample fetch failed.
+    pub error: Option<String>,
+    /// Listing time for every page plus one fetch per resource at `concurrency` at once.
+    pub estimated_seconds: Option<f64>,
+}
+
+/// Lists at most `max_pages` pages and fetches the first resource listed.
+pub async fn check_source(
+    svc: &Services,
+    source: &SourceRef,
+    max_pages: u32,
+    concurrency: u32,
+) -> CheckReport {
+    let catalog = catalog_for(source.protocol);
+    let mut report = CheckReport {
+        source_id: source.id.clone(),
+        reachable: false,
+        pages_listed: 0,
+        resources_listed: 0,
+        expected_total: None,
+        listing_truncated: false,
+        listing_seconds: 0.0,
+        sample_resource: None,
+        sample_fetch_seconds: None,
+        error: None,
+        estimated_seconds: None,
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let started = Instant::now();
+    loop {
+        let mut log = Vec::new();
+        match catalog
+            .list_page(&svc.http, source, cursor.as_deref(), None, &mut log)
+            .await
+        {
+            Ok(listing) => {
+                report.reachable = true;
+                report.pages_listed += 1;
+                report.expected_total = listing.expected_total.or(report.expected_total);
+                ids.extend(
+                    listing
+                        .resource_ids
+                        .into_iter()
+                        .filter(|id| source.options.selects(id)),
+                );
+                match listing.next_cursor {
+                    Some(next)
+                        if report.pages_listed < max_pages && Some(&next) != cursor.as_ref() =>
+                    {
+                        cursor = Some(next)
+                    }
+                    Some(_) => {
+                        report.listing_truncated = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            Err(reason) => {
+                report.error = Some(format!(
+                    "listing page {}: {reason}",
+                    report.pages_listed + 1
+                ));
+                break;
+            }
+        }
+    }
+    report.listing_seconds = started.elapsed().as_secs_f64();
+    report.resources_listed = ids.len() as u64;
+
+    if report.error.is_none() && !catalog.stages_documents() {
+        if let Some(id) = ids.iter().next() {
+            let started = Instant::now();
+            let mut log = Vec::new();
+            let fetched: Result<_, Reason> = catalog
+                .fetch(&svc.http, source, id, &mut log)
+                .await
+                .and_then(|f| catalog.normalize(source, id, &f));
+            report.sample_resource = Some(id.clone());
+            match fetched {
+                Ok(_) => report.sample_fetch_seconds = Some(started.elapsed().as_secs_f64()),
+                Err(reason) => report.error = Some(format!("fetching {id}: {reason}")),
+            }
+        }
+    }
+    if report.error.is_none() {
+        let total = report
+            .expected_total
+            .unwrap_or(report.resources_listed)
+            .max(report.resources_listed);
+        let per_page = report.listing_seconds / f64::from(report.pages_listed.max(1));
+        let pages = if report.listing_truncated && report.resources_listed > 0 {
+            (total as f64 / (report.resources_listed as f64 / f64::from(report.pages_listed)))
+                .ceil()
+        } else {
+            f64::from(report.pages_listed)
+        };
+        let fetch = report.sample_fetch_seconds.unwrap_or(0.0);
+        let fetching =
+            Duration::from_secs_f64(fetch * total as f64 / f64::from(concurrency.max(1)));
+        report.estimated_seconds = Some(per_page * pages + fetching.as_secs_f64());
+    }
+    report
+}
