@@ -6,6 +6,7 @@
 //! - [`aws`]: DynamoDB / S3 / SQS implementations of the ports; [`local`]: in-memory ones.
 //! - [`handlers`]: the Lambda event edge the functions and the local runner call.
 
+pub mod api;
 pub mod aws;
 pub mod catalog_check;
 pub mod handlers;

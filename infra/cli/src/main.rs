@@ -16,6 +16,7 @@
 //! accumulates and unchanged records are recognised.
 
 mod deployed;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -107,6 +108,16 @@ enum Command {
         source_id: String,
         resource_id: String,
     },
+    /// Serve the status API on localhost: over --data-dir (the embedded run's), or over the
+    /// deployed stack with --deployed.
+    Serve {
+        #[arg(long, default_value = "trawl-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        deployed: bool,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// The work dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -161,6 +172,27 @@ async fn main() {
 
 /// Whether every session ended without failing outright.
 async fn run(cli: Cli) -> Result<bool> {
+    if let Command::Serve {
+        data_dir,
+        deployed,
+        port,
+    } = cli.command
+    {
+        let svc = if deployed {
+            deployed::connect(cli.stack_outputs).await?.svc
+        } else {
+            let store = Arc::new(load_state(&data_dir.join("state.json"))?);
+            let objects = Arc::new(FileObjects::new(&data_dir));
+            Services::new(
+                store,
+                objects,
+                Arc::new(MemoryQueue::default()),
+                Settings::default(),
+            )
+        };
+        serve::serve(svc, port).await?;
+        return Ok(true);
+    }
     if !matches!(cli.command, Command::Harvest { .. }) {
         let d = deployed::connect(cli.stack_outputs).await?;
         let shown = match cli.command {
@@ -189,7 +221,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 DlqAction::List => deployed::dlq_list(&d).await?,
                 DlqAction::Replay => deployed::dlq_replay(&d).await?,
             },
-            Command::Harvest { .. } => unreachable!("handled below"),
+            Command::Harvest { .. } | Command::Serve { .. } => unreachable!("handled apart"),
         };
         if cli.json {
             println!("{}", serde_json::to_string_pretty(&shown.json)?);

@@ -202,3 +202,82 @@ async fn bad_input_gets_a_clear_error_and_a_blocked_address_fails_the_session() 
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    let harvest = trawl(args(
+        &[
+            "harvest",
+            "erddap",
+            &fixture.base_url(),
+            "--internal",
+            "--id",
+            "served",
+        ],
+        &dir,
+    ))
+    .await;
+    assert!(harvest.status.success(), "{harvest:?}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args([
+            "serve",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/sources");
+    let mut body = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(&url).send().await {
+            assert_eq!(response.status(), 200);
+            body = Some(response.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let resource = client
+        .get(format!(
+            "http://127.0.0.1:{port}/api/sources/served/resources/ds_0003"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let missing = client
+        .get(format!("http://127.0.0.1:{port}/api/sources/nope"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let body = body.expect("the server answered");
+    assert_eq!(body["sources"][0]["id"], "served");
+    assert_eq!(body["sources"][0]["health"], "ok");
+    assert_eq!(
+        body["sources"][0]["last_session"]["counters"]["harvested"],
+        5
+    );
+    assert_eq!(resource.status(), 200);
+    let resource: serde_json::Value = resource.json().await.unwrap();
+    assert_eq!(resource["state"]["last_outcome"], "harvested");
+    assert_eq!(missing, 404);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

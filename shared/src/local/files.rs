@@ -110,6 +110,19 @@ mod tests {
             .await
             .unwrap();
         assert!(root.join("records/s/a%2Fb.json").is_file());
+        store
+            .put(
+                "records/t/x.json",
+                Bytes::from_static(b"{}"),
+                "application/json",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.folders("records/").await.unwrap(),
+            ["records/s/", "records/t/"]
+        );
+        assert!(store.folders("nothing/").await.unwrap().is_empty());
         assert_eq!(
             store.get("records/s/a%2Fb.json").await.unwrap().as_deref(),
             Some(&b"{}"[..])

@@ -61,6 +61,9 @@ pub struct ResourceState {
     /// When content was last fetched successfully (harvested or unchanged).
     pub last_harvested_at: Option<DateTime<Utc>>,
     pub content_hash: Option<String>,
+    /// The record's title when last fetched (for searching without reading records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub record_key: Option<String>,
     pub raw_key: Option<String>,
     pub log_key: Option<String>,
@@ -127,6 +130,7 @@ impl ResourceState {
             last_attempt_at: at,
             last_harvested_at,
             content_hash,
+            title: previous.and_then(|p| p.title.clone()),
             record_key,
             raw_key,
             // No log this time (unchanged): the previous one is still the newest.

@@ -167,8 +167,10 @@ pub async fn harvest_resource(
     };
 
     let now = svc.clock.now();
+    let mut title = None;
     let (outcome, reason, content) = match result {
         Ok((fetched, record)) => {
+            title = Some(record.title.clone());
             let hash = record.content_hash();
             let unchanged = previous.as_ref().is_some_and(|p| {
                 p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some()
@@ -229,7 +231,7 @@ pub async fn harvest_resource(
             .await?;
     }
 
-    let state = ResourceState::next(
+    let mut state = ResourceState::next(
         previous.as_ref(),
         &source.id,
         resource_id,
@@ -240,6 +242,9 @@ pub async fn harvest_resource(
         content,
         log_key,
     );
+    if let Some(title) = title {
+        state.title = title;
+    }
     match svc.store.record_outcome(session_id, &state).await? {
         Counting::Counted => match &reason {
             Some(r) => {
