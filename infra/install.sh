@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the local pipeline and the tests need, from the package registries only
-# (PyPI, npm), pinned. Idempotent: a second run only checks. Facts behind the choices:
+# (PyPI, npm, Debian), pinned where the registry allows. Idempotent: a second run only checks. Facts behind the choices:
 # LocalStack's last open-source runtime needs Python 3.13 and a pinned crypto stack; in host
 # mode it cannot download DynamoDB Local or a JDK, so we put them where it looks.
 set -euo pipefail
@@ -70,6 +70,14 @@ if [ ! -e "$ls_lib/java/21" ]; then
     log "JDK for LocalStack: $jdk"
     mkdir -p "$ls_lib/java"
     ln -sfn "$jdk" "$ls_lib/java/21"
+fi
+
+# --- Headless Chromium (Debian package) for the dashboard test ---------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+    log "chromium from Debian (the dashboard test renders pages headless)"
+    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q chromium >/dev/null
 fi
 
 log "ready: $("$ls_venv/bin/python" -c 'import importlib.metadata as m; print("localstack-core", m.version("localstack-core"))'), $("$tools_venv/bin/sam" --version), cfn-lint $("$tools_venv/bin/cfn-lint" --version | awk '{print $2}')"

@@ -240,6 +240,7 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
             &port.to_string(),
         ])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();

@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 /// The OpenAPI 3 description of every route below.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The dashboard: a static page (no build toolchain) reading the routes below.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// At most this many resources or markers in one answer; `after` pages on.
 const PAGE_LIMIT: usize = 500;
 
@@ -56,6 +59,13 @@ pub async fn handle(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let answer = match segments.as_slice() {
+        [""] | ["dashboard"] => {
+            return ApiResponse {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: DASHBOARD.as_bytes().to_vec(),
+            }
+        }
         ["api", "openapi.json"] => {
             return ApiResponse {
                 status: 200,
@@ -290,6 +300,25 @@ async fn session(svc: &Services, id: &str, query: &HashMap<String, String>) -> A
         match more {
             Some(m) => after = Some(m),
             None => break,
+        }
+    }
+    // Markers outlive a session only where the state store keeps them (DynamoDB, for its
+    // TTL); the embedded run keeps summaries instead, which hold the reason counts and the
+    // failed resources.
+    if outcomes.is_empty() && !query.contains_key("after") {
+        if let Some(summary) = &summary {
+            if let Some(counts) = summary["reasons"].as_object() {
+                reasons = counts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect();
+            }
+            outcomes = summary["failed_resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| json!({"resource_id": f["resource_id"], "outcome": "failed", "reason": f["reason"]}))
+                .collect();
         }
     }
     Ok(Ok(json!({
