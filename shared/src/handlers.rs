@@ -170,6 +170,42 @@ pub fn completed_session(record: &Value) -> Option<String> {
         .flatten()
 }
 
+/// The api function: an API Gateway HTTP API (payload 2.0) request → the status API's
+/// answer. Anything unreadable in the event is a 400, never a failed invocation.
+pub async fn api(svc: &Services, event: Value) -> Value {
+    let method = event["requestContext"]["http"]["method"]
+        .as_str()
+        .unwrap_or("GET")
+        .to_string();
+    let Some(path) = event["rawPath"].as_str() else {
+        return json!({"statusCode": 400, "headers": {"content-type": "application/json"},
+            "body": json!({"error": "the event has no rawPath (an HTTP API payload 2.0 event is expected)"}).to_string()});
+    };
+    let query = event["queryStringParameters"]
+        .as_object()
+        .map(|q| {
+            q.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let response = crate::api::handle(
+        svc,
+        &crate::api::ApiRequest {
+            method: &method,
+            path,
+            query,
+        },
+    )
+    .await;
+    json!({
+        "statusCode": response.status,
+        "headers": {"content-type": response.content_type},
+        "body": String::from_utf8_lossy(&response.body),
+        "isBase64Encoded": false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,3 +179,31 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
         assert_eq!(status, 200, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn the_api_function_answers_an_http_api_event_and_refuses_a_foreign_one() {
+    let (svc, _fixture, _) = harvested().await;
+    let event: Value =
+        serde_json::from_str(include_str!("../../infra/events/api-get-sources.json")).unwrap();
+    let answer = trawl::handlers::api(&svc, event.clone()).await;
+    assert_eq!(answer["statusCode"], 200);
+    assert_eq!(answer["headers"]["content-type"], "application/json");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["sources"][0]["id"], "ocean");
+
+    let mut dashboard = event.clone();
+    dashboard["rawPath"] = "/".into();
+    let page = trawl::handlers::api(&svc, dashboard).await;
+    assert_eq!(page["statusCode"], 200);
+    assert!(page["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page["body"].as_str().unwrap().contains("<main id=\"view\""));
+
+    let mut post = event.clone();
+    post["requestContext"]["http"]["method"] = "POST".into();
+    assert_eq!(trawl::handlers::api(&svc, post).await["statusCode"], 405);
+    let foreign = trawl::handlers::api(&svc, serde_json::json!({"Records": []})).await;
+    assert_eq!(foreign["statusCode"], 400);
+}

@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> Result<bool> {
     let state_file = data_dir.join("state.json");
     let store = Arc::new(load_state(&state_file)?);
     let objects = Arc::new(FileObjects::new(&data_dir));
-    let queue = Arc::new(MemoryQueue::default());
+    let queue = Arc::new(MemoryQueue::with_delays());
     let svc = Services::new(
         store.clone(),
         objects.clone(),

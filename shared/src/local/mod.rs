@@ -450,18 +450,46 @@ impl ObjectStore for MemoryObjects {
     }
 }
 
-/// A FIFO of work messages; whoever drives it decides about retries.
+/// A FIFO of work messages; whoever drives it decides about retries. Delayed sends are
+/// queued at once, unless the queue was made [`MemoryQueue::with_delays`] (the embedded run,
+/// which must not ask a server that said "later" again right away).
 #[derive(Default)]
 pub struct MemoryQueue {
     messages: Mutex<VecDeque<WorkMessage>>,
+    /// With delays honoured: messages not to be handed out before their instant.
+    delayed: Option<Mutex<Vec<(std::time::Instant, WorkMessage)>>>,
 }
 
 impl MemoryQueue {
+    pub fn with_delays() -> MemoryQueue {
+        MemoryQueue {
+            messages: Mutex::default(),
+            delayed: Some(Mutex::default()),
+        }
+    }
+
     pub fn pop(&self) -> Option<WorkMessage> {
+        if let Some(delayed) = &self.delayed {
+            let now = std::time::Instant::now();
+            let mut delayed = delayed.lock().unwrap_or_else(|e| e.into_inner());
+            let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(at, _)| *at <= now);
+            *delayed = later;
+            self.messages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(due.into_iter().map(|(_, m)| m));
+        }
         self.messages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
+    }
+
+    /// When the next delayed message becomes due, if any is waiting.
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        let delayed = self.delayed.as_ref()?;
+        let delayed = delayed.lock().unwrap_or_else(|e| e.into_inner());
+        delayed.iter().map(|(at, _)| *at).min()
     }
 
     pub fn len(&self) -> usize {
@@ -478,12 +506,19 @@ impl MemoryQueue {
 
 #[async_trait]
 impl WorkQueue for MemoryQueue {
-    /// No clock here: delayed messages are queued at once, like everything else.
     async fn send_delayed(
         &self,
         messages: &[WorkMessage],
-        _delay: std::time::Duration,
+        delay: std::time::Duration,
     ) -> Result<(), StoreError> {
+        if let Some(delayed) = &self.delayed {
+            let at = std::time::Instant::now() + delay;
+            delayed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(messages.iter().map(|m| (at, m.clone())));
+            return Ok(());
+        }
         self.messages
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -69,7 +69,10 @@ pub async fn harvest_once(
             });
         }
         let Some((message, receive, disposition)) = in_flight.next().await else {
-            match delayed.iter().map(|(at, _)| *at).min() {
+            // Retries backing off here, and deferrals the queue holds until the time the
+            // server asked for (`Retry-After`).
+            let queued = queue.next_due().map(Instant::from_std);
+            match delayed.iter().map(|(at, _)| *at).chain(queued).min() {
                 Some(next) => {
                     tokio::time::sleep_until(next).await;
                     continue;

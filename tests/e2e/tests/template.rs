@@ -16,10 +16,11 @@ fn default_number(t: &Value, parameter: &str) -> u64 {
         .unwrap_or_else(|| panic!("parameter {parameter} has no numeric default"))
 }
 
-const FUNCTIONS: [&str; 3] = [
+const FUNCTIONS: [&str; 4] = [
     "SchedulerFunction",
     "HarvesterFunction",
     "FinalizerFunction",
+    "ApiFunction",
 ];
 
 #[test]

@@ -1,0 +1,68 @@
+//! The embedded run's driver (`local::run::harvest_once`): the in-process queue keeps a
+//! deferred message until the time the server asked for, as SQS's delay would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trawl::local::{run::harvest_once, MemoryObjects, MemoryQueue, MemoryStore};
+use trawl::model::SourceSpec;
+use trawl::pipeline::{Services, Settings};
+use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_saying_retry_after_is_not_asked_again_before_then() {
+    let fixture = Arc::new(
+        ErddapFixture::start(ErddapConfig {
+            datasets: 3,
+            failures: [("ds_0002".to_string(), Failure::Throttled(2))].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
+    // The server recovers right after its first 503.
+    let watcher = {
+        let fixture = fixture.clone();
+        tokio::spawn(async move {
+            while fixture.requests("/erddap/info/ds_0002/") == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            fixture.set_failure("ds_0002", None);
+        })
+    };
+    let queue = Arc::new(MemoryQueue::with_delays());
+    let svc = Services::new(
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryObjects::default()),
+        queue.clone(),
+        Settings::default(),
+    );
+    let source = SourceSpec {
+        id: "s".into(),
+        protocol: "erddap".into(),
+        base_url: fixture.base_url(),
+        schedule: "rate(1 day)".into(),
+        enabled: true,
+        internal: true,
+        options: Default::default(),
+    }
+    .validate()
+    .unwrap();
+    svc.store.put_source(&source).await.unwrap();
+
+    let started = Instant::now();
+    let session = harvest_once(&svc, &queue, "s", chrono::Utc::now(), 4, &|_| {})
+        .await
+        .unwrap();
+    watcher.await.unwrap();
+    assert_eq!(session.counters.harvested, 3);
+    assert_eq!(
+        fixture.requests("/erddap/info/ds_0002/"),
+        2,
+        "asked once more, not five times"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the second request waited for Retry-After: {:?}",
+        started.elapsed()
+    );
+}
