@@ -1,7 +1,33 @@
 //! Small readers several protocols share.
 
-use crate::model::BoundingBox;
+use crate::http::Response;
+use crate::model::{BoundingBox, Reason};
 use serde_json::Value;
+
+/// A 2xx answer as it is; any other as a reason. Its detail is the server's own error message
+/// when `message` can read one from the body, else the body's first 200 characters. A 404 is
+/// NOT_FOUND; any other status keeps its code (and `Retry-After`, see `status_reason`).
+pub fn expect_success(
+    response: Response,
+    message: impl FnOnce(&[u8]) -> Option<String>,
+) -> Result<Response, Reason> {
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let detail = message(&response.body).unwrap_or_else(|| {
+        String::from_utf8_lossy(&response.body)
+            .chars()
+            .take(200)
+            .collect()
+    });
+    if response.status == 404 {
+        return Err(Reason {
+            http_status: Some(404),
+            ..Reason::not_found(detail)
+        });
+    }
+    Err(response.status_reason(detail))
+}
 
 /// The bounding box of a GeoJSON geometry (Polygon, MultiPolygon, Point, …): the min/max of
 /// every coordinate pair in it. `None` when it is not GeoJSON with finite coordinates.

@@ -9,7 +9,7 @@
 //! for one. Paging is sorted by id (stable while items are edited); a `nextStart` that does
 //! not move forward ends the listing and is reported.
 
-use super::{plain_text, Catalog, Fetched, Listing};
+use super::{expect_success, plain_text, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{BoundingBox, Link, Reason, Record};
@@ -171,20 +171,7 @@ fn checked_json(body: &[u8], what: &str) -> Result<Value, Reason> {
 }
 
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
-    }
-    let detail: String = String::from_utf8_lossy(&response.body)
-        .chars()
-        .take(200)
-        .collect();
-    if response.status == 404 {
-        return Err(Reason {
-            http_status: Some(404),
-            ..Reason::not_found(detail)
-        });
-    }
-    Err(response.status_reason(detail))
+    expect_success(response, |_| None)
 }
 
 /// Field mapping (documented in the README's protocol table): `title`, `description` (HTML →

@@ -9,7 +9,7 @@
 //! announces is checked against what was gathered when the listing ends (the pipeline does
 //! that, and also catches a page the server repeats).
 
-use super::{geojson_bbox, Catalog, Fetched, Listing};
+use super::{expect_success, geojson_bbox, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{Link, Reason, Record, TimeRange};
@@ -157,25 +157,11 @@ fn error_message(envelope: &Value) -> Option<String> {
 /// A 404 (`Not Found Error`) means the package is gone; other statuses keep their meaning,
 /// with CKAN's error message as the detail.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
-    }
-    let message = serde_json::from_slice::<Value>(&response.body)
-        .ok()
-        .and_then(|v| error_message(&v))
-        .unwrap_or_else(|| {
-            String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect()
-        });
-    if response.status == 404 {
-        return Err(Reason {
-            http_status: Some(404),
-            ..Reason::not_found(message)
-        });
-    }
-    Err(response.status_reason(message))
+    expect_success(response, |body| {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| error_message(&v))
+    })
 }
 
 /// Field mapping (documented in the README's protocol table):

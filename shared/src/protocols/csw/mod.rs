@@ -14,7 +14,7 @@
 //! - an unstable sort (duplicates and gaps across pages): the pipeline's duplicate check and
 //!   the `numberOfRecordsMatched` comparison report it.
 
-use super::{Catalog, Fetched, Listing};
+use super::{expect_success, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
@@ -206,27 +206,19 @@ fn exception(root: Node<'_, '_>) -> Option<Reason> {
 
 /// Servers answer exceptions with 400 and an ExceptionReport body: keep its words.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
+    if !(200..300).contains(&response.status) {
+        let body = String::from_utf8_lossy(&response.body);
+        if let Some(reason) = xml::parse(&body)
+            .ok()
+            .and_then(|d| exception(d.root_element()))
+        {
+            return Err(Reason {
+                http_status: Some(response.status),
+                ..reason
+            });
+        }
     }
-    let body = String::from_utf8_lossy(&response.body);
-    if let Some(reason) = xml::parse(&body)
-        .ok()
-        .and_then(|d| exception(d.root_element()))
-    {
-        return Err(Reason {
-            http_status: Some(response.status),
-            ..reason
-        });
-    }
-    let detail: String = body.chars().take(200).collect();
-    if response.status == 404 {
-        return Err(Reason {
-            http_status: Some(404),
-            ..Reason::not_found(detail)
-        });
-    }
-    Err(response.status_reason(detail))
+    expect_success(response, |_| None)
 }
 
 /// The text of the first descendant element `gmd:{local}` under `node`, read through its

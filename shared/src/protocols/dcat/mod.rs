@@ -11,7 +11,7 @@
 //! repeating one, cannot be told apart from the next listing's: they are skipped and noted,
 //! which makes the listing incomplete (nothing is deleted on its account).
 
-use super::{Catalog, Fetched, Listing};
+use super::{expect_success, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog};
 use crate::messages::SourceRef;
 use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
@@ -48,13 +48,7 @@ impl Catalog for Dcat {
                 ..Reason::not_found("no data.json at this address")
             });
         }
-        if !(200..300).contains(&response.status) {
-            let detail: String = String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect();
-            return Err(response.status_reason(detail));
-        }
+        let response = expect_success(response, |_| None)?;
         let catalog: Value = serde_json::from_slice(&response.body)
             .map_err(|e| Reason::parse(format!("data.json is not JSON: {e}")))?;
         let datasets = catalog

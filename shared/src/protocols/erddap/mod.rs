@@ -3,7 +3,7 @@
 
 mod table;
 
-use super::{Catalog, Fetched, Listing};
+use super::{expect_success, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::keys::key_segment;
 use crate::messages::SourceRef;
@@ -89,18 +89,23 @@ impl Catalog for Erddap {
 /// ERDDAP reports errors as `Error {\n code=404;\n message="...";\n}`. "No data" comes back
 /// as a 404, or on older servers as a 500 whose message says so: both mean not found.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
-    }
-    let text = String::from_utf8_lossy(&response.body);
-    let message = error_message(&text).unwrap_or_else(|| text.chars().take(200).collect());
-    if response.status == 404 || message.contains("Your query produced no matching results") {
-        return Err(Reason {
-            http_status: Some(response.status),
-            ..Reason::not_found(message)
-        });
-    }
-    Err(response.status_reason(message))
+    let status = response.status;
+    expect_success(response, |body| {
+        error_message(&String::from_utf8_lossy(body))
+    })
+    .map_err(|reason| {
+        if reason
+            .detail
+            .contains("Your query produced no matching results")
+        {
+            Reason {
+                http_status: Some(status),
+                ..Reason::not_found(reason.detail)
+            }
+        } else {
+            reason
+        }
+    })
 }
 
 fn error_message(body: &str) -> Option<String> {

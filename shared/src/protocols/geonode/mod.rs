@@ -9,7 +9,7 @@
 //! `links.next` URL is only read as "there is a next page"; the page number is ours, so a
 //! server that writes another host into its links cannot redirect the harvest.
 
-use super::{geojson_value_bbox, plain_text, Catalog, Fetched, Listing};
+use super::{expect_success, geojson_value_bbox, plain_text, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{Link, Reason, Record, TimeRange};
@@ -132,25 +132,11 @@ fn json(body: &[u8], what: &str) -> Result<Value, Reason> {
 
 /// Django REST framework errors are `{"detail": "..."}`.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
-    }
-    let detail = serde_json::from_slice::<Value>(&response.body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| {
-            String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect()
-        });
-    if response.status == 404 {
-        return Err(Reason {
-            http_status: Some(404),
-            ..Reason::not_found(detail)
-        });
-    }
-    Err(response.status_reason(detail))
+    expect_success(response, |body| {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
+    })
 }
 
 /// Field mapping (documented in the README's protocol table): `title`, `abstract` (HTML →

@@ -11,7 +11,7 @@
 //! is deleted on its account; 503 with `Retry-After` is the protocol's flow control. Headers
 //! with `status="deleted"` are part of the announced total but are not harvested.
 
-use super::{Catalog, Fetched, Listing};
+use super::{expect_success, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceRef;
 use crate::model::{Link, Reason, Record};
@@ -219,20 +219,7 @@ fn oai_error(code: &str, message: &str) -> Reason {
 }
 
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
-    if (200..300).contains(&response.status) {
-        return Ok(response);
-    }
-    let detail: String = String::from_utf8_lossy(&response.body)
-        .chars()
-        .take(200)
-        .collect();
-    if response.status == 404 {
-        return Err(Reason {
-            http_status: Some(404),
-            ..Reason::not_found(detail)
-        });
-    }
-    Err(response.status_reason(detail))
+    expect_success(response, |_| None)
 }
 
 /// Field mapping (documented in the README's protocol table): `dc:title` → title,
