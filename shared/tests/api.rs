@@ -22,7 +22,7 @@ async fn harvested() -> (Services, ErddapFixture, String) {
     })
     .await
     .unwrap();
-    let queue = Arc::new(MemoryQueue::default());
+    let queue = Arc::new(MemoryQueue::with_delays());
     let svc = Services::new(
         Arc::new(MemoryStore::default()),
         Arc::new(MemoryObjects::default()),

@@ -485,6 +485,10 @@ impl MemoryQueue {
             .pop_front()
     }
 
+    pub fn honours_delays(&self) -> bool {
+        self.delayed.is_some()
+    }
+
     /// When the next delayed message becomes due, if any is waiting.
     pub fn next_due(&self) -> Option<std::time::Instant> {
         let delayed = self.delayed.as_ref()?;

@@ -1,6 +1,6 @@
 //! The embedded run: one session of one source with every stage in this process. The same
 //! pipeline functions the Lambda handlers call do the work; an in-process queue stands in
-//! for SQS (with the same receive counting and backoff), and the finalizer is called when
+//! for SQS (with the same receive counting and backoff, held in the queue), and the finalizer is called when
 //! the queue is drained, as the table stream would.
 
 use super::MemoryQueue;
@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use tokio::time::Instant;
 
 /// Harvests `source_id` once, `concurrency` messages at a time; `progress` sees the
-/// session's counters after every message. Returns the closed session.
+/// session's counters after every message. Returns the closed session. The queue must be
+/// [`MemoryQueue::with_delays`]: retries and deferrals wait in it, as they would in SQS.
 pub async fn harvest_once(
     svc: &Services,
     queue: &MemoryQueue,
@@ -26,6 +27,11 @@ pub async fn harvest_once(
     concurrency: usize,
     progress: &(dyn Fn(&Counters) + Sync),
 ) -> Result<Session, StoreError> {
+    if !queue.honours_delays() {
+        return Err(StoreError::new(
+            "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
+        ));
+    }
     // Session ids are named after the scheduled second: two runs within one second (or a
     // clock that went back) must not land in a closed session.
     let mut at = at;
@@ -46,17 +52,8 @@ pub async fn harvest_once(
     };
 
     let mut receives: HashMap<String, u32> = HashMap::new();
-    // Messages put back after a transient failure, due again after their backoff.
-    let mut delayed: Vec<(Instant, crate::messages::WorkMessage)> = Vec::new();
     let mut in_flight = FuturesUnordered::new();
     loop {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = delayed.into_iter().partition(|(at, _)| *at <= now);
-        delayed = later;
-        if !due.is_empty() {
-            let due: Vec<_> = due.into_iter().map(|(_, m)| m).collect();
-            queue.send(&due).await?;
-        }
         while in_flight.len() < concurrency.max(1) {
             let Some(message) = queue.pop() else { break };
             let body = message.to_json();
@@ -69,12 +66,11 @@ pub async fn harvest_once(
             });
         }
         let Some((message, receive, disposition)) = in_flight.next().await else {
-            // Retries backing off here, and deferrals the queue holds until the time the
-            // server asked for (`Retry-After`).
-            let queued = queue.next_due().map(Instant::from_std);
-            match delayed.iter().map(|(at, _)| *at).chain(queued).min() {
-                Some(next) => {
-                    tokio::time::sleep_until(next).await;
+            // Nothing ready: wait for what the queue holds back (retries backing off,
+            // deferrals until the server's `Retry-After`), or stop when it holds nothing.
+            match queue.next_due() {
+                Some(due) => {
+                    tokio::time::sleep_until(Instant::from_std(due)).await;
                     continue;
                 }
                 None => break,
@@ -82,7 +78,7 @@ pub async fn harvest_once(
         };
         if disposition == Disposition::Retry {
             let wait = retry_delay(receive, svc.settings.max_retry_delay);
-            delayed.push((Instant::now() + wait, message));
+            queue.send_delayed(&[message], wait).await?;
         }
         if let Some(session) = svc.store.get_session(&session_id).await? {
             progress(&session.counters);
