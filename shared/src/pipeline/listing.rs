@@ -56,7 +56,8 @@ pub async fn list_page(
         .await?
         .ok_or_else(|| StoreError::new(format!("no session {session_id} to list for")))?;
     let mut requests = Vec::new();
-    let listed = if session.abort_requested || svc.session_aborted(session_id).await? {
+    // Read just now, so fresher than the per-process abort cache the harvester uses.
+    let listed = if session.abort_requested {
         Err(Reason::new(
             ReasonCode::Aborted,
             "the session was aborted by an operator",

@@ -163,10 +163,7 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         state.missing_session = Some(session.id.clone());
         let delete = state.missing_listings >= options.stale_after_listings;
         if delete {
-            let (record, raw) = remove_objects(svc, &previous, options.on_stale).await?;
-            state.record_key = record;
-            state.raw_key = raw;
-            state.deleted_at = Some(now);
+            take_out(svc, &mut state, options.on_stale, now).await?;
         }
         svc.store.mark_missing(&state).await?;
         if delete {
@@ -197,11 +194,8 @@ pub async fn delete_reported(
         if !previous.is_live() {
             continue;
         }
-        let mut state = previous.clone();
-        let (record, raw) = remove_objects(svc, &previous, action).await?;
-        state.record_key = record;
-        state.raw_key = raw;
-        state.deleted_at = Some(now);
+        let mut state = previous;
+        take_out(svc, &mut state, action, now).await?;
         state.missing_listings += 1;
         state.missing_session = Some(session.id.clone());
         if svc.store.mark_missing(&state).await? {
@@ -212,6 +206,21 @@ pub async fn delete_reported(
         tracing::info!(session = %session.id, deleted = deleted.len(), "resources deleted upstream removed");
     }
     Ok(deleted)
+}
+
+/// Takes a resource out of the catalog: its record and raw response moved aside (or
+/// removed) and its state marked deleted; the caller stores the state.
+async fn take_out(
+    svc: &Services,
+    state: &mut crate::model::ResourceState,
+    action: StaleAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let (record, raw) = remove_objects(svc, state, action).await?;
+    state.record_key = record;
+    state.raw_key = raw;
+    state.deleted_at = Some(now);
+    Ok(())
 }
 
 /// Moves (or removes) a stale resource's record and raw response; returns where they are now.
