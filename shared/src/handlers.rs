@@ -2,8 +2,9 @@
 //! The functions' `main.rs` and the local runner call exactly these.
 
 use crate::pipeline::finalize::{finalize_session, Finalized};
-use crate::pipeline::harvest::{handle_message, retry_delay, Disposition};
+use crate::pipeline::harvest::{handle_in_batch, retry_delay, Disposition};
 use crate::pipeline::schedule::{on_tick, run_now, ScheduleReport};
+use crate::pipeline::tally::Tally;
 use crate::pipeline::Services;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
@@ -84,6 +85,29 @@ pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
     for session_id in &sessions {
         let _ = svc.session_aborted(session_id).await;
     }
+    // The batch's resource states are read in one request and its outcomes counted in one
+    // transaction (see `pipeline::tally`). A failed read leaves each message to read its own.
+    let tally = Tally::new();
+    let resources: Vec<(String, String)> = event
+        .records
+        .iter()
+        .filter_map(|r| r.body.as_deref())
+        .filter_map(|b| serde_json::from_str::<crate::messages::WorkMessage>(b).ok())
+        .filter_map(|m| match m {
+            crate::messages::WorkMessage::Resource {
+                source,
+                resource_id,
+                ..
+            } => Some((source.id, resource_id)),
+            _ => None,
+        })
+        .collect();
+    if !resources.is_empty() {
+        if let Err(e) = tally.prefetch(svc.store.as_ref(), &resources).await {
+            tracing::warn!(error = %e, "batch read of resource states failed; reading one by one");
+        }
+    }
+    let tally = &tally;
     let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
@@ -93,7 +117,7 @@ pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             let body = record.body.unwrap_or_default();
-            let disposition = handle_message(svc, &id, &body, receive_count).await;
+            let disposition = handle_in_batch(svc, tally, &id, &body, receive_count).await;
             if disposition == Disposition::Retry {
                 if let Some(receipt) = record.receipt_handle.as_deref() {
                     let delay = retry_delay(receive_count, svc.settings.max_retry_delay);

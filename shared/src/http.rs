@@ -218,7 +218,11 @@ impl HttpClient {
                 return Err(too_large(self.max_body_bytes));
             }
         }
-        let mut body = BytesMut::new();
+        let mut body = BytesMut::with_capacity(
+            response
+                .content_length()
+                .map_or(16 * 1024, |len| len as usize),
+        );
         while let Some(chunk) = response.chunk().await.map_err(transport_reason)? {
             if body.len() + chunk.len() > self.max_body_bytes {
                 return Err(too_large(self.max_body_bytes));

@@ -57,6 +57,28 @@ pub fn log_key(source_id: &str, resource_id: &str, session_stamp: &str) -> Strin
     )
 }
 
+/// The logs of one batch's resources of one session, a JSON line each (see
+/// `pipeline::tally`). Named after the batch's first resource, plus a random part: a retried
+/// batch must not overwrite the log a counted resource's state already names.
+pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &str) -> String {
+    format!(
+        "logs/{source_id}/{session_stamp}/{}-{:08x}.ndjson",
+        key_segment(first_resource_id),
+        rand::random::<u32>()
+    )
+}
+
+/// A resource's log line from the object its state names: a batch log (NDJSON, the line
+/// whose `resource_id` is this one) or a single JSON log as the watchdog writes.
+pub fn resource_log_line(body: &[u8], resource_id: &str) -> Option<serde_json::Value> {
+    if let Ok(whole) = serde_json::from_slice::<serde_json::Value>(body) {
+        return Some(whole);
+    }
+    body.split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find(|line| line["resource_id"].as_str() == Some(resource_id))
+}
+
 pub fn summary_key(source_id: &str, session_stamp: &str) -> String {
     format!("sessions/{source_id}/{session_stamp}/summary.json")
 }

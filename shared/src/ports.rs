@@ -6,7 +6,7 @@ use crate::model::{Outcome, Reason, ResourceState, Session, Source};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
@@ -135,6 +135,35 @@ pub trait StateStore: Send + Sync {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError>;
+
+    /// Several resources' states at once, keyed by (source id, resource id); absent ones are
+    /// left out. Stores that can read in batches (DynamoDB's BatchGetItem) override this.
+    async fn get_resources(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
+        let mut found = HashMap::new();
+        for (source_id, resource_id) in keys {
+            if let Some(state) = self.get_resource(source_id, resource_id).await? {
+                found.insert((source_id.clone(), resource_id.clone()), state);
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`StateStore::record_outcome`] for a batch of (session id, state), one result each, in
+    /// order. Stores that can count a batch in one transaction override this; they must keep
+    /// each resource's own answer (counted, or already counted by a redelivered copy).
+    async fn record_outcomes(
+        &self,
+        outcomes: &[(String, ResourceState)],
+    ) -> Vec<Result<Counting, StoreError>> {
+        let mut results = Vec::with_capacity(outcomes.len());
+        for (session_id, state) in outcomes {
+            results.push(self.record_outcome(session_id, state).await);
+        }
+        results
+    }
 
     /// One page of a source's resource states, in resource-id order.
     async fn list_resources(

@@ -46,7 +46,8 @@ async fn harvested() -> (Services, ErddapFixture, String) {
     svc.store.put_source(&source).await.unwrap();
     let session = harvest_once(&svc, &queue, "ocean", chrono::Utc::now(), 4, &|_| {})
         .await
-        .unwrap();
+        .unwrap()
+        .session;
     (svc, fixture, session.id)
 }
 

@@ -52,7 +52,8 @@ async fn a_server_saying_retry_after_is_not_asked_again_before_then() {
     let started = Instant::now();
     let session = harvest_once(&svc, &queue, "s", chrono::Utc::now(), 4, &|_| {})
         .await
-        .unwrap();
+        .unwrap()
+        .session;
     watcher.await.unwrap();
     assert_eq!(session.counters.harvested, 3);
     assert_eq!(

@@ -210,7 +210,10 @@ async fn unchanged_content_writes_no_record_and_changed_content_does() {
         .filter(|k| !objects_before.contains(k) && !k.starts_with("sessions/"))
         .collect();
     assert_eq!(written.len(), 1, "{written:?}");
-    assert!(written[0].starts_with("logs/src/ds_0001/"), "{written:?}");
+    assert!(
+        written[0].starts_with("logs/src/20261123T120000Z/ds_0001-"),
+        "{written:?}"
+    );
     let unchanged = w
         .store
         .get_resource("src", "ds_0002")
@@ -223,7 +226,7 @@ async fn unchanged_content_writes_no_record_and_changed_content_does() {
             .log_key
             .as_deref()
             .unwrap()
-            .ends_with("20261122T120000Z.json"),
+            .starts_with("logs/src/20261122T120000Z/"),
         "the newest log is still the first session's"
     );
     let after = w
@@ -1095,12 +1098,13 @@ async fn a_failure_counted_after_an_uncounted_attempt_wrote_content_keeps_that_c
         state.last_harvested_at.is_none(),
         "the failure did not fetch"
     );
-    let log: serde_json::Value = serde_json::from_slice(
+    let log = trawl::keys::resource_log_line(
         &w.objects
             .get(state.log_key.as_deref().unwrap())
             .await
             .unwrap()
             .unwrap(),
+        &state.resource_id,
     )
     .unwrap();
     assert_eq!(log["kept_unclaimed_content"], true);
@@ -1183,4 +1187,71 @@ async fn an_attempt_that_wrote_content_after_a_copy_counted_a_failure_points_the
 
     // A stale compare-and-swap writes nothing.
     assert!(!w.store.replace_resource(&failed, &failed).await.unwrap());
+}
+
+/// An SQS batch is counted together (`pipeline::tally`): one log object for the batch's
+/// session with a line per attempt, each state naming it, and a copy of a message inside
+/// the same batch counting nothing (its attempt is logged, not counted).
+#[tokio::test]
+async fn a_batch_is_logged_and_counted_together_and_a_copy_in_it_counts_nothing() {
+    let w = world(6, &[("ds_0004", Failure::NotFound)]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let session_id = report.started[0].clone();
+    let mut bodies = Vec::new();
+    while let Some(m) = w.queue.pop() {
+        match m {
+            WorkMessage::Resource { .. } => bodies.push(m.to_json()),
+            page => {
+                handle_message(&w.svc, "p", &page.to_json(), 1).await;
+            }
+        }
+    }
+    assert_eq!(bodies.len(), 6);
+    bodies.push(bodies[0].clone());
+    let records: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({"messageId": format!("id-{i}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"}})
+        })
+        .collect();
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let response = trawl::handlers::harvester(&w.svc, event).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let c = w.session(&session_id).await.counters;
+    assert_eq!((c.harvested, c.failed, c.remaining), (5, 1, 0), "{c:?}");
+    let logs = w.objects.keys("logs/");
+    assert_eq!(logs.len(), 1, "one log object for the batch: {logs:?}");
+    let body = w.objects.get(&logs[0]).await.unwrap().unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7, "a line per attempt, the copy's included");
+    let copied: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let copies = lines
+        .iter()
+        .filter(|l| l["resource_id"] == copied["resource_id"])
+        .count();
+    assert_eq!(copies, 2, "{copied}");
+    for id in ["ds_0001", "ds_0004", "ds_0006"] {
+        let state = w.store.get_resource("src", id).await.unwrap().unwrap();
+        assert_eq!(state.log_key.as_deref(), Some(logs[0].as_str()));
+        let line = trawl::keys::resource_log_line(&body, id).unwrap();
+        assert_eq!(line["resource_id"], id);
+        assert_eq!(
+            line["outcome"],
+            if id == "ds_0004" {
+                "failed"
+            } else {
+                "harvested"
+            }
+        );
+    }
 }

@@ -365,7 +365,7 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
         .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
     let log: Value = match &state.log_key {
         Some(key) => match d.svc.objects.get(key).await? {
-            Some(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+            Some(body) => trawl::keys::resource_log_line(&body, id).unwrap_or(Value::Null),
             None => Value::Null,
         },
         None => Value::Null,

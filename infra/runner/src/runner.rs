@@ -100,16 +100,40 @@ impl Runner {
     /// Connects to the deployed stack. Stream reading starts at the stream's current end, so
     /// records from earlier runs are not replayed.
     pub async fn connect(stack: Stack, sources: EventSources, faults: Faults) -> Result<Runner> {
+        Runner::connect_counted(stack, sources, faults, None, None).await
+    }
+
+    /// [`Runner::connect`], counting the requests the functions send into `functions` and
+    /// those the runner sends as the event source mappings (SQS polls and deletes, stream
+    /// reads) into `event_sources`: the benchmarks bill them apart.
+    pub async fn connect_counted(
+        stack: Stack,
+        sources: EventSources,
+        faults: Faults,
+        functions: Option<&trawl::aws::RequestCounter>,
+        event_sources: Option<&trawl::aws::RequestCounter>,
+    ) -> Result<Runner> {
         let config = trawl::aws::sdk_config().await;
-        let services = trawl::aws::services(&config, &stack.resources()?, stack.settings()?);
+        let services = trawl::aws::services_counted(
+            &config,
+            &stack.resources()?,
+            stack.settings()?,
+            functions,
+        );
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
+        let mut streams = aws_sdk_dynamodbstreams::config::Builder::from(&config);
+        if let Some(counter) = event_sources {
+            sqs = sqs.interceptor(counter.clone());
+            streams = streams.interceptor(counter.clone());
+        }
         let runner = Runner {
             services,
             harvester_timeout: stack.harvester_timeout()?,
             stack,
             sources,
             stats: Arc::new(Stats::default()),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            streams: aws_sdk_dynamodbstreams::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            streams: aws_sdk_dynamodbstreams::Client::from_conf(streams.build()),
             shards: Mutex::new(HashMap::new()),
             rng: std::sync::Mutex::new(StdRng::seed_from_u64(faults.seed)),
             closes: std::sync::Mutex::new(BTreeMap::new()),

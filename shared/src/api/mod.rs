@@ -260,7 +260,7 @@ async fn resource(svc: &Services, source_id: &str, id: &str) -> Answer {
             .objects
             .get(key)
             .await?
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+            .and_then(|b| crate::keys::resource_log_line(&b, id)),
         None => None,
     };
     Ok(Ok(json!({"state": state, "latest_log": log})))

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -111,6 +111,102 @@ impl DynamoStore {
             .key("pk", s(pk))
             .key("sk", s(sk))
             .update_expression(expression)
+    }
+
+    /// Settles a resource's pending marker with its outcome; fails if it is not pending.
+    fn settle_item(
+        &self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut settle = self
+            .update(
+                keys::session_pk(session_id),
+                keys::marker_sk(&state.resource_id),
+                "SET #status = :outcome, settled_at = :at",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":outcome", s(state.last_outcome.as_str()))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":at", s(rfc3339(state.last_attempt_at)));
+        if let Some(reason) = &state.last_reason {
+            settle = settle
+                .update_expression("SET #status = :outcome, settled_at = :at, reason = :reason")
+                .expression_attribute_values(
+                    ":reason",
+                    s(serde_json::to_string(reason).expect("reasons serialize")),
+                );
+        }
+        Ok(TransactWriteItem::builder()
+            .update(settle.build().map_err(store_error)?)
+            .build())
+    }
+
+    /// Counts outcomes in a session: `counts` is outcome counter → how many.
+    fn count_item(
+        &self,
+        session_id: &str,
+        counts: &BTreeMap<&'static str, i64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let total: i64 = counts.values().sum();
+        let mut expression = String::from("ADD remaining :minus");
+        let mut update = self
+            .update(keys::session_pk(session_id), SESSION_SK.into(), "")
+            .expression_attribute_values(":minus", AttributeValue::N((-total).to_string()));
+        for (i, (counter, count)) in counts.iter().enumerate() {
+            expression.push_str(&format!(", #o{i} :c{i}"));
+            update = update
+                .expression_attribute_names(format!("#o{i}"), *counter)
+                .expression_attribute_values(
+                    format!(":c{i}"),
+                    AttributeValue::N(count.to_string()),
+                );
+        }
+        Ok(TransactWriteItem::builder()
+            .update(
+                update
+                    .update_expression(expression)
+                    .build()
+                    .map_err(store_error)?,
+            )
+            .build())
+    }
+
+    fn state_item(&self, state: &ResourceState) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(resource_item(state)))
+                    .build()
+                    .map_err(store_error)?,
+            )
+            .build())
+    }
+
+    /// One transaction for `chunk` of `outcomes`; `Ok(false)` if it was cancelled.
+    async fn transact_batch(
+        &self,
+        outcomes: &[(String, ResourceState)],
+        chunk: &[usize],
+    ) -> Result<bool, StoreError> {
+        let mut items = Vec::with_capacity(chunk.len() * 2 + 1);
+        let mut counts: BTreeMap<&str, BTreeMap<&'static str, i64>> = BTreeMap::new();
+        for &i in chunk {
+            let (session_id, state) = &outcomes[i];
+            items.push(self.settle_item(session_id, state)?);
+            items.push(self.state_item(state)?);
+            *counts
+                .entry(session_id.as_str())
+                .or_default()
+                .entry(state.last_outcome.counter())
+                .or_default() += 1;
+        }
+        for (session_id, counts) in &counts {
+            items.push(self.count_item(session_id, counts)?);
+        }
+        Ok(self.transact(items).await?.is_none())
     }
 }
 
@@ -497,49 +593,13 @@ impl StateStore for DynamoStore {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError> {
-        let outcome = state.last_outcome;
-        let mut settle = self
-            .update(
-                keys::session_pk(session_id),
-                keys::marker_sk(&state.resource_id),
-                "SET #status = :outcome, settled_at = :at",
-            )
-            .condition_expression("#status = :pending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":outcome", s(outcome.as_str()))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":at", s(rfc3339(state.last_attempt_at)));
-        if let Some(reason) = &state.last_reason {
-            settle = settle
-                .update_expression("SET #status = :outcome, settled_at = :at, reason = :reason")
-                .expression_attribute_values(
-                    ":reason",
-                    s(serde_json::to_string(reason).expect("reasons serialize")),
-                );
-        }
-        let count = self
-            .update(
-                keys::session_pk(session_id),
-                SESSION_SK.into(),
-                "ADD remaining :minus, #outcome :one",
-            )
-            .expression_attribute_names("#outcome", outcome.counter())
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(store_error)?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(resource_item(state)))
-            .build()
-            .map_err(store_error)?;
+        let mut counts = BTreeMap::new();
+        counts.insert(state.last_outcome.counter(), 1);
         let codes = self
             .transact(vec![
-                TransactWriteItem::builder()
-                    .update(settle.build().map_err(store_error)?)
-                    .build(),
-                TransactWriteItem::builder().update(count).build(),
-                TransactWriteItem::builder().put(put).build(),
+                self.settle_item(session_id, state)?,
+                self.count_item(session_id, &counts)?,
+                self.state_item(state)?,
             ])
             .await?;
         match codes {
@@ -547,6 +607,124 @@ impl StateStore for DynamoStore {
             Some(codes) if condition_failed(&codes, 0) => Ok(Counting::AlreadyCounted),
             Some(codes) => Err(StoreError::new(format!("outcome not recorded: {codes:?}"))),
         }
+    }
+
+    /// BatchGetItem, 100 keys a request; keys it could not serve are asked again.
+    async fn get_resources(
+        &self,
+        wanted: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
+        let mut found = HashMap::new();
+        let unique: BTreeSet<&(String, String)> = wanted.iter().collect();
+        let unique: Vec<&(String, String)> = unique.into_iter().collect();
+        for chunk in unique.chunks(100) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|(source_id, resource_id)| {
+                    HashMap::from([
+                        ("pk".into(), s(keys::resources_pk(source_id))),
+                        ("sk".into(), s(resource_id)),
+                    ])
+                })
+                .collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(store_error)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let state: ResourceState = get_s(item, "state")
+                        .ok_or_else(|| StoreError::new("resource item without state"))
+                        .and_then(|state| {
+                            serde_json::from_str(&state)
+                                .map_err(|e| StoreError::new(format!("resource item: {e}")))
+                        })?;
+                    found.insert((state.source_id.clone(), state.resource_id.clone()), state);
+                }
+                if let Some(left) = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                {
+                    keys = left;
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The whole batch in one transaction: every marker's condition, every state, and one
+    /// counter update per session with the batch's sums. If any condition fails (a copy of a
+    /// message was counted before), the transaction changes nothing and the batch is counted
+    /// one by one, which tells each resource's answer apart.
+    async fn record_outcomes(
+        &self,
+        outcomes: &[(String, ResourceState)],
+    ) -> Vec<Result<Counting, StoreError>> {
+        let mut results: Vec<Option<Result<Counting, StoreError>>> =
+            (0..outcomes.len()).map(|_| None).collect();
+        // Two copies of one message in a batch would be two updates of one item, which a
+        // transaction refuses: the second copy is counted alone, after.
+        let mut seen = HashSet::new();
+        let (together, alone): (Vec<usize>, Vec<usize>) = (0..outcomes.len()).partition(|&i| {
+            let (session_id, state) = &outcomes[i];
+            seen.insert((session_id.clone(), state.resource_id.clone()))
+        });
+        // Two items per resource and at most one per session: 32 resources stay within
+        // TransactWriteItems' 100 items.
+        for chunk in together.chunks(32) {
+            if chunk.len() == 1 {
+                let (session_id, state) = &outcomes[chunk[0]];
+                results[chunk[0]] = Some(self.record_outcome(session_id, state).await);
+                continue;
+            }
+            match self.transact_batch(outcomes, chunk).await {
+                Ok(true) => {
+                    for &i in chunk {
+                        results[i] = Some(Ok(Counting::Counted));
+                    }
+                }
+                Ok(false) => {
+                    tracing::info!(
+                        resources = chunk.len(),
+                        "a batch count was cancelled (a redelivered copy?); counting one by one"
+                    );
+                    for &i in chunk {
+                        let (session_id, state) = &outcomes[i];
+                        results[i] = Some(self.record_outcome(session_id, state).await);
+                    }
+                }
+                Err(e) => {
+                    for &i in chunk {
+                        results[i] = Some(Err(StoreError::new(&e)));
+                    }
+                }
+            }
+        }
+        for i in alone {
+            let (session_id, state) = &outcomes[i];
+            results[i] = Some(self.record_outcome(session_id, state).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every outcome answered"))
+            .collect()
     }
 
     async fn list_resources(

@@ -1,9 +1,12 @@
 //! AWS adapters of the ports, and building [`Services`] from a function's environment.
 
+pub mod counting;
 pub mod dynamodb;
 pub mod gate;
 pub mod s3;
 pub mod sqs;
+
+pub use counting::RequestCounter;
 
 use crate::pipeline::{Services, Settings};
 use std::sync::Arc;
@@ -88,7 +91,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 }
 
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    s3_client_counted(config, None)
+}
+
+fn s3_client_counted(
+    config: &aws_config::SdkConfig,
+    counter: Option<&RequestCounter>,
+) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(config);
+    if let Some(counter) = counter {
+        builder = builder.interceptor(counter.clone());
+    }
     if config.endpoint_url().is_some() {
         builder = builder
             .force_path_style(true)
@@ -108,14 +121,38 @@ pub fn services(
     resources: &Resources,
     settings: Settings,
 ) -> Services {
-    let store = dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(config), &resources.table);
-    let objects = s3::S3Objects::new(s3_client(config), &resources.bucket);
+    services_counted(config, resources, settings, None)
+}
+
+/// [`services`] whose clients count every request they send into `counter` (benchmarks).
+pub fn services_counted(
+    config: &aws_config::SdkConfig,
+    resources: &Resources,
+    settings: Settings,
+    counter: Option<&RequestCounter>,
+) -> Services {
+    let dynamodb = || {
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(config);
+        if let Some(counter) = counter {
+            builder = builder.interceptor(counter.clone());
+        }
+        aws_sdk_dynamodb::Client::from_conf(builder.build())
+    };
+    let store = dynamodb::DynamoStore::new(dynamodb(), &resources.table);
+    let objects = s3::S3Objects::new(s3_client_counted(config, counter), &resources.bucket);
     let queue: Arc<dyn crate::ports::WorkQueue> = match &resources.work_queue_url {
-        Some(url) => Arc::new(sqs::SqsQueue::new(aws_sdk_sqs::Client::new(config), url)),
+        Some(url) => {
+            let mut builder = aws_sdk_sqs::config::Builder::from(config);
+            if let Some(counter) = counter {
+                builder = builder.interceptor(counter.clone());
+            }
+            let client = aws_sdk_sqs::Client::from_conf(builder.build());
+            Arc::new(sqs::SqsQueue::new(client, url))
+        }
         None => Arc::new(NoQueue),
     };
     // Politeness limits live in the same table, so they hold across every invocation.
-    let gate = gate::DynamoGate::new(aws_sdk_dynamodb::Client::new(config), &resources.table);
+    let gate = gate::DynamoGate::new(dynamodb(), &resources.table);
     let mut services = Services::new(Arc::new(store), Arc::new(objects), queue, settings);
     services.http = services.http.with_gate(Arc::new(gate));
     services

@@ -4,10 +4,12 @@
 //! the queue is drained, as the table stream would.
 
 use super::MemoryQueue;
+use crate::messages::WorkMessage;
 use crate::model::{Counters, Session};
 use crate::pipeline::finalize::finalize_session;
-use crate::pipeline::harvest::{handle_message, retry_delay, Disposition};
+use crate::pipeline::harvest::{handle_in_batch, retry_delay, Disposition};
 use crate::pipeline::schedule::run_now;
+use crate::pipeline::tally::Tally;
 use crate::pipeline::Services;
 use crate::ports::{StoreError, WorkQueue};
 use chrono::{DateTime, Utc};
@@ -16,9 +18,30 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use tokio::time::Instant;
 
+/// What one embedded session did.
+pub struct EmbeddedRun {
+    pub session: Session,
+    /// How long each resource message took to handle (fetch, normalize, store, count), one
+    /// entry per attempt, in completion order. Time spent waiting in the queue is not in it.
+    pub resource_times: Vec<std::time::Duration>,
+}
+
+impl EmbeddedRun {
+    /// The `q`-quantile (0.0..=1.0) of [`EmbeddedRun::resource_times`], nearest rank.
+    pub fn resource_time_quantile(&self, q: f64) -> Option<std::time::Duration> {
+        let mut times = self.resource_times.clone();
+        times.sort_unstable();
+        let last = times.len().checked_sub(1)?;
+        times
+            .get(((last as f64) * q.clamp(0.0, 1.0)).round() as usize)
+            .copied()
+    }
+}
+
 /// Harvests `source_id` once, `concurrency` messages at a time; `progress` sees the
-/// session's counters after every message. Returns the closed session. The queue must be
-/// [`MemoryQueue::with_delays`]: retries and deferrals wait in it, as they would in SQS.
+/// session's counters after every message. Returns the closed session and per-resource
+/// timings. The queue must be [`MemoryQueue::with_delays`]: retries and deferrals wait in
+/// it, as they would in SQS.
 pub async fn harvest_once(
     svc: &Services,
     queue: &MemoryQueue,
@@ -26,7 +49,7 @@ pub async fn harvest_once(
     at: DateTime<Utc>,
     concurrency: usize,
     progress: &(dyn Fn(&Counters) + Sync),
-) -> Result<Session, StoreError> {
+) -> Result<EmbeddedRun, StoreError> {
     if !queue.honours_delays() {
         return Err(StoreError::new(
             "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
@@ -52,6 +75,11 @@ pub async fn harvest_once(
     };
 
     let mut receives: HashMap<String, u32> = HashMap::new();
+    let mut resource_times = Vec::new();
+    // Counted in small groups as messages get there: the store is in memory, so waiting for
+    // every message in flight would only hold them back (see `Tally::early`).
+    let tally = Tally::early();
+    let tally = &tally;
     let mut in_flight = FuturesUnordered::new();
     loop {
         while in_flight.len() < concurrency.max(1) {
@@ -61,11 +89,12 @@ pub async fn harvest_once(
             *receive += 1;
             let receive = *receive;
             in_flight.push(async move {
-                let disposition = handle_message(svc, "embedded", &body, receive).await;
-                (message, receive, disposition)
+                let started = Instant::now();
+                let disposition = handle_in_batch(svc, tally, "embedded", &body, receive).await;
+                (message, body, receive, disposition, started.elapsed())
             });
         }
-        let Some((message, receive, disposition)) = in_flight.next().await else {
+        let Some((message, body, receive, disposition, took)) = in_flight.next().await else {
             // Nothing ready: wait for what the queue holds back (retries backing off,
             // deferrals until the server's `Retry-After`), or stop when it holds nothing.
             match queue.next_due() {
@@ -76,9 +105,15 @@ pub async fn harvest_once(
                 None => break,
             }
         };
+        if matches!(message, WorkMessage::Resource { .. }) {
+            resource_times.push(took);
+        }
         if disposition == Disposition::Retry {
             let wait = retry_delay(receive, svc.settings.max_retry_delay);
             queue.send_delayed(&[message], wait).await?;
+        } else {
+            // Receive counts are kept for messages coming back only, so they do not pile up.
+            receives.remove(&body);
         }
         if let Some(session) = svc.store.get_session(&session_id).await? {
             progress(&session.counters);
@@ -86,8 +121,13 @@ pub async fn harvest_once(
     }
 
     finalize_session(svc, &session_id).await?;
-    svc.store
+    let session = svc
+        .store
         .get_session(&session_id)
         .await?
-        .ok_or_else(|| StoreError::new(format!("session {session_id} vanished")))
+        .ok_or_else(|| StoreError::new(format!("session {session_id} vanished")))?;
+    Ok(EmbeddedRun {
+        session,
+        resource_times,
+    })
 }

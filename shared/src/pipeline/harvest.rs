@@ -7,6 +7,7 @@
 
 use super::content::{reconcile, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
+use super::tally::{Outcome as TallyOutcome, Tally};
 use super::Services;
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
@@ -43,13 +44,27 @@ pub fn retry_delay(receive_count: u32, cap: Duration) -> Duration {
     half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
 }
 
-/// Handles one work message body. Never fails as a whole: problems become a disposition.
+/// Handles one work message body on its own (a batch of one). Never fails as a whole:
+/// problems become a disposition.
 pub async fn handle_message(
     svc: &Services,
     message_id: &str,
     body: &str,
     receive_count: u32,
 ) -> Disposition {
+    handle_in_batch(svc, &Tally::new(), message_id, body, receive_count).await
+}
+
+/// Handles one work message of a batch whose outcomes are counted together by `tally`.
+pub async fn handle_in_batch(
+    svc: &Services,
+    tally: &Tally,
+    message_id: &str,
+    body: &str,
+    receive_count: u32,
+) -> Disposition {
+    // Until this message is finished, the batch's count waits for it.
+    let _entered = tally.enter();
     let message = match serde_json::from_str::<WorkMessage>(body) {
         Ok(m) => m,
         Err(e) => return reject(svc, message_id, body, &e.to_string()).await,
@@ -61,7 +76,9 @@ pub async fn handle_message(
             source,
             resource_id,
             deferrals,
-        } => match harvest_resource(svc, session_id, source, resource_id, receive_count).await {
+        } => match harvest_resource(svc, tally, session_id, source, resource_id, receive_count)
+            .await
+        {
             Ok(Harvested::Throttled(wait)) if *deferrals < MAX_DEFERRALS => {
                 defer(svc, &message, wait).await
             }
@@ -129,12 +146,15 @@ async fn defer(
 
 pub async fn harvest_resource(
     svc: &Services,
+    tally: &Tally,
     session_id: &str,
     source: &SourceRef,
     resource_id: &str,
     receive_count: u32,
 ) -> Result<Harvested, StoreError> {
-    let previous = svc.store.get_resource(&source.id, resource_id).await?;
+    let previous = tally
+        .previous(svc.store.as_ref(), &source.id, resource_id)
+        .await?;
     // The resource item is written in the same transaction as the marker: if it names this
     // session, this resource is already counted and the message is a redelivery.
     if previous
@@ -201,35 +221,23 @@ pub async fn harvest_resource(
     let wrote_content = outcome == Outcome::Harvested;
 
     // An unchanged resource writes nothing to S3: its outcome is in its state's history, and
-    // the log of the session that last changed (or failed) it stays its newest log.
-    let log_key = if outcome == Outcome::Unchanged {
-        None
-    } else {
-        let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
-        Some(keys::log_key(&source.id, resource_id, stamp))
-    };
-    let log = json!({
-        "session_id": session_id,
-        "source_id": source.id,
-        "resource_id": resource_id,
-        "at": now,
-        "attempt": receive_count,
-        "outcome": outcome,
-        "reason": reason,
-        "content_hash": content.as_ref().map(|c| &c.0).or(previous.as_ref().and_then(|p| p.content_hash.as_ref())),
-        // A failure that found content an uncounted attempt wrote (see `content.rs`).
-        "kept_unclaimed_content": outcome == Outcome::Failed && content.is_some(),
-        "requests": requests,
+    // the log of the session that last changed (or failed) it stays its newest log. Other
+    // logs are written with the batch's (see `tally.rs`), which also names them in the state.
+    let log = (outcome != Outcome::Unchanged).then(|| {
+        json!({
+            "session_id": session_id,
+            "source_id": source.id,
+            "resource_id": resource_id,
+            "at": now,
+            "attempt": receive_count,
+            "outcome": outcome,
+            "reason": reason,
+            "content_hash": content.as_ref().map(|c| &c.0).or(previous.as_ref().and_then(|p| p.content_hash.as_ref())),
+            // A failure that found content an uncounted attempt wrote (see `content.rs`).
+            "kept_unclaimed_content": outcome == Outcome::Failed && content.is_some(),
+            "requests": requests,
+        })
     });
-    if let Some(log_key) = &log_key {
-        svc.objects
-            .put(
-                log_key,
-                Bytes::from(serde_json::to_vec_pretty(&log).expect("logs serialize")),
-                "application/json",
-            )
-            .await?;
-    }
 
     let mut state = ResourceState::next(
         previous.as_ref(),
@@ -240,12 +248,23 @@ pub async fn harvest_resource(
         reason.clone(),
         now,
         content,
-        log_key,
+        None,
     );
     if let Some(title) = title {
         state.title = title;
     }
-    match svc.store.record_outcome(session_id, &state).await? {
+    let counting = tally
+        .count(
+            svc.store.as_ref(),
+            svc.objects.as_ref(),
+            TallyOutcome {
+                session_id: session_id.to_string(),
+                state,
+                log,
+            },
+        )
+        .await?;
+    match counting {
         Counting::Counted => match &reason {
             Some(r) => {
                 tracing::info!(session = %session_id, resource = %resource_id, outcome = outcome.as_str(), reason = %r, "resource counted")

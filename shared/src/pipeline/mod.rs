@@ -10,6 +10,7 @@ pub mod incremental;
 pub mod listing;
 pub mod schedule;
 pub mod stale;
+pub mod tally;
 pub mod watchdog;
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};

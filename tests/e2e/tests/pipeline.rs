@@ -153,9 +153,18 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
         (ReasonCode::RetriesExhausted, Some(500))
     );
     assert_eq!(reason_of("ds_0011").await.code, ReasonCode::ParseError);
-    let log = get_json(&runner, ok.log_key.as_ref().unwrap())
-        .await
-        .unwrap();
+    // The log object is its batch's (a JSON line per resource): ds_0001's line in it.
+    let log = trawl::keys::resource_log_line(
+        &runner
+            .services
+            .objects
+            .get(ok.log_key.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        "ds_0001",
+    )
+    .unwrap();
     assert_eq!(log["outcome"], "harvested");
     assert!(log["requests"][0]["url"]
         .as_str()

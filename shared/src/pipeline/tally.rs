@@ -1,0 +1,220 @@
+//! Counting a batch of resources together. Every message of a batch (an SQS batch in the
+//! harvester, the messages in flight in the embedded run) is worked on concurrently; each
+//! one that reaches the counting step hands its outcome to the batch's [`Tally`] and waits.
+//! When every message still running is waiting, the last one to arrive writes the batch's
+//! logs as one object per session (NDJSON, a line per resource) and counts all outcomes in
+//! one DynamoDB transaction ([`StateStore::record_outcomes`]).
+//!
+//! Why: per resource, a separate log object and a separate transaction were two of the five
+//! billable requests a changed resource cost (with the record, the raw response and the
+//! state read). Batched, they cost a tenth of a request each at SQS's batch size of 10.
+//! Nothing else changes: logs are still written before the count, and the transaction
+//! keeps every resource's marker condition, so a redelivered copy still counts nothing
+//! (when one condition fails the store counts the batch one by one to say which).
+
+use crate::keys;
+use crate::model::{session::split_session_id, ResourceState};
+use crate::ports::{Counting, ObjectStore, StateStore, StoreError};
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use tokio::sync::{oneshot, Notify};
+
+/// One resource's outcome, ready to be counted.
+pub struct Outcome {
+    pub session_id: String,
+    pub state: ResourceState,
+    /// Its log line; `None` writes no log (an unchanged resource keeps its last log).
+    pub log: Option<Value>,
+}
+
+type Reply = oneshot::Sender<Result<Counting, StoreError>>;
+
+#[derive(Default)]
+struct Waiting {
+    /// Messages entered and not yet finished (waiting ones included).
+    running: usize,
+    pending: Vec<(Outcome, Reply)>,
+}
+
+/// A batch's counting point. Cheap to create: one per SQS batch, one per embedded run.
+#[derive(Default)]
+pub struct Tally {
+    /// Count as soon as half of the messages running are waiting (see [`Tally::early`]).
+    early: bool,
+    waiting: Mutex<Waiting>,
+    changed: Notify,
+    /// States read for the whole batch up front (one BatchGetItem instead of a GetItem
+    /// per message): (source, resource) → state, `None` for a resource never seen.
+    prefetched: Mutex<HashMap<(String, String), Option<ResourceState>>>,
+}
+
+/// Held by a message while it is worked on; dropping it says the message is finished.
+pub struct Entered<'a> {
+    tally: &'a Tally,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.tally.lock().running -= 1;
+        self.tally.changed.notify_waiters();
+    }
+}
+
+impl Tally {
+    /// Waits for the whole batch: what a Lambda batch costs anyway, since the invocation
+    /// ends when its last message does.
+    pub fn new() -> Tally {
+        Tally::default()
+    }
+
+    /// Counts as soon as half of the messages running are waiting. For the embedded run,
+    /// where messages flow continuously: waiting for all of them would move them in lockstep,
+    /// each wave as slow as its slowest fetch (20% fewer datasets per second), while counting
+    /// each alone writes a log file per resource (a third of the file creations, which were
+    /// most of the run's time). Measured at 10k datasets: 7.2–7.7k/s, against 6.4–6.8k/s one
+    /// by one.
+    pub fn early() -> Tally {
+        Tally {
+            early: true,
+            ..Tally::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message starts: until its guard drops, a flush waits for it to count or finish.
+    pub fn enter(&self) -> Entered<'_> {
+        self.lock().running += 1;
+        Entered { tally: self }
+    }
+
+    /// Reads the states of the batch's resources in one go.
+    pub async fn prefetch(
+        &self,
+        store: &dyn StateStore,
+        keys: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let found = store.get_resources(keys).await?;
+        let mut prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            prefetched.insert(key.clone(), found.get(key).cloned());
+        }
+        Ok(())
+    }
+
+    /// A resource's state as the batch found it, or from the store if it was not prefetched.
+    /// Taken, not copied: a second copy of the message in the same batch reads afresh.
+    pub async fn previous(
+        &self,
+        store: &dyn StateStore,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        let key = (source_id.to_string(), resource_id.to_string());
+        let taken = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        match taken {
+            Some(state) => Ok(state),
+            None => store.get_resource(source_id, resource_id).await,
+        }
+    }
+
+    /// Counts `outcome` with the rest of the batch; returns when its batch is counted.
+    pub async fn count(
+        &self,
+        store: &dyn StateStore,
+        objects: &dyn ObjectStore,
+        outcome: Outcome,
+    ) -> Result<Counting, StoreError> {
+        let (reply, mut answer) = oneshot::channel();
+        self.lock().pending.push((outcome, reply));
+        loop {
+            // Registered before the check, so a change between the two is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let batch = {
+                let mut waiting = self.lock();
+                (!waiting.pending.is_empty()
+                    && if self.early {
+                        waiting.pending.len() * 2 >= waiting.running
+                    } else {
+                        waiting.pending.len() >= waiting.running
+                    })
+                .then(|| std::mem::take(&mut waiting.pending))
+            };
+            if let Some(batch) = batch {
+                flush(store, objects, batch).await;
+            }
+            tokio::select! {
+                result = &mut answer => {
+                    return result.unwrap_or_else(|_| Err(StoreError::new("the batch's count was dropped")));
+                }
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+/// Writes the logs (one object per session of the batch), then counts every outcome.
+async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Outcome, Reply)>) {
+    let mut by_session: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (outcome, _)) in batch.iter().enumerate() {
+        if outcome.log.is_some() {
+            by_session
+                .entry(outcome.session_id.clone())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut outcomes: Vec<(Outcome, Option<Reply>)> =
+        batch.into_iter().map(|(o, r)| (o, Some(r))).collect();
+    for (session_id, members) in by_session {
+        let first = &outcomes[members[0]].0.state;
+        let source_id = first.source_id.clone();
+        let (_, stamp) = split_session_id(&session_id).unwrap_or((&source_id, &session_id));
+        let key = keys::batch_log_key(&source_id, stamp, &first.resource_id);
+        let mut body = Vec::new();
+        for &i in &members {
+            let line = outcomes[i].0.log.as_ref().expect("grouped by having a log");
+            serde_json::to_writer(&mut body, line).expect("logs serialize");
+            body.push(b'\n');
+        }
+        match objects
+            .put(&key, Bytes::from(body), "application/x-ndjson")
+            .await
+        {
+            Ok(()) => {
+                for &i in &members {
+                    outcomes[i].0.state.log_key = Some(key.clone());
+                }
+            }
+            Err(e) => {
+                // Not counted without its log: these messages are retried.
+                for &i in &members {
+                    if let Some(reply) = outcomes[i].1.take() {
+                        let _ = reply.send(Err(StoreError::new(format!("log {key}: {e}"))));
+                    }
+                }
+            }
+        }
+    }
+    let (counted, replies): (Vec<(String, ResourceState)>, Vec<Reply>) = outcomes
+        .into_iter()
+        .filter_map(|(o, reply)| reply.map(|r| ((o.session_id, o.state), r)))
+        .unzip();
+    if counted.is_empty() {
+        return;
+    }
+    let results = store.record_outcomes(&counted).await;
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}

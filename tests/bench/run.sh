@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
+# (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
+#   infra/localstack.sh start && infra/deploy.sh
+# Usage: tests/bench/run.sh [throughput|peer|cold-start|aws-requests|stages|all]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+what="${1:-all}"
+
+cargo build --release -p trawl-bench -p trawl-cli -p trawl-fixtures \
+  -p trawl-scheduler -p trawl-harvester -p trawl-finalizer -p trawl-api
+bench=target/release/trawl-bench
+
+case "$what" in
+  throughput|all)
+    peer_python="$(tests/bench/peer/setup.sh | tail -1)"
+    "$bench" throughput --sizes 1000,10000,100000 --peer-python "$peer_python"
+    ;;&
+  stages|all)
+    "$bench" stages --sizes 1000,10000,100000
+    ;;&
+  cold-start|all)
+    "$bench" cold-start --repeats 20
+    ;;&
+  aws-requests|all)
+    "$bench" aws-requests --datasets 2000
+    ;;
+  throughput|stages|cold-start) ;;
+  *) echo "unknown benchmark: $what" >&2; exit 2 ;;
+esac

@@ -1,0 +1,101 @@
+//! Trawl's benchmark harness: prints figures, asserts nothing (BENCHMARKS.md records them).
+//!
+//! ```text
+//! trawl-bench throughput [--sizes 1000,10000,100000] [--concurrency 16] [--peer-python PY]
+//! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
+//! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
+//! trawl-bench stages [--sizes 1000,10000,100000]
+//! ```
+//! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
+
+mod aws_requests;
+mod cold_start;
+mod process;
+mod stages;
+
+/// Counts heap bytes for `stages`; the other benchmarks measure child processes.
+#[global_allocator]
+static ALLOCATOR: stages::Counting = stages::Counting;
+mod throughput;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "trawl-bench",
+    about = "Trawl's benchmarks (figures, not tests)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The embedded run vs the fixture server's raw capacity and vs erddapy (parts 1, 2, 5).
+    Throughput {
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000, 100000])]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Python with erddapy 3.3.1 (tests/bench/peer/setup.sh prints it); no peer without.
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// erddapy is run for sizes up to this.
+        #[arg(long, default_value_t = 10000)]
+        peer_max: usize,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
+    /// AWS requests per resource on LocalStack, first and second run (part 3).
+    AwsRequests {
+        #[arg(long, default_value_t = 2000)]
+        datasets: usize,
+    },
+    /// Heap each stage allocates vs catalog size: scheduler, listing, finalizer (part 5).
+    Stages {
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000, 100000])]
+        sizes: Vec<usize>,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
+    /// Each function binary: start to first Runtime API request, size, RSS after 10 (part 4).
+    ColdStart {
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Bench::Throughput {
+            sizes,
+            concurrency,
+            peer_python,
+            peer_max,
+            work_dir,
+        } => {
+            throughput::run(&throughput::Options {
+                sizes,
+                concurrency,
+                peer_max,
+                peer_python,
+                work_dir,
+            })
+            .await?;
+        }
+        Bench::AwsRequests { datasets } => {
+            aws_requests::run(datasets).await?;
+        }
+        Bench::Stages { sizes, work_dir } => {
+            stages::run(&sizes, &work_dir).await?;
+        }
+        Bench::ColdStart { repeats } => {
+            cold_start::run(repeats.max(1)).await?;
+        }
+    }
+    Ok(())
+}
