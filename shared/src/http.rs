@@ -76,6 +76,9 @@ pub struct RequestLog {
 
 impl HttpClient {
     pub fn new(timeout: Duration, max_body_bytes: usize) -> HttpClient {
+        // rustls on ring for the process (the workspace manifest says why); a second call
+        // finds it installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!(

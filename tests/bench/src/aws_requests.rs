@@ -143,9 +143,11 @@ fn priced(
     let mut cost = 0.0;
     for (who, counts) in [("function", functions), ("event source", event_sources)] {
         for (op, r) in counts {
-            // Stream reads by Lambda triggers are neither billed nor "requests we make".
+            // Stream reads by Lambda triggers are not billed; GetQueueAttributes is the local
+            // runner's own idle check, which Lambda's event source mapping does not make.
             let billable = !op.to_ascii_lowercase().starts_with("dynamodb streams")
-                && !op.starts_with("DynamoDBStreams");
+                && !op.starts_with("DynamoDBStreams")
+                && op != "SQS.GetQueueAttributes";
             let usd = price(op, r) * per_million;
             if billable {
                 billable_per_resource += r.requests as f64 / n;

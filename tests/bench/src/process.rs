@@ -79,11 +79,6 @@ pub fn current_rss(pid: u32) -> Result<u64> {
     status_field(pid, "VmRSS:")
 }
 
-/// Peak resident memory of a running process so far (`VmHWM`), in bytes.
-pub fn peak_rss_so_far(pid: u32) -> Result<u64> {
-    status_field(pid, "VmHWM:")
-}
-
 fn status_field(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
