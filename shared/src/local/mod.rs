@@ -405,10 +405,13 @@ impl StateStore for MemoryStore {
         let Some(markers) = s.markers.get(session_id) else {
             return Ok((Vec::new(), None));
         };
-        let start = after.map(|sk| sk.trim_start_matches(keys::MARKER_PREFIX).to_string());
+        // A range from where the last page ended, not a scan from the start for every page.
+        let start = match after {
+            Some(sk) => Bound::Excluded(sk.trim_start_matches(keys::MARKER_PREFIX).to_string()),
+            None => Bound::Unbounded,
+        };
         let page: Vec<Marker> = markers
-            .iter()
-            .filter(|(id, _)| start.as_ref().is_none_or(|s| id.as_str() > s.as_str()))
+            .range::<String, _>((start, Bound::Unbounded))
             .take(PAGE)
             .map(|(id, outcome)| Marker {
                 resource_id: id.clone(),

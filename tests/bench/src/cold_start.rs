@@ -242,6 +242,8 @@ pub async fn run(repeats: usize) -> Result<Vec<Value>> {
         println!("{}", serde_json::to_string(&row)?);
         rows.push(row);
     }
+    // The source goes; its closed session, records and history stay, as after any removal.
+    ctx.svc.store.remove_source(SOURCE_ID).await?;
     println!();
     println!(
         "{:<18} {:>10} {:>12} {:>12} {:>14}",
@@ -264,6 +266,7 @@ pub async fn run(repeats: usize) -> Result<Vec<Value>> {
 /// stack, served by a fixture ERDDAP server, and the session the scheduler starts for it.
 struct Invocations {
     _fixture: Server,
+    svc: trawl::pipeline::Services,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     session_id: Option<String>,
@@ -290,6 +293,7 @@ impl Invocations {
         svc.store.put_source(&source).await?;
         Ok(Invocations {
             _fixture: fixture,
+            svc,
             sqs: aws_sdk_sqs::Client::new(&config),
             queue_url: stack.get("WorkQueueUrl")?.to_string(),
             session_id: None,
