@@ -113,6 +113,52 @@ impl DynamoStore {
             .update_expression(expression)
     }
 
+    /// BatchGetItem over any number of keys (strongly consistent): 100 a request, and the
+    /// keys the table could not serve asked again after a backoff.
+    async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = chunk.to_vec();
+            let mut attempt = 0;
+            while !wanted.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .set_projection_expression(projection.map(str::to_string))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(store_error)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                items.extend(
+                    out.responses()
+                        .and_then(|r| r.get(&self.table))
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+                if let Some(left) = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                {
+                    wanted = left;
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(items)
+    }
+
     /// Settles a resource's pending marker with its outcome; fails if it is not pending.
     fn settle_item(
         &self,
@@ -350,56 +396,23 @@ impl StateStore for DynamoStore {
         session_id: &str,
         resource_ids: &[String],
     ) -> Result<HashSet<String>, StoreError> {
-        let mut found = HashSet::new();
-        // BatchGetItem takes 100 keys; keys it could not serve come back to be asked again.
-        for chunk in resource_ids.chunks(100) {
-            let mut wanted: Vec<Item> = chunk
-                .iter()
-                .map(|id| {
-                    HashMap::from([
-                        ("pk".into(), s(keys::session_pk(session_id))),
-                        ("sk".into(), s(keys::marker_sk(id))),
-                    ])
-                })
-                .collect();
-            let mut attempt = 0;
-            while !wanted.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut wanted)))
-                    .projection_expression("sk")
-                    .consistent_read(true)
-                    .build()
-                    .map_err(store_error)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(id) = get_s(item, "sk")
-                        .and_then(|sk| sk.strip_prefix(MARKER_PREFIX).map(str::to_string))
-                    {
-                        found.insert(id);
-                    }
-                }
-                if let Some(left) = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                {
-                    wanted = left;
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
-            }
-        }
+        let keys = resource_ids
+            .iter()
+            .map(|id| {
+                HashMap::from([
+                    ("pk".into(), s(keys::session_pk(session_id))),
+                    ("sk".into(), s(keys::marker_sk(id))),
+                ])
+            })
+            .collect();
+        let found = self
+            .batch_get(keys, Some("sk"))
+            .await?
+            .iter()
+            .filter_map(|item| {
+                get_s(item, "sk").and_then(|sk| sk.strip_prefix(MARKER_PREFIX).map(str::to_string))
+            })
+            .collect();
         Ok(found)
     }
 
@@ -609,62 +622,30 @@ impl StateStore for DynamoStore {
         }
     }
 
-    /// BatchGetItem, 100 keys a request; keys it could not serve are asked again.
+    /// One BatchGetItem per 100 resources.
     async fn get_resources(
         &self,
         wanted: &[(String, String)],
     ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
-        let mut found = HashMap::new();
         let unique: BTreeSet<&(String, String)> = wanted.iter().collect();
-        let unique: Vec<&(String, String)> = unique.into_iter().collect();
-        for chunk in unique.chunks(100) {
-            let mut keys: Vec<Item> = chunk
-                .iter()
-                .map(|(source_id, resource_id)| {
-                    HashMap::from([
-                        ("pk".into(), s(keys::resources_pk(source_id))),
-                        ("sk".into(), s(resource_id)),
-                    ])
-                })
-                .collect();
-            let mut attempt = 0;
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(store_error)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let state: ResourceState = get_s(item, "state")
-                        .ok_or_else(|| StoreError::new("resource item without state"))
-                        .and_then(|state| {
-                            serde_json::from_str(&state)
-                                .map_err(|e| StoreError::new(format!("resource item: {e}")))
-                        })?;
-                    found.insert((state.source_id.clone(), state.resource_id.clone()), state);
-                }
-                if let Some(left) = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                {
-                    keys = left;
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
-            }
+        let keys = unique
+            .into_iter()
+            .map(|(source_id, resource_id)| {
+                HashMap::from([
+                    ("pk".into(), s(keys::resources_pk(source_id))),
+                    ("sk".into(), s(resource_id)),
+                ])
+            })
+            .collect();
+        let mut found = HashMap::new();
+        for item in self.batch_get(keys, None).await? {
+            let state: ResourceState = get_s(&item, "state")
+                .ok_or_else(|| StoreError::new("resource item without state"))
+                .and_then(|state| {
+                    serde_json::from_str(&state)
+                        .map_err(|e| StoreError::new(format!("resource item: {e}")))
+                })?;
+            found.insert((state.source_id.clone(), state.resource_id.clone()), state);
         }
         Ok(found)
     }
