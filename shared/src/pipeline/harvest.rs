@@ -1,9 +1,10 @@
 //! Stage 2: one unit of work from the queue: a resource to harvest (or a page to list).
 //!
-//! For a resource: fetch its metadata, normalize it, store record + raw + log in the object
-//! store unless the content hash is unchanged, then count the outcome in one transaction
-//! (marker + session counters + resource state). A redelivered message finds its marker
-//! settled and changes nothing.
+//! For a resource: fetch its metadata, normalize it, store record + raw in the object store
+//! unless the content hash is unchanged, then hand the outcome and its log line to the
+//! batch's [`Tally`], which writes the batch's logs and counts every outcome in one
+//! transaction (markers + session counters + resource states). A redelivered message finds
+//! its marker settled and changes nothing.
 
 use super::content::{reconcile, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
