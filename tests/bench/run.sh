@@ -2,13 +2,15 @@
 # Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
 # (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
 #   infra/localstack.sh start && infra/deploy.sh
-# Usage: tests/bench/run.sh [throughput|peer|cold-start|aws-requests|stages|all]
+# Usage: tests/bench/run.sh [throughput|stages|cold-start|aws-requests|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-all}"
 
-cargo build --release -p trawl-bench -p trawl-cli -p trawl-fixtures \
-  -p trawl-scheduler -p trawl-harvester -p trawl-finalizer -p trawl-api
+# The functions on their own, as SAM/cargo-lambda build them: built together with the tools,
+# they would get the features only the tools need (and be measured larger than deployed).
+cargo build --release -p trawl-scheduler -p trawl-harvester -p trawl-finalizer -p trawl-api
+cargo build --release -p trawl-bench -p trawl-cli -p trawl-fixtures
 bench=target/release/trawl-bench
 
 case "$what" in
