@@ -50,12 +50,19 @@ async fn a_server_saying_retry_after_is_not_asked_again_before_then() {
     svc.store.put_source(&source).await.unwrap();
 
     let started = Instant::now();
-    let session = harvest_once(&svc, &queue, "s", chrono::Utc::now(), 4, &|_| {})
+    let run = harvest_once(&svc, &queue, "s", chrono::Utc::now(), 4, &|_| {})
         .await
-        .unwrap()
-        .session;
+        .unwrap();
+    let session = &run.session;
     watcher.await.unwrap();
     assert_eq!(session.counters.harvested, 3);
+    // One timing per resource attempt: three resources, the deferred one handled twice.
+    assert_eq!(run.resource_times.len(), 4, "{:?}", run.resource_times);
+    let (p50, p99) = (
+        run.resource_time_quantile(0.5).unwrap(),
+        run.resource_time_quantile(0.99).unwrap(),
+    );
+    assert!(p50 <= p99 && p99 == *run.resource_times.iter().max().unwrap());
     assert_eq!(
         fixture.requests("/erddap/info/ds_0002/"),
         2,
