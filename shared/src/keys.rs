@@ -50,13 +50,6 @@ pub fn raw_key(source_id: &str, resource_id: &str, extension: &str) -> String {
     format!("raw/{source_id}/{}.{extension}", key_segment(resource_id))
 }
 
-pub fn log_key(source_id: &str, resource_id: &str, session_stamp: &str) -> String {
-    format!(
-        "logs/{source_id}/{}/{session_stamp}.json",
-        key_segment(resource_id)
-    )
-}
-
 /// The logs of one batch's resources of one session, a JSON line each (see
 /// `pipeline::tally`). Named after the batch's first resource, plus a random part: a retried
 /// batch must not overwrite the log a counted resource's state already names.
@@ -69,7 +62,8 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
 }
 
 /// A resource's log line from the object its state names: a batch log (NDJSON, the line
-/// whose `resource_id` is this one) or a single JSON log as the watchdog writes.
+/// whose `resource_id` is this one) or a single JSON log, as logs were written per
+/// resource before batches (`logs/{source}/{id}/{stamp}.json`).
 pub fn resource_log_line(body: &[u8], resource_id: &str) -> Option<serde_json::Value> {
     if let Ok(whole) = serde_json::from_slice::<serde_json::Value>(body) {
         return Some(whole);

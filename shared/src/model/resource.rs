@@ -96,7 +96,6 @@ impl ResourceState {
         reason: Option<Reason>,
         at: DateTime<Utc>,
         content: Option<(String, String, String)>,
-        log_key: Option<String>,
     ) -> ResourceState {
         let mut history: Vec<HistoryEntry> =
             previous.map(|p| p.history.clone()).unwrap_or_default();
@@ -133,8 +132,9 @@ impl ResourceState {
             title: previous.and_then(|p| p.title.clone()),
             record_key,
             raw_key,
-            // No log this time (unchanged): the previous one is still the newest.
-            log_key: log_key.or_else(|| previous.and_then(|p| p.log_key.clone())),
+            // The previous log until this outcome's is written (`pipeline::tally` names it);
+            // an unchanged resource writes none, so the previous one stays the newest.
+            log_key: previous.and_then(|p| p.log_key.clone()),
             history,
             // Listed again: whatever tombstone it had is lifted.
             missing_listings: 0,
@@ -169,7 +169,6 @@ mod tests {
                 "records/s/r.json".into(),
                 "raw/s/r.json".into(),
             )),
-            Some("logs/1".into()),
         );
         for i in 2..=40 {
             state = ResourceState::next(
@@ -181,7 +180,6 @@ mod tests {
                 Some(Reason::not_found("gone")),
                 t,
                 None,
-                Some(format!("logs/{i}")),
             );
         }
         assert_eq!(state.history.len(), HISTORY_LEN);

@@ -249,7 +249,6 @@ pub async fn harvest_resource(
         reason.clone(),
         now,
         content,
-        None,
     );
     if let Some(title) = title {
         state.title = title;

@@ -163,10 +163,27 @@ impl Tally {
     }
 }
 
-/// Writes the logs (one object per session of the batch), then counts every outcome.
 async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Outcome, Reply)>) {
+    let (outcomes, replies): (Vec<Outcome>, Vec<Reply>) = batch.into_iter().unzip();
+    let results = count_together(store, objects, outcomes).await;
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// Writes the logs of `outcomes` (one object per session), then counts them all with
+/// [`StateStore::record_outcomes`]; one result each, in order. An outcome whose log could not
+/// be written is not counted (its message is retried). The batch's [`Tally`] calls this;
+/// so does the watchdog for the resources it gives up on.
+pub async fn count_together(
+    store: &dyn StateStore,
+    objects: &dyn ObjectStore,
+    mut outcomes: Vec<Outcome>,
+) -> Vec<Result<Counting, StoreError>> {
+    let mut results: Vec<Option<Result<Counting, StoreError>>> =
+        outcomes.iter().map(|_| None).collect();
     let mut by_session: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, (outcome, _)) in batch.iter().enumerate() {
+    for (i, outcome) in outcomes.iter().enumerate() {
         if outcome.log.is_some() {
             by_session
                 .entry(outcome.session_id.clone())
@@ -174,16 +191,14 @@ async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Ou
                 .push(i);
         }
     }
-    let mut outcomes: Vec<(Outcome, Option<Reply>)> =
-        batch.into_iter().map(|(o, r)| (o, Some(r))).collect();
     for (session_id, members) in by_session {
-        let first = &outcomes[members[0]].0.state;
+        let first = &outcomes[members[0]].state;
         let source_id = first.source_id.clone();
         let (_, stamp) = split_session_id(&session_id).unwrap_or((&source_id, &session_id));
         let key = keys::batch_log_key(&source_id, stamp, &first.resource_id);
         let mut body = Vec::new();
         for &i in &members {
-            let line = outcomes[i].0.log.as_ref().expect("grouped by having a log");
+            let line = outcomes[i].log.as_ref().expect("grouped by having a log");
             serde_json::to_writer(&mut body, line).expect("logs serialize");
             body.push(b'\n');
         }
@@ -193,28 +208,32 @@ async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Ou
         {
             Ok(()) => {
                 for &i in &members {
-                    outcomes[i].0.state.log_key = Some(key.clone());
+                    outcomes[i].state.log_key = Some(key.clone());
                 }
             }
             Err(e) => {
-                // Not counted without its log: these messages are retried.
                 for &i in &members {
-                    if let Some(reply) = outcomes[i].1.take() {
-                        let _ = reply.send(Err(StoreError::new(format!("log {key}: {e}"))));
-                    }
+                    results[i] = Some(Err(StoreError::new(format!("log {key}: {e}"))));
                 }
             }
         }
     }
-    let (counted, replies): (Vec<(String, ResourceState)>, Vec<Reply>) = outcomes
+    let (indexes, counted): (Vec<usize>, Vec<(String, ResourceState)>) = outcomes
         .into_iter()
-        .filter_map(|(o, reply)| reply.map(|r| ((o.session_id, o.state), r)))
+        .enumerate()
+        .filter(|(i, _)| results[*i].is_none())
+        .map(|(i, o)| (i, (o.session_id, o.state)))
         .unzip();
-    if counted.is_empty() {
-        return;
+    if !counted.is_empty() {
+        for (i, result) in indexes
+            .into_iter()
+            .zip(store.record_outcomes(&counted).await)
+        {
+            results[i] = Some(result);
+        }
     }
-    let results = store.record_outcomes(&counted).await;
-    for (reply, result) in replies.into_iter().zip(results) {
-        let _ = reply.send(result);
-    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every outcome answered"))
+        .collect()
 }

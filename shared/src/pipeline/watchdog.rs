@@ -10,6 +10,7 @@
 
 use super::content::unclaimed_content;
 use super::listing::read_ids;
+use super::tally;
 use super::Services;
 use crate::keys;
 use crate::messages::SourceRef;
@@ -17,7 +18,6 @@ use crate::model::{
     session::split_session_id, Outcome, Reason, ReasonCode, ResourceState, Session, SessionStatus,
 };
 use crate::ports::{Counting, PageState, StoreError};
-use bytes::Bytes;
 use chrono::{DateTime, Duration};
 use serde::Serialize;
 
@@ -107,6 +107,8 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
     let mut after = None;
     loop {
         let (markers, next) = svc.store.session_markers(&session.id, after).await?;
+        // A page's lost resources are logged and counted together, as a harvester batch is.
+        let mut lost = Vec::new();
         for marker in markers.into_iter().filter(|m| m.outcome.is_none()) {
             let previous = svc
                 .store
@@ -122,7 +124,6 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 }
                 None => None,
             };
-            let log_key = keys::log_key(&session.source_id, &marker.resource_id, stamp);
             let now = svc.clock.now();
             let log = serde_json::json!({
                 "session_id": session.id, "source_id": session.source_id,
@@ -130,9 +131,6 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 "reason": reason, "requests": [],
                 "kept_unclaimed_content": unclaimed.is_some(),
             });
-            svc.objects
-                .put(&log_key, Bytes::from(log.to_string()), "application/json")
-                .await?;
             let state = ResourceState::next(
                 previous.as_ref(),
                 &session.source_id,
@@ -142,9 +140,15 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 Some(reason),
                 now,
                 unclaimed.map(|c| c.into_parts()),
-                Some(log_key),
             );
-            if svc.store.record_outcome(&session.id, &state).await? == Counting::Counted {
+            lost.push(tally::Outcome {
+                session_id: session.id.clone(),
+                state,
+                log: Some(log),
+            });
+        }
+        for counted in tally::count_together(svc.store.as_ref(), svc.objects.as_ref(), lost).await {
+            if counted? == Counting::Counted {
                 lost_resources += 1;
             }
         }
