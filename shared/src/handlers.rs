@@ -73,35 +73,33 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The SQS batch handler: every message is handled on its own; the ones to retry are
 /// reported as batch item failures (the event source mapping has `ReportBatchItemFailures`).
 pub async fn harvester(svc: &Services, event: SqsEvent) -> SqsBatchResponse {
-    // Look up each session's abort flag once for the whole batch, before its messages run
-    // concurrently and would each miss the cache. A failed lookup is retried per message.
-    let sessions: std::collections::BTreeSet<String> = event
+    // What the batch is about, read once from its bodies (each message still reads its own).
+    let mut sessions = std::collections::BTreeSet::new();
+    let mut resources: Vec<(String, String)> = Vec::new();
+    for message in event
         .records
         .iter()
         .filter_map(|r| r.body.as_deref())
         .filter_map(|b| serde_json::from_str::<crate::messages::WorkMessage>(b).ok())
-        .map(|m| m.session_id().to_string())
-        .collect();
+    {
+        sessions.insert(message.session_id().to_string());
+        if let crate::messages::WorkMessage::Resource {
+            source,
+            resource_id,
+            ..
+        } = message
+        {
+            resources.push((source.id, resource_id));
+        }
+    }
+    // Look up each session's abort flag once for the whole batch, before its messages run
+    // concurrently and would each miss the cache. A failed lookup is retried per message.
     for session_id in &sessions {
         let _ = svc.session_aborted(session_id).await;
     }
     // The batch's resource states are read in one request and its outcomes counted in one
     // transaction (see `pipeline::tally`). A failed read leaves each message to read its own.
     let tally = Tally::new();
-    let resources: Vec<(String, String)> = event
-        .records
-        .iter()
-        .filter_map(|r| r.body.as_deref())
-        .filter_map(|b| serde_json::from_str::<crate::messages::WorkMessage>(b).ok())
-        .filter_map(|m| match m {
-            crate::messages::WorkMessage::Resource {
-                source,
-                resource_id,
-                ..
-            } => Some((source.id, resource_id)),
-            _ => None,
-        })
-        .collect();
     if !resources.is_empty() {
         if let Err(e) = tally.prefetch(svc.store.as_ref(), &resources).await {
             tracing::warn!(error = %e, "batch read of resource states failed; reading one by one");

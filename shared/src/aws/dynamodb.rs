@@ -594,11 +594,7 @@ impl StateStore for DynamoStore {
         else {
             return Ok(None);
         };
-        let state =
-            get_s(&item, "state").ok_or_else(|| StoreError::new("resource item without state"))?;
-        serde_json::from_str(&state)
-            .map(Some)
-            .map_err(|e| StoreError::new(format!("resource {source_id}/{resource_id}: {e}")))
+        resource_state(&item).map(Some)
     }
 
     async fn record_outcome(
@@ -639,12 +635,7 @@ impl StateStore for DynamoStore {
             .collect();
         let mut found = HashMap::new();
         for item in self.batch_get(keys, None).await? {
-            let state: ResourceState = get_s(&item, "state")
-                .ok_or_else(|| StoreError::new("resource item without state"))
-                .and_then(|state| {
-                    serde_json::from_str(&state)
-                        .map_err(|e| StoreError::new(format!("resource item: {e}")))
-                })?;
+            let state = resource_state(&item)?;
             found.insert((state.source_id.clone(), state.resource_id.clone()), state);
         }
         Ok(found)
@@ -718,12 +709,7 @@ impl StateStore for DynamoStore {
             .await?;
         let states = items
             .iter()
-            .map(|item| {
-                let state = get_s(item, "state")
-                    .ok_or_else(|| StoreError::new("resource item without state"))?;
-                serde_json::from_str(&state)
-                    .map_err(|e| StoreError::new(format!("resource in {source_id}: {e}")))
-            })
+            .map(resource_state)
             .collect::<Result<Vec<ResourceState>, StoreError>>()?;
         Ok((states, next))
     }
@@ -949,6 +935,21 @@ impl DynamoStore {
 }
 
 /// A resource's item: the whole state as JSON, plus the attributes conditions look at.
+/// The state a resource item holds (the inverse of [`resource_item`]).
+fn resource_state(item: &Item) -> Result<ResourceState, StoreError> {
+    let key = || {
+        format!(
+            "{}/{}",
+            get_s(item, "pk").unwrap_or_default(),
+            get_s(item, "sk").unwrap_or_default()
+        )
+    };
+    let state = get_s(item, "state")
+        .ok_or_else(|| StoreError::new(format!("resource item {} without state", key())))?;
+    serde_json::from_str(&state)
+        .map_err(|e| StoreError::new(format!("resource item {}: {e}", key())))
+}
+
 fn resource_item(state: &ResourceState) -> Item {
     let mut item: Item = HashMap::from([
         ("pk".into(), s(keys::resources_pk(&state.source_id))),
