@@ -283,10 +283,62 @@ async fn a_redelivered_listing_page_sends_nothing_new() {
     assert_eq!(w.session(id).await.counters.total, 3);
 }
 
+/// 1,999 datasets and the pseudo-dataset fill exactly two pages of `info/index`: the third
+/// request gets ERDDAP's "no matching results", which ends the listing rather than failing it.
+#[tokio::test]
+async fn a_catalog_larger_than_a_page_is_listed_page_by_page_and_counts_as_complete() {
+    let w = world(1_999, &[]).await;
+    let first = harvest(&w, "2026-11-01").await;
+    assert_eq!(first.status, SessionStatus::Succeeded, "{first:?}");
+    assert_eq!(first.listing_error, None);
+    assert_eq!(first.listing.problems, Vec::<String>::new());
+    assert_eq!(
+        (first.counters.total, first.counters.harvested),
+        (1_999, 1_999)
+    );
+    assert_eq!(w.fixture.requests("/erddap/info/index.json"), 3);
+    assert_eq!(w.fixture.requests("/erddap/tabledap/"), 0);
+
+    // A dataset removed while the listing is between pages shifts the ones after it: the
+    // first id of page 2 moves onto page 1, already listed, and this listing misses it. That
+    // costs it a tombstone, never a deletion: the next listing finds it again.
+    let order = w.fixture.dataset_ids_in_listing_order();
+    let (removed, shifted) = (order[10].clone(), order[999].clone());
+    let report = run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    w.fixture.remove_dataset(&removed);
+    drain(&w, false).await;
+    finalize_session(&w.svc, &report.started[0]).await.unwrap();
+    let second = w.session(&report.started[0]).await;
+    // Page 1 still had the removed one (its fetch then finds it gone); page 2 lost `shifted`.
+    assert_eq!(second.counters.total, 1_998, "{second:?}");
+    let stale = stale_report(&w, &second).await;
+    assert_eq!(
+        (stale.missing, stale.tombstoned, stale.deleted),
+        (1, vec![shifted.clone()], vec![])
+    );
+
+    let third = harvest(&w, "2026-11-03").await;
+    assert_eq!(third.counters.total, 1_998);
+    let stale = stale_report(&w, &third).await;
+    assert_eq!(
+        (stale.missing, stale.tombstoned, stale.deleted),
+        (1, vec![removed], vec![])
+    );
+    let state = w
+        .store
+        .get_resource("src", &shifted)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.missing_listings, state.deleted_at), (0, None));
+}
+
 #[tokio::test]
 async fn a_listing_that_keeps_failing_closes_the_session_as_failed() {
     let w = world(3, &[]).await;
-    // Point the source at a path where allDatasets does not exist: a permanent 404.
+    // Point the source at a path where info/index does not exist: a permanent 404.
     let mut entry = w.store.get_source("src").await.unwrap().unwrap().source;
     entry.base_url = format!("{}/missing", w.fixture.base_url());
     w.store.put_source(&entry).await.unwrap();

@@ -1,6 +1,7 @@
 //! Part 5's second half: does a stage's memory grow with the size of the catalog? The stages
-//! the scheduler and finalizer functions run (starting a session, which for ERDDAP lists the
-//! whole catalog as its one page; closing it, with the stale check) are run in this process
+//! the scheduler and finalizer functions run (starting a session, which lists the first page;
+//! the later listing pages, which the harvester function lists from their queue messages;
+//! closing the session, with the stale check) are run in this process
 //! on N datasets, and a counting allocator measures the heap each holds at its peak beyond
 //! what remains when it returns. What remains is what it stored: here the in-memory table
 //! and queue stand in for DynamoDB and SQS, which hold it outside the function. So the
@@ -17,6 +18,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use trawl::local::{FileObjects, MemoryQueue, MemoryStore};
+use trawl::messages::WorkMessage;
 use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::harvest::handle_in_batch;
 use trawl::pipeline::schedule::run_now;
@@ -67,15 +69,16 @@ pub async fn run(sizes: &[usize], work_dir: &std::path::Path) -> Result<Vec<Valu
     }
     println!();
     println!(
-        "{:>8} {:>16} {:>16} {:>16}",
-        "N", "scheduler MiB", "finalizer MiB", "finalizer 2 MiB"
+        "{:>8} {:>16} {:>16} {:>16} {:>16}",
+        "N", "scheduler MiB", "list page MiB", "finalizer MiB", "finalizer 2 MiB"
     );
     for row in &rows {
         let f = |k: &str| mib(row[k].as_u64().unwrap_or(0));
         println!(
-            "{:>8} {:>16.2} {:>16.2} {:>16.2}",
+            "{:>8} {:>16.2} {:>16.2} {:>16.2} {:>16.2}",
             row["datasets"],
             f("scheduler_heap_bytes"),
+            f("list_page_heap_bytes"),
             f("finalizer_heap_bytes"),
             f("second_finalizer_heap_bytes"),
         );
@@ -111,7 +114,7 @@ async fn one_size(n: usize, work_dir: &std::path::Path) -> Result<Value> {
         let Some(session_id) = report.started.first().cloned() else {
             bail!("no session started: {report:?}");
         };
-        drain(&svc, &queue).await?;
+        let list_page = drain(&svc, &queue).await?;
         let (closed, finalizer) = measured(finalize_session(&svc, &session_id)).await;
         closed?;
         let counted = svc
@@ -123,30 +126,40 @@ async fn one_size(n: usize, work_dir: &std::path::Path) -> Result<Value> {
         if counted != n as u64 {
             bail!("session {session_id} counted {counted} of {n}");
         }
-        figures.push((scheduler, finalizer));
+        figures.push((scheduler, finalizer, list_page));
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "datasets": n,
         "scheduler_heap_bytes": figures[0].0,
+        "list_page_heap_bytes": figures[0].2,
         "finalizer_heap_bytes": figures[0].1,
         "second_finalizer_heap_bytes": figures[1].1,
     }))
 }
 
-/// Harvests every queued message, 16 at a time (not measured).
-async fn drain(svc: &Services, queue: &MemoryQueue) -> Result<()> {
+/// Harvests every queued message, 16 at a time (not measured), except listing pages: each is
+/// listed alone, once the messages before it are done, and measured. Returns the most heap
+/// a listing page held.
+async fn drain(svc: &Services, queue: &MemoryQueue) -> Result<usize> {
     let tally = Tally::early();
     let mut in_flight = FuturesUnordered::new();
+    let mut list_page_peak = 0;
     loop {
         while in_flight.len() < 16 {
             let Some(message) = queue.pop() else { break };
+            let body = message.to_json();
+            if matches!(message, WorkMessage::ListPage { .. }) {
+                while in_flight.next().await.is_some() {}
+                let (_, heap) = measured(handle_in_batch(svc, &tally, "m", &body, 1)).await;
+                list_page_peak = list_page_peak.max(heap);
+                continue;
+            }
             let tally = &tally;
-            in_flight
-                .push(async move { handle_in_batch(svc, tally, "m", &message.to_json(), 1).await });
+            in_flight.push(async move { handle_in_batch(svc, tally, "m", &body, 1).await });
         }
         if in_flight.next().await.is_none() {
-            return Ok(());
+            return Ok(list_page_peak);
         }
     }
 }

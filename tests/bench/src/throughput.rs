@@ -78,23 +78,37 @@ async fn one_size(options: &Options, n: usize) -> Result<Value> {
 async fn raw_capacity(base: &str, concurrency: usize) -> Result<f64> {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let listing: Value = client
-        .get(format!(
-            "{base}/tabledap/allDatasets.json?datasetID&accessible=%22public%22"
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let ids: Vec<String> = listing["table"]["rows"]
-        .as_array()
-        .context("allDatasets has no rows")?
-        .iter()
-        .filter_map(|row| row[0].as_str())
-        .filter(|id| *id != "allDatasets")
-        .map(str::to_string)
-        .collect();
+    // The listing pages the adapter requests: 1,000 rows each, until a short page or ERDDAP's
+    // 404 past the end.
+    let mut ids: Vec<String> = Vec::new();
+    for page in 1.. {
+        let response = client
+            .get(format!(
+                "{base}/info/index.json?page={page}&itemsPerPage=1000"
+            ))
+            .send()
+            .await?;
+        if page > 1 && response.status() == reqwest::StatusCode::NOT_FOUND {
+            break;
+        }
+        let listing: Value = response.error_for_status()?.json().await?;
+        let column = listing["table"]["columnNames"]
+            .as_array()
+            .and_then(|names| names.iter().position(|n| n == "Dataset ID"))
+            .context("info/index has no Dataset ID column")?;
+        let rows = listing["table"]["rows"]
+            .as_array()
+            .context("info/index has no rows")?;
+        ids.extend(
+            rows.iter()
+                .filter_map(|row| row[column].as_str())
+                .filter(|id| *id != "allDatasets")
+                .map(str::to_string),
+        );
+        if rows.len() < 1000 {
+            break;
+        }
+    }
     let fetched: Vec<Result<usize>> = futures::stream::iter(ids.iter())
         .map(|id| {
             let client = client.clone();

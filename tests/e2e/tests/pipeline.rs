@@ -340,12 +340,12 @@ async fn a_repeated_scheduler_invocation_creates_and_sends_nothing_twice() {
     let first = runner.tick(tick).await.unwrap();
     let expected = format!("{source_id}@20261123T041700Z");
     assert!(first.started.contains(&expected), "{first:?}");
-    let listed = fixture.requests("/erddap/tabledap/allDatasets");
+    let listed = fixture.requests("/erddap/info/index.json");
     let second = runner.tick(tick).await.unwrap();
     assert!(second.already_started.contains(&expected), "{second:?}");
     assert!(!second.started.contains(&expected));
     assert_eq!(
-        fixture.requests("/erddap/tabledap/allDatasets"),
+        fixture.requests("/erddap/info/index.json"),
         listed,
         "not listed again"
     );

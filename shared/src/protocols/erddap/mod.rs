@@ -1,5 +1,13 @@
-//! ERDDAP: lists datasets with `tabledap/allDatasets.json` (one request, no paging) and
-//! fetches each dataset's `info/{id}/index.json` attribute table.
+//! ERDDAP: lists datasets a page at a time with `info/index.json?page=N&itemsPerPage=1000`
+//! and fetches each dataset's `info/{id}/index.json` attribute table.
+//!
+//! Why not `tabledap/allDatasets`, which peers use: it has no paging, so the whole catalog
+//! arrives as one response the scheduler must hold (~280 bytes per dataset: 28 MB at 100k).
+//! Pages keep the scheduler's memory flat. What paging costs: ERDDAP sorts the list by title,
+//! so a dataset added or removed mid-listing shifts the pages after it. An addition repeats an
+//! id on the next page, which the pipeline flags, and the listing then deletes nothing; a
+//! removal can hide one id for one listing, which at most tombstones it (deletion needs
+//! `stale_after_listings` consecutive misses).
 
 mod table;
 
@@ -7,15 +15,18 @@ use super::{expect_success, Catalog, Fetched, Listing};
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::keys::key_segment;
 use crate::messages::SourceRef;
-use crate::model::{BoundingBox, Link, Reason, Record, TimeRange, Variable};
+use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use table::Table;
 
 pub struct Erddap;
 
-/// The pseudo-dataset real ERDDAP servers list as the first row of `allDatasets`.
+/// The pseudo-dataset real ERDDAP servers list first, in `info/index` as in `allDatasets`.
 const ALL_DATASETS: &str = "allDatasets";
+
+/// Datasets asked for per listing page: ERDDAP's own default `itemsPerPage`.
+pub const PAGE_ITEMS: usize = 1000;
 
 #[async_trait]
 impl Catalog for Erddap {
@@ -27,29 +38,61 @@ impl Catalog for Erddap {
         &self,
         http: &HttpClient,
         source: &SourceRef,
-        _cursor: Option<&str>,
+        cursor: Option<&str>,
         _since: Option<chrono::DateTime<chrono::Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason> {
+        let page: u32 = match cursor {
+            None => 1,
+            Some(c) => c
+                .parse()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| Reason::parse(format!("bad ERDDAP listing page {c:?}")))?,
+        };
         let url = format!(
-            "{}/tabledap/allDatasets.json?datasetID&accessible=%22public%22",
+            "{}/info/index.json?page={page}&itemsPerPage={PAGE_ITEMS}",
             source.base_url
         );
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = match ok_or_reason(http.get(source, &url, log).await?) {
+            Ok(response) => response,
+            // Past the last page ERDDAP answers "no matching results": the page before was
+            // full and was the last. On page 1 it means the listing itself is missing.
+            Err(reason) if page > 1 && reason.code == ReasonCode::NotFound => {
+                return Ok(Listing::default())
+            }
+            Err(reason) => return Err(reason),
+        };
         let table = Table::parse(&response.body)?;
         let column = table
-            .column("datasetID")
-            .ok_or_else(|| Reason::parse("allDatasets has no datasetID column"))?;
+            .column("Dataset ID")
+            .ok_or_else(|| Reason::parse("info/index has no \"Dataset ID\" column"))?;
+        // Servers with `listPrivateDatasets` list private datasets too, marked "log in".
+        let accessible = table.column("Accessible");
         let mut ids = Vec::with_capacity(table.rows.len());
-        for row in &table.rows {
+        for (i, row) in table.rows.iter().enumerate() {
+            let public = accessible
+                .and_then(|a| row.get(a))
+                .and_then(|v| v.as_text())
+                .is_none_or(|a| a == "public");
             match row.get(column).and_then(|v| v.as_text()) {
                 Some(id) if id == ALL_DATASETS || id.is_empty() => {}
-                Some(id) => ids.push(id),
-                None => return Err(Reason::parse("allDatasets row without a datasetID")),
+                Some(id) if public => ids.push(id),
+                Some(_) => {}
+                None => {
+                    return Err(Reason::parse(format!(
+                        "info/index page {page} row {} has no Dataset ID",
+                        i + 1
+                    )))
+                }
             }
         }
+        // A short page is the last one; a full one may be too, which the next request's
+        // "no matching results" says.
+        let next_cursor = (table.rows.len() >= PAGE_ITEMS).then(|| (page + 1).to_string());
         Ok(Listing {
             resource_ids: ids,
+            next_cursor,
             ..Listing::default()
         })
     }
