@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
 /// the message or event that hit it is handed back to the Lambda service.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StoreError(pub String);
 

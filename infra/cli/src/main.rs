@@ -12,8 +12,8 @@
 //!
 //! Every stage runs in this process: records, raw responses, logs and summaries are files
 //! under `--data-dir` (laid out like the bucket), and the state (sources, sessions, each
-//! resource's status and history) is kept in `DATA_DIR/state.json` between runs, so history
-//! accumulates and unchanged records are recognised.
+//! resource's status and history) is kept in `DATA_DIR/state.db` (SQLite) between runs, so
+//! history accumulates and unchanged records are recognised.
 
 mod deployed;
 mod serve;
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trawl::local::{
     run::{harvest_once, EmbeddedRun},
-    FileObjects, MemoryQueue, MemoryStore, Snapshot,
+    DiskStore, FileObjects, MemoryQueue,
 };
 use trawl::model::{SessionStatus, Source, SourceSpec};
 use trawl::pipeline::{Services, Settings};
@@ -72,7 +72,7 @@ enum Command {
         /// Serve a bundled sample ERDDAP catalog on loopback and harvest it.
         #[arg(long, conflicts_with_all = ["protocol", "url"])]
         sample: bool,
-        /// Where records, logs, summaries and state.json are kept.
+        /// Where records, logs, summaries and state.db are kept.
         #[arg(long, default_value = "trawl-data")]
         data_dir: PathBuf,
         /// Requests in flight at once.
@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> Result<bool> {
         let svc = if deployed {
             deployed::connect(cli.stack_outputs).await?.svc
         } else {
-            let store = Arc::new(load_state(&data_dir.join("state.json"))?);
+            let store = Arc::new(DiskStore::open(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
             Services::new(
                 store,
@@ -294,8 +294,7 @@ async fn run(cli: Cli) -> Result<bool> {
         vec![spec(id, protocol, url, internal)?]
     };
 
-    let state_file = data_dir.join("state.json");
-    let store = Arc::new(load_state(&state_file)?);
+    let store = Arc::new(DiskStore::open(&data_dir)?);
     let objects = Arc::new(FileObjects::new(&data_dir));
     let queue = Arc::new(MemoryQueue::with_delays());
     let svc = Services::new(
@@ -323,8 +322,9 @@ async fn run(cli: Cli) -> Result<bool> {
         )
         .await?;
         bar.finish_and_clear();
-        // Saved after each source, so a later failure keeps what was done.
-        save_state(&state_file, &store)?;
+        // Sources and sessions saved after each source, so a later failure keeps what was
+        // done (resource states were written as they were counted).
+        store.save()?;
         let took = started.elapsed();
         if json {
             println!("{}", run_json(&run, took));
@@ -388,31 +388,6 @@ fn id_from_url(url: &str) -> Result<String> {
         id.push_str(&format!("-{port}"));
     }
     Ok(id)
-}
-
-fn load_state(file: &Path) -> Result<MemoryStore> {
-    match std::fs::read(file) {
-        Ok(body) => {
-            let snapshot: Snapshot = serde_json::from_slice(&body)
-                .with_context(|| format!("{} is not a Trawl state file", file.display()))?;
-            Ok(MemoryStore::from_snapshot(snapshot))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MemoryStore::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
-    }
-}
-
-/// Written beside and renamed over, so an interrupted save keeps the previous state.
-fn save_state(file: &Path, store: &MemoryStore) -> Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension("json.tmp");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    store.write_snapshot(&mut out)?;
-    std::io::Write::flush(&mut out)?;
-    drop(out);
-    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))
 }
 
 fn progress_bar(quiet: bool, source_id: &str) -> ProgressBar {

@@ -48,7 +48,8 @@ fn stdout(o: &Output) -> String {
 }
 
 fn state(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json")).unwrap()
+    let store = trawl::local::DiskStore::open(dir).expect("state.db opens");
+    serde_json::to_value(store.snapshot().expect("a snapshot")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

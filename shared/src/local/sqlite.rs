@@ -1,0 +1,379 @@
+//! The embedded run's state on disk: `DATA_DIR/state.db`, a SQLite database, so memory
+//! stays flat however large the catalog (a state in RAM was ~1.6 KB per resource: 1.6 GB for
+//! a million datasets).
+//!
+//! - `resources`: one row per resource, its state as JSON, written as it is counted (a
+//!   batch per transaction), so a run that dies keeps what it had done;
+//! - `sources`, `sessions`: JSON, written by [`DiskStore::save`] after each source's run;
+//!   while a session runs they are in memory (its counters move on every resource);
+//! - markers live in a `TEMP` table: they only matter while this process runs its session,
+//!   and SQLite spills them to a temporary file rather than RAM. Another process opening
+//!   the same directory (`trawl serve` beside a harvest) never sees or clears them.
+//!
+//! WAL with `synchronous = NORMAL`: a crash of the process loses nothing committed; a power
+//! cut may lose the last transactions, which the next run redoes.
+
+use super::rows::{Rows, Settled};
+use super::store::{LocalStore, Snapshot};
+use crate::model::{ResourceState, Session, SessionStatus};
+use crate::ports::{SourceEntry, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// The file under the data directory.
+pub const STATE_DB: &str = "state.db";
+/// What the embedded run kept before `state.db`: read once, then renamed aside.
+const OLD_STATE_JSON: &str = "state.json";
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    PRAGMA temp_store = FILE;
+    CREATE TABLE IF NOT EXISTS resources (
+        source_id TEXT NOT NULL, resource_id TEXT NOT NULL, state TEXT NOT NULL,
+        PRIMARY KEY (source_id, resource_id)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, session TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TEMP TABLE markers (
+        session_id TEXT NOT NULL, resource_id TEXT NOT NULL, outcome TEXT,
+        PRIMARY KEY (session_id, resource_id)) WITHOUT ROWID;
+";
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::new(format!("state database: {e}"))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::new(format!("state database: unreadable {what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("states serialize")
+}
+
+pub struct SqliteRows {
+    conn: Connection,
+}
+
+impl SqliteRows {
+    pub fn open(path: &Path) -> Result<SqliteRows, StoreError> {
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::new(format!(
+                "opening the state database {}: {e}",
+                path.display()
+            ))
+        })?;
+        // A `trawl serve` reading, or a second harvest, waits for a write rather than failing.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_error)?;
+        conn.execute_batch(SCHEMA).map_err(|e| {
+            StoreError::new(format!(
+                "{} is not a Trawl state database: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(SqliteRows { conn })
+    }
+
+    fn load_runs(&self) -> Result<(Vec<SourceEntry>, Vec<Session>), StoreError> {
+        let mut sources = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entry FROM sources ORDER BY id")
+            .map_err(db_error)?;
+        let mut rows = stmt.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            sources.push(from_json(
+                "source",
+                &row.get::<_, String>(0).map_err(db_error)?,
+            )?);
+        }
+        let mut sessions = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT session FROM sessions ORDER BY id")
+            .map_err(db_error)?;
+        let mut rows = stmt.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            sessions.push(from_json(
+                "session",
+                &row.get::<_, String>(0).map_err(db_error)?,
+            )?);
+        }
+        Ok((sources, sessions))
+    }
+
+    fn save_runs<'a>(
+        &mut self,
+        sources: impl Iterator<Item = &'a SourceEntry>,
+        sessions: impl Iterator<Item = &'a Session>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_error)?;
+        {
+            let mut put_source = tx
+                .prepare_cached("INSERT OR REPLACE INTO sources (id, entry) VALUES (?1, ?2)")
+                .map_err(db_error)?;
+            for entry in sources {
+                // A session still running in this process is not one the next run can resume.
+                let mut entry = entry.clone();
+                entry.running_session = None;
+                put_source
+                    .execute(params![entry.source.id, to_json(&entry)])
+                    .map_err(db_error)?;
+            }
+            let mut put_session = tx
+                .prepare_cached("INSERT OR REPLACE INTO sessions (id, session) VALUES (?1, ?2)")
+                .map_err(db_error)?;
+            for session in sessions {
+                put_session
+                    .execute(params![session.id, to_json(session)])
+                    .map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    fn states(
+        &mut self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<ResourceState>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db_error)?;
+        let mut rows = stmt.query(args).map_err(db_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            out.push(from_json(
+                "resource state",
+                &row.get::<_, String>(0).map_err(db_error)?,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
+impl Rows for SqliteRows {
+    fn resource(
+        &mut self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        Ok(self
+            .states(
+                "SELECT state FROM resources WHERE source_id = ?1 AND resource_id = ?2",
+                params![source_id, resource_id],
+            )?
+            .pop())
+    }
+
+    fn put_resource(&mut self, state: &ResourceState) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO resources (source_id, resource_id, state) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![state.source_id, state.resource_id, to_json(state)])
+            })
+            .map(drop)
+            .map_err(db_error)
+    }
+
+    fn resources_after(
+        &mut self,
+        source_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ResourceState>, StoreError> {
+        // `>=` with "" from the start: the same statement shape either way.
+        let (op, after) = match after {
+            Some(after) => (">", after),
+            None => (">=", ""),
+        };
+        self.states(
+            &format!(
+                "SELECT state FROM resources WHERE source_id = ?1 AND resource_id {op} ?2 \
+                 ORDER BY resource_id LIMIT ?3"
+            ),
+            params![source_id, after, limit as i64],
+        )
+    }
+
+    fn each_resource(
+        &mut self,
+        each: &mut dyn FnMut(&ResourceState) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state FROM resources ORDER BY source_id, resource_id")
+            .map_err(db_error)?;
+        let mut rows = stmt.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let state: ResourceState = from_json(
+                "resource state",
+                &row.get::<_, String>(0).map_err(db_error)?,
+            )?;
+            each(&state)?;
+        }
+        Ok(())
+    }
+
+    fn marker(
+        &mut self,
+        session_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<Option<Settled>>, StoreError> {
+        let outcome: Option<Option<String>> = self
+            .conn
+            .prepare_cached(
+                "SELECT outcome FROM temp.markers WHERE session_id = ?1 AND resource_id = ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![session_id, resource_id], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(db_error)?;
+        match outcome {
+            None => Ok(None),
+            Some(None) => Ok(Some(None)),
+            Some(Some(json)) => Ok(Some(Some(from_json("marker", &json)?))),
+        }
+    }
+
+    fn put_pending(
+        &mut self,
+        session_id: &str,
+        resource_ids: &[String],
+        only_missing: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if only_missing {
+            "INSERT OR IGNORE INTO temp.markers (session_id, resource_id, outcome) VALUES (?1, ?2, NULL)"
+        } else {
+            "INSERT OR REPLACE INTO temp.markers (session_id, resource_id, outcome) VALUES (?1, ?2, NULL)"
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db_error)?;
+        for id in resource_ids {
+            stmt.execute(params![session_id, id]).map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    fn settle_marker(
+        &mut self,
+        session_id: &str,
+        resource_id: &str,
+        settled: &Settled,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE temp.markers SET outcome = ?3 WHERE session_id = ?1 AND resource_id = ?2",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session_id, resource_id, to_json(settled)]))
+            .map(drop)
+            .map_err(db_error)
+    }
+
+    fn markers_after(
+        &mut self,
+        session_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<Settled>)>, StoreError> {
+        let (op, after) = match after {
+            Some(after) => (">", after),
+            None => (">=", ""),
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT resource_id, outcome FROM temp.markers \
+                 WHERE session_id = ?1 AND resource_id {op} ?2 ORDER BY resource_id LIMIT ?3"
+            ))
+            .map_err(db_error)?;
+        let mut rows = stmt
+            .query(params![session_id, after, limit as i64])
+            .map_err(db_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let id: String = row.get(0).map_err(db_error)?;
+            let outcome: Option<String> = row.get(1).map_err(db_error)?;
+            let outcome = match outcome {
+                Some(json) => Some(from_json("marker", &json)?),
+                None => None,
+            };
+            out.push((id, outcome));
+        }
+        Ok(out)
+    }
+
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        // IMMEDIATE: take the write lock now, not halfway through (where another writer
+        // could make the upgrade fail instead of wait).
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)
+    }
+
+    fn end_batch(&mut self, commit: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
+            .map_err(db_error)
+    }
+}
+
+/// The embedded run's store: [`LocalStore`] with its resource rows in `state.db`.
+pub type DiskStore = LocalStore<SqliteRows>;
+
+impl DiskStore {
+    /// Opens (creating) `dir/state.db` and reads its sources and sessions. A `state.json`
+    /// the embedded run kept before is imported into a new database once, then renamed to
+    /// `state.json.imported`.
+    pub fn open(dir: &Path) -> Result<DiskStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::new(format!("creating {}: {e}", dir.display())))?;
+        let db = dir.join(STATE_DB);
+        let old = dir.join(OLD_STATE_JSON);
+        // Read before the database exists, so a state file that cannot be read stops here
+        // and is tried again next time rather than left behind an empty database.
+        let import = if !db.exists() && old.exists() {
+            let body = std::fs::read(&old)
+                .map_err(|e| StoreError::new(format!("reading {}: {e}", old.display())))?;
+            let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| {
+                StoreError::new(format!("{} is not a Trawl state file: {e}", old.display()))
+            })?;
+            Some(snapshot)
+        } else {
+            None
+        };
+        let rows = SqliteRows::open(&db)?;
+        let (sources, sessions) = rows.load_runs()?;
+        let store = LocalStore::with_rows(rows);
+        {
+            let mut s = store.lock();
+            for entry in sources {
+                s.sources.insert(entry.source.id.clone(), entry);
+            }
+            for session in sessions {
+                s.sessions.insert(session.id.clone(), session);
+            }
+        }
+        if let Some(snapshot) = import {
+            store.import(snapshot)?;
+            store.save()?;
+            std::fs::rename(&old, old.with_extension("json.imported"))
+                .map_err(|e| StoreError::new(format!("renaming {}: {e}", old.display())))?;
+        }
+        Ok(store)
+    }
+
+    /// Writes the sources and the closed sessions; resources were written as they were
+    /// counted. Call it after each session closes.
+    pub fn save(&self) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let state = &mut *s;
+        state.rows.save_runs(
+            state.sources.values(),
+            state
+                .sessions
+                .values()
+                .filter(|session| session.status != SessionStatus::Running),
+        )
+    }
+}

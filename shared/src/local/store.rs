@@ -1,0 +1,469 @@
+//! The local state store: the same accounting rules as DynamoDB's (conditional markers,
+//! counting exactly once), under one lock. Sources, sessions and pages, which grow with runs
+//! rather than with the catalog, are kept in memory; resource states and markers go to the
+//! [`Rows`] it was made with.
+
+use super::rows::{MemoryRows, Rows, Settled};
+use crate::keys;
+use crate::model::{Outcome, ResourceState, Session, SessionStatus, Source};
+use crate::ports::{
+    Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+/// Rows per page of [`StateStore::list_resources`] and [`StateStore::session_markers`].
+const PAGE: usize = 100;
+
+pub struct LocalStore<R: Rows> {
+    state: Mutex<State<R>>,
+}
+
+/// Everything in memory: tests, and the function stages' benchmarks.
+pub type MemoryStore = LocalStore<MemoryRows>;
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        LocalStore::with_rows(MemoryRows::default())
+    }
+}
+
+pub(super) struct State<R> {
+    pub(super) sources: BTreeMap<String, SourceEntry>,
+    pub(super) sessions: HashMap<String, Session>,
+    pages: HashMap<(String, u32), PageState>,
+    pub(super) rows: R,
+}
+
+impl<R: Rows> LocalStore<R> {
+    pub fn with_rows(rows: R) -> LocalStore<R> {
+        LocalStore {
+            state: Mutex::new(State {
+                sources: BTreeMap::new(),
+                sessions: HashMap::new(),
+                pages: HashMap::new(),
+                rows,
+            }),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What outlives a run: sources, closed sessions and resource states (with their
+    /// history); pages and markers only matter while a session runs. Written straight to
+    /// `out` as JSON, one resource at a time: a copy of the state first doubled the embedded
+    /// run's peak memory at 100k resources.
+    pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| StoreError::new(format!("writing the snapshot: {e}"));
+        let json = |e: serde_json::Error| StoreError::new(format!("writing the snapshot: {e}"));
+        let mut s = self.lock();
+        let sources: Vec<SourceEntry> = s
+            .sources
+            .values()
+            .cloned()
+            .map(|mut entry| {
+                entry.running_session = None;
+                entry
+            })
+            .collect();
+        let mut sessions: Vec<&Session> = s
+            .sessions
+            .values()
+            .filter(|session| session.status != SessionStatus::Running)
+            .collect();
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        out.write_all(b"{\"sources\":").map_err(io)?;
+        serde_json::to_writer(&mut out, &sources).map_err(json)?;
+        out.write_all(b",\"sessions\":").map_err(io)?;
+        serde_json::to_writer(&mut out, &sessions).map_err(json)?;
+        out.write_all(b",\"resources\":[").map_err(io)?;
+        let mut first = true;
+        s.rows.each_resource(&mut |state| {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",").map_err(io)?;
+            }
+            serde_json::to_writer(&mut out, state).map_err(json)
+        })?;
+        out.write_all(b"]}").map_err(io)
+    }
+
+    /// [`LocalStore::write_snapshot`] as a value.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut json = Vec::new();
+        self.write_snapshot(&mut json)?;
+        serde_json::from_slice(&json)
+            .map_err(|e| StoreError::new(format!("reading a snapshot back: {e}")))
+    }
+
+    /// Adds a snapshot's sources, sessions and resources (replacing same-named ones).
+    pub fn import(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for entry in snapshot.sources {
+            s.sources.insert(entry.source.id.clone(), entry);
+        }
+        for session in snapshot.sessions {
+            s.sessions.insert(session.id.clone(), session);
+        }
+        s.rows.begin_batch()?;
+        let put = snapshot
+            .resources
+            .iter()
+            .try_for_each(|state| s.rows.put_resource(state));
+        s.rows.end_batch(put.is_ok())?;
+        put
+    }
+}
+
+/// The embedded run's state between runs (see [`LocalStore::snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub sources: Vec<SourceEntry>,
+    pub sessions: Vec<Session>,
+    pub resources: Vec<ResourceState>,
+}
+
+impl<R: Rows> State<R> {
+    /// [`StateStore::record_outcome`] under the caller's lock.
+    fn record_outcome(
+        &mut self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<Counting, StoreError> {
+        let pending = matches!(
+            self.rows.marker(session_id, &state.resource_id)?,
+            Some(None)
+        );
+        if !pending {
+            return Ok(Counting::AlreadyCounted);
+        }
+        self.rows.settle_marker(
+            session_id,
+            &state.resource_id,
+            &(state.last_outcome, state.last_reason.clone()),
+        )?;
+        self.rows.put_resource(state)?;
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            let c = &mut session.counters;
+            c.remaining = c.remaining.saturating_sub(1);
+            match state.last_outcome {
+                Outcome::Harvested => c.harvested += 1,
+                Outcome::Unchanged => c.unchanged += 1,
+                Outcome::Failed => c.failed += 1,
+            }
+        }
+        Ok(Counting::Counted)
+    }
+}
+
+#[async_trait]
+impl<R: Rows + 'static> StateStore for LocalStore<R> {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let entry = s
+            .sources
+            .entry(source.id.clone())
+            .or_insert_with(|| SourceEntry {
+                source: source.clone(),
+                running_session: None,
+                last_session: None,
+                last_status: None,
+                incremental_base: None,
+                last_full_listing_at: None,
+            });
+        entry.source = source.clone();
+        Ok(())
+    }
+
+    async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.sources.get(id) {
+            Some(entry) if entry.running_session.is_none() => {
+                s.sources.remove(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
+        Ok(self.lock().sources.get(id).cloned())
+    }
+
+    async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
+        Ok(self.lock().sources.values().cloned().collect())
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
+        let mut s = self.lock();
+        if let Some(existing) = s.sessions.get(&session.id) {
+            return Ok(SessionStart::AlreadyExists(Box::new(existing.clone())));
+        }
+        let Some(entry) = s.sources.get_mut(&session.source_id) else {
+            return Ok(SessionStart::UnknownSource);
+        };
+        if let Some(running) = &entry.running_session {
+            return Ok(SessionStart::SourceBusy {
+                running: running.clone(),
+            });
+        }
+        entry.running_session = Some(session.id.clone());
+        s.sessions.insert(session.id.clone(), session.clone());
+        Ok(SessionStart::Created)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().sessions.get(id).cloned())
+    }
+
+    async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
+        Ok(self
+            .lock()
+            .pages
+            .get(&(session_id.to_string(), page))
+            .cloned())
+    }
+
+    async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let key = (session_id.to_string(), page.page);
+        if s.pages.contains_key(&key) {
+            return Ok(false);
+        }
+        let session = s
+            .sessions
+            .get_mut(session_id)
+            .ok_or_else(|| StoreError::new(format!("no session {session_id}")))?;
+        session.counters.total += page.count;
+        session.counters.remaining =
+            session.counters.remaining + page.count + u64::from(page.next_cursor.is_some()) - 1;
+        if page.error.is_some() {
+            session.listing_error = page.error.clone();
+        }
+        session.listing.listed += page.listed;
+        if page.expected_total.is_some() {
+            session.listing.expected_total = page.expected_total;
+        }
+        session
+            .listing
+            .problems
+            .extend(page.problems.iter().cloned());
+        s.pages.insert(key, page.clone());
+        Ok(true)
+    }
+
+    async fn listed_before(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut s = self.lock();
+        let mut before = HashSet::new();
+        for id in resource_ids {
+            if s.rows.marker(session_id, id)?.is_some() {
+                before.insert(id.clone());
+            }
+        }
+        Ok(before)
+    }
+
+    async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
+        if let Some(p) = self.lock().pages.get_mut(&(session_id.to_string(), page)) {
+            p.sent = true;
+        }
+        Ok(())
+    }
+
+    async fn put_pending_markers(
+        &self,
+        session_id: &str,
+        resource_ids: &[String],
+        only_missing: bool,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.rows.begin_batch()?;
+        let put = s.rows.put_pending(session_id, resource_ids, only_missing);
+        s.rows.end_batch(put.is_ok())?;
+        put
+    }
+
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        self.lock().rows.resource(source_id, resource_id)
+    }
+
+    async fn get_resources(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
+        let mut s = self.lock();
+        let mut found = HashMap::new();
+        for (source_id, resource_id) in keys {
+            if let Some(state) = s.rows.resource(source_id, resource_id)? {
+                found.insert((source_id.clone(), resource_id.clone()), state);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn record_outcome(
+        &self,
+        session_id: &str,
+        state: &ResourceState,
+    ) -> Result<Counting, StoreError> {
+        let mut s = self.lock();
+        s.rows.begin_batch()?;
+        let counted = s.record_outcome(session_id, state);
+        s.rows.end_batch(counted.is_ok())?;
+        counted
+    }
+
+    /// The batch under one lock and, on disk, one transaction. Counters move only for
+    /// resources whose rows were written; if the transaction is then not kept, the batch's
+    /// counts are taken back with it.
+    async fn record_outcomes(
+        &self,
+        outcomes: &[(String, ResourceState)],
+    ) -> Vec<Result<Counting, StoreError>> {
+        let mut s = self.lock();
+        if let Err(e) = s.rows.begin_batch() {
+            return outcomes.iter().map(|_| Err(e.clone())).collect();
+        }
+        let sessions_before: HashMap<String, Session> = outcomes
+            .iter()
+            .filter_map(|(id, _)| s.sessions.get(id).map(|x| (id.clone(), x.clone())))
+            .collect();
+        let results: Vec<Result<Counting, StoreError>> = outcomes
+            .iter()
+            .map(|(session_id, state)| s.record_outcome(session_id, state))
+            .collect();
+        let ok = results.iter().all(Result::is_ok);
+        match s.rows.end_batch(ok) {
+            Ok(()) if ok => results,
+            ended => {
+                // Nothing of the batch was kept: neither are its counts.
+                for (id, session) in sessions_before {
+                    s.sessions.insert(id, session);
+                }
+                let e = ended.err().unwrap_or_else(|| {
+                    results
+                        .iter()
+                        .find_map(|r| r.as_ref().err().cloned())
+                        .expect("a failed batch has an error")
+                });
+                outcomes.iter().map(|_| Err(e.clone())).collect()
+            }
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        let page = self
+            .lock()
+            .rows
+            .resources_after(source_id, after.as_deref(), PAGE)?;
+        let next = (page.len() == PAGE).then(|| page[PAGE - 1].resource_id.clone());
+        Ok((page, next))
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if let Some(current) = s.rows.resource(&state.source_id, &state.resource_id)? {
+            if current.missing_session.is_some() && current.missing_session == state.missing_session
+            {
+                return Ok(false);
+            }
+        }
+        s.rows.put_resource(state)?;
+        Ok(true)
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if s.rows
+            .resource(&current.source_id, &current.resource_id)?
+            .as_ref()
+            != Some(current)
+        {
+            return Ok(false);
+        }
+        s.rows.put_resource(next)?;
+        Ok(true)
+    }
+
+    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.sessions.get_mut(session_id) {
+            Some(session) if session.status == SessionStatus::Running => {
+                session.abort_requested = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn close_session(
+        &self,
+        session_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Closing, StoreError> {
+        let mut s = self.lock();
+        let Some(session) = s.sessions.get_mut(session_id) else {
+            return Ok(Closing::NotClosable(None));
+        };
+        if session.status != SessionStatus::Running || session.counters.remaining != 0 {
+            return Ok(Closing::NotClosable(Some(Box::new(session.clone()))));
+        }
+        session.status = session.closing_status();
+        session.ended_at = Some(ended_at);
+        let closed = session.clone();
+        if let Some(entry) = s.sources.get_mut(&closed.source_id) {
+            if entry.running_session.as_deref() == Some(session_id) {
+                entry.running_session = None;
+                entry.last_session = Some(closed.id.clone());
+                entry.last_status = Some(closed.status.as_str().to_string());
+                if closed.is_incremental_base() {
+                    entry.incremental_base = Some(closed.id.clone());
+                    if closed.since.is_none() {
+                        entry.last_full_listing_at = Some(closed.started_at);
+                    }
+                }
+            }
+        }
+        Ok(Closing::Closed(Box::new(closed)))
+    }
+
+    async fn session_markers(
+        &self,
+        session_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<Marker>, Option<String>), StoreError> {
+        let after = after.map(|sk| sk.trim_start_matches(keys::MARKER_PREFIX).to_string());
+        let page: Vec<Marker> = self
+            .lock()
+            .rows
+            .markers_after(session_id, after.as_deref(), PAGE)?
+            .into_iter()
+            .map(|(resource_id, outcome)| Marker {
+                resource_id,
+                outcome: outcome.as_ref().map(|o: &Settled| o.0),
+                reason: outcome.and_then(|o| o.1),
+            })
+            .collect();
+        let next = (page.len() == PAGE).then(|| keys::marker_sk(&page[PAGE - 1].resource_id));
+        Ok((page, next))
+    }
+}
