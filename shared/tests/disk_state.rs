@@ -174,8 +174,10 @@ async fn a_batch_counts_each_resource_once_and_markers_stay_with_their_process()
         ]
     );
 
-    // `trawl serve` opening the same directory meanwhile sees the counted states, and
-    // neither sees nor clears the running session's markers.
+    // `trawl serve` opening the same directory meanwhile sees the counted states once their
+    // group is committed (at the latest by `save`), and neither sees nor clears the running
+    // session's markers.
+    store.save().unwrap();
     let other = DiskStore::open(&dir).unwrap();
     assert!(other.get_resource("ocean", "b").await.unwrap().is_some());
     assert!(other.get_resource("ocean", "z").await.unwrap().is_none());

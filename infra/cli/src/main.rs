@@ -294,6 +294,7 @@ async fn run(cli: Cli) -> Result<bool> {
         vec![spec(id, protocol, url, internal)?]
     };
 
+    let _only_harvest = lock_data_dir(&data_dir)?;
     let store = Arc::new(DiskStore::open(&data_dir)?);
     let objects = Arc::new(FileObjects::new(&data_dir));
     let queue = Arc::new(MemoryQueue::with_delays());
@@ -388,6 +389,27 @@ fn id_from_url(url: &str) -> Result<String> {
         id.push_str(&format!("-{port}"));
     }
     Ok(id)
+}
+
+/// One harvest per data directory at a time: two would count into each other's state
+/// database and files. Held until the returned file is dropped; the OS lets go of it if the
+/// process dies. (`trawl serve` only reads and takes no lock.)
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("harvest.lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `trawl harvest` is running on {}; wait for it or use another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn progress_bar(quiet: bool, source_id: &str) -> ProgressBar {

@@ -188,6 +188,20 @@ async fn bad_input_gets_a_clear_error_and_a_blocked_address_fails_the_session() 
     );
     assert_eq!(fixture.requests("/erddap"), 0);
 
+    // A directory another harvest is using is refused, saying why, before any request.
+    let held = std::fs::File::create(dir.join("harvest.lock")).unwrap();
+    held.try_lock().unwrap();
+    let busy = trawl(args(
+        &["harvest", "erddap", &fixture.base_url(), "--internal"],
+        &dir,
+    ))
+    .await;
+    assert_eq!(busy.status.code(), Some(2), "{busy:?}");
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(err.contains("another `trawl harvest` is running"), "{err}");
+    assert_eq!(fixture.requests("/erddap"), 0);
+    drop(held);
+
     let sources = dir.join("broken.json");
     std::fs::write(&sources, r#"[{"id": "x", "protocol": "ckan"}]"#).unwrap();
     let broken = trawl(args(

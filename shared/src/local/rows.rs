@@ -56,12 +56,14 @@ pub trait Rows: Send {
         only_missing: bool,
     ) -> Result<(), StoreError>;
 
+    /// Settles the marker if it is pending; `false` (nothing changed) if the session never
+    /// listed the resource or it was counted already.
     fn settle_marker(
         &mut self,
         session_id: &str,
         resource_id: &str,
         settled: &Settled,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Up to `limit` of a session's markers after `after`, in id order.
     #[allow(clippy::type_complexity)]
@@ -173,15 +175,18 @@ impl Rows for MemoryRows {
         session_id: &str,
         resource_id: &str,
         settled: &Settled,
-    ) -> Result<(), StoreError> {
-        if let Some(marker) = self
+    ) -> Result<bool, StoreError> {
+        match self
             .markers
             .get_mut(session_id)
             .and_then(|m| m.get_mut(resource_id))
         {
-            *marker = Some(settled.clone());
+            Some(marker @ None) => {
+                *marker = Some(settled.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(())
     }
 
     fn markers_after(

@@ -133,18 +133,14 @@ impl<R: Rows> State<R> {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError> {
-        let pending = matches!(
-            self.rows.marker(session_id, &state.resource_id)?,
-            Some(None)
-        );
-        if !pending {
-            return Ok(Counting::AlreadyCounted);
-        }
-        self.rows.settle_marker(
+        let settled = self.rows.settle_marker(
             session_id,
             &state.resource_id,
             &(state.last_outcome, state.last_reason.clone()),
         )?;
+        if !settled {
+            return Ok(Counting::AlreadyCounted);
+        }
         self.rows.put_resource(state)?;
         if let Some(session) = self.sessions.get_mut(session_id) {
             let c = &mut session.counters;
