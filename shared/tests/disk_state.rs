@@ -125,7 +125,7 @@ fn state(resource_id: &str, session_id: &str) -> ResourceState {
 }
 
 #[tokio::test]
-async fn a_batch_counts_each_resource_once_and_markers_stay_with_their_process() {
+async fn a_batch_counts_each_resource_once_and_a_closed_sessions_markers_are_dropped() {
     let dir = temp_dir("markers");
     let store = DiskStore::open(&dir).unwrap();
     store
@@ -174,21 +174,31 @@ async fn a_batch_counts_each_resource_once_and_markers_stay_with_their_process()
         ]
     );
 
-    // `trawl serve` opening the same directory meanwhile sees the counted states once their
-    // group is committed (at the latest by `save`), and neither sees nor clears the running
-    // session's markers.
+    // `trawl serve` opening the same directory meanwhile sees what is committed (at the
+    // latest by `save`), and opening it clears nothing.
     store.save().unwrap();
     let other = DiskStore::open(&dir).unwrap();
     assert!(other.get_resource("ocean", "b").await.unwrap().is_some());
     assert!(other.get_resource("ocean", "z").await.unwrap().is_none());
-    assert!(other
-        .session_markers(&session.id, None)
-        .await
-        .unwrap()
-        .0
-        .is_empty());
+    drop(other);
     let (still, _) = store.session_markers(&session.id, None).await.unwrap();
-    assert_eq!(still.len(), 3);
+    assert_eq!(still.len(), 3, "a running session's markers survive a save");
+
+    // Closed, its markers have done their work: the next save drops them.
+    store
+        .record_outcome(&session.id, &state("c", &session.id))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .close_session(&session.id, chrono::Utc::now())
+            .await
+            .unwrap(),
+        trawl::ports::Closing::Closed(_)
+    ));
+    store.save().unwrap();
+    let (gone, _) = store.session_markers(&session.id, None).await.unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

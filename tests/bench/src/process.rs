@@ -27,6 +27,8 @@ pub struct Finished {
     pub wall: Duration,
     /// `ru_maxrss`: the most memory the process ever had resident, in bytes.
     pub peak_rss: u64,
+    /// CPU time the process used, user and system together (`ru_utime + ru_stime`).
+    pub cpu: Duration,
 }
 
 /// Runs `command` to completion, capturing stdout, and reads its peak RSS from `wait4`.
@@ -46,18 +48,27 @@ pub fn run_measured(mut command: Command) -> Result<Finished> {
         }
         out
     });
-    let (status, peak_rss) = wait_with_rusage(&child)?;
+    let (status, usage) = wait_with_rusage(&child)?;
     let wall = started.elapsed();
     Ok(Finished {
         success: status == 0,
         stdout: reader.join().expect("reader thread"),
         wall,
-        peak_rss,
+        peak_rss: usage.peak_rss,
+        cpu: usage.cpu,
     })
 }
 
+/// What `wait4` says a child used.
+pub struct Usage {
+    /// `ru_maxrss`, in bytes.
+    pub peak_rss: u64,
+    /// `ru_utime + ru_stime`.
+    pub cpu: Duration,
+}
+
 /// `wait4` rather than `Child::wait`: the same call hands back the child's resource usage.
-pub fn wait_with_rusage(child: &Child) -> Result<(i32, u64)> {
+pub fn wait_with_rusage(child: &Child) -> Result<(i32, Usage)> {
     let mut status = 0;
     // SAFETY: plain syscall on our own child's pid with valid out-pointers.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -70,8 +81,17 @@ pub fn wait_with_rusage(child: &Child) -> Result<(i32, u64)> {
     } else {
         -1
     };
-    // Linux reports ru_maxrss in KiB.
-    Ok((code, usage.ru_maxrss as u64 * 1024))
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok((
+        code,
+        Usage {
+            // Linux reports ru_maxrss in KiB.
+            peak_rss: usage.ru_maxrss as u64 * 1024,
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        },
+    ))
 }
 
 /// Resident memory of a running process now (`VmRSS`), in bytes.

@@ -177,6 +177,9 @@ fn harvest(options: &Options, base: &str, n: usize) -> Result<Value> {
         bail!("expected {n} harvested, got {counters}");
     }
     report["peak_rss_bytes"] = json!(finished.peak_rss);
+    // The harvester's own cost per dataset, apart from waiting on the server it shares the
+    // machine with: flat across N means the slowdown of a large N is elsewhere.
+    report["cpu_us_per_dataset"] = json!(finished.cpu.as_secs_f64() * 1e6 / n as f64);
     report["process_seconds"] = json!(finished.wall.as_secs_f64());
     report["data_dir"] = json!(dir);
     Ok(report)
@@ -201,18 +204,28 @@ fn peer(python: &Path, base: &str) -> Result<Value> {
 fn print_table(rows: &[Value]) {
     println!();
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8} {:>12} {:>8}",
-        "N", "harvest/s", "p50 ms", "p99 ms", "peak MiB", "raw/s", "÷raw", "erddapy/s", "×peer"
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>8} {:>12} {:>8}",
+        "N",
+        "harvest/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/ds",
+        "peak MiB",
+        "raw/s",
+        "÷raw",
+        "erddapy/s",
+        "×peer"
     );
     for row in rows {
         let h = &row["harvest"];
         let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.1} {:>12.0} {:>7.0}% {:>12} {:>8}",
+            "{:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.0} {:>10.1} {:>12.0} {:>7.0}% {:>12} {:>8}",
             row["datasets"],
             f(&h["resources_per_second"]),
             f(&h["resource_ms"]["p50"]),
             f(&h["resource_ms"]["p99"]),
+            f(&h["cpu_us_per_dataset"]),
             mib(h["peak_rss_bytes"].as_u64().unwrap_or(0)),
             f(&row["raw_capacity_per_second"]),
             100.0 * f(&row["harvest_vs_raw"]),
