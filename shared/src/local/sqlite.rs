@@ -2,8 +2,8 @@
 //! stays flat however large the catalog (a state in RAM was ~1.6 KB per resource: 1.6 GB for
 //! a million datasets).
 //!
-//! - `resources`: one row per resource, its state as JSON, written as it is counted (a
-//!   batch per transaction), so a run that dies keeps what it had done;
+//! - `resources`: one row per resource, its state as JSON, written as it is counted, so a
+//!   run that dies keeps what it had done (up to the last committed group, below);
 //! - `sources`, `sessions`: JSON, written by [`DiskStore::save`] after each source's run;
 //!   while a session runs they are in memory (its counters move on every resource);
 //! - `markers`: the running session's, written as the session lists and counts; they only

@@ -373,7 +373,7 @@ async fn run_seed(seed: u64, resources: usize) -> Figures {
         ));
     }
     // Fetches beyond one per dataset: retries, redeliveries after crashes, racing copies.
-    f.refetches = fixture.requests("/erddap/info/").saturating_sub(n);
+    f.refetches = fixture.dataset_info_requests().saturating_sub(n);
 
     // The DLQ holds nothing that was not counted.
     let dlq = dlq_for(&runner, &session_id).await;

@@ -378,7 +378,7 @@ async fn a_repeated_scheduler_invocation_creates_and_sends_nothing_twice() {
         "each resource counted once"
     );
     assert_eq!(
-        fixture.requests("/erddap/info/"),
+        fixture.dataset_info_requests(),
         5,
         "each dataset fetched once"
     );
