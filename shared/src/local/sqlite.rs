@@ -121,31 +121,20 @@ impl SqliteRows {
     }
 
     fn load_runs(&self) -> Result<(Vec<SourceEntry>, Vec<Session>), StoreError> {
-        let mut sources = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entry FROM sources ORDER BY id")
-            .map_err(db_error)?;
-        let mut rows = stmt.query([]).map_err(db_error)?;
-        while let Some(row) = rows.next().map_err(db_error)? {
-            sources.push(from_json(
+        Ok((
+            all_json(
+                &self.conn,
+                "SELECT entry FROM sources ORDER BY id",
+                [],
                 "source",
-                &row.get::<_, String>(0).map_err(db_error)?,
-            )?);
-        }
-        let mut sessions = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT session FROM sessions ORDER BY id")
-            .map_err(db_error)?;
-        let mut rows = stmt.query([]).map_err(db_error)?;
-        while let Some(row) = rows.next().map_err(db_error)? {
-            sessions.push(from_json(
+            )?,
+            all_json(
+                &self.conn,
+                "SELECT session FROM sessions ORDER BY id",
+                [],
                 "session",
-                &row.get::<_, String>(0).map_err(db_error)?,
-            )?);
-        }
-        Ok((sources, sessions))
+            )?,
+        ))
     }
 
     /// Writes the sources and the closed sessions, and drops every marker not of a session
@@ -198,17 +187,43 @@ impl SqliteRows {
         sql: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<ResourceState>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(db_error)?;
-        let mut rows = stmt.query(args).map_err(db_error)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(db_error)? {
-            out.push(from_json(
-                "resource state",
-                &row.get::<_, String>(0).map_err(db_error)?,
-            )?);
-        }
-        Ok(out)
+        all_json(&self.conn, sql, args, "resource state")
     }
+}
+
+/// Runs `sql` and hands `each` the first column of every row, read as JSON (what every
+/// table here keeps).
+fn each_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    what: &str,
+    mut each: impl FnMut(T) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
+    let mut rows = stmt.query(args).map_err(db_error)?;
+    while let Some(row) = rows.next().map_err(db_error)? {
+        each(from_json(
+            what,
+            &row.get::<_, String>(0).map_err(db_error)?,
+        )?)?;
+    }
+    Ok(())
+}
+
+/// [`each_json`], collected.
+fn all_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    each_json(conn, sql, args, what, |value| {
+        out.push(value);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 impl Rows for SqliteRows {
@@ -261,19 +276,13 @@ impl Rows for SqliteRows {
         &mut self,
         each: &mut dyn FnMut(&ResourceState) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT state FROM resources ORDER BY source_id, resource_id")
-            .map_err(db_error)?;
-        let mut rows = stmt.query([]).map_err(db_error)?;
-        while let Some(row) = rows.next().map_err(db_error)? {
-            let state: ResourceState = from_json(
-                "resource state",
-                &row.get::<_, String>(0).map_err(db_error)?,
-            )?;
-            each(&state)?;
-        }
-        Ok(())
+        each_json(
+            &self.conn,
+            "SELECT state FROM resources ORDER BY source_id, resource_id",
+            [],
+            "resource state",
+            |state: ResourceState| each(&state),
+        )
     }
 
     fn marker(

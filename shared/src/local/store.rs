@@ -294,20 +294,6 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
         self.lock().rows.resource(source_id, resource_id)
     }
 
-    async fn get_resources(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
-        let mut s = self.lock();
-        let mut found = HashMap::new();
-        for (source_id, resource_id) in keys {
-            if let Some(state) = s.rows.resource(source_id, resource_id)? {
-                found.insert((source_id.clone(), resource_id.clone()), state);
-            }
-        }
-        Ok(found)
-    }
-
     async fn record_outcome(
         &self,
         session_id: &str,
