@@ -7,15 +7,24 @@
 //! a slot within its wait budget fails with `THROTTLED` (retryable), so its message comes back
 //! later through the queue's backoff instead of holding a Lambda.
 //!
-//! [`crate::aws::dynamodb`] keeps the slots in the state table (leases that expire, so a
-//! crashed invocation cannot hold a slot forever); [`MemoryGate`] does the same in one process.
+//! A rate is kept as a pace, not as a count per calendar second: each request reserves a send
+//! time `1/rate` after the previous one's (or now, if the source has been idle) and sleeps
+//! until then. A count per second lets `rate` requests go in the last milliseconds of one
+//! second and `rate` more in the first of the next, twice the rate within one second as the
+//! server sees it, which a server limiting by leaky bucket (nginx `limit_req`) answers with
+//! 503s. A request reserves at most [`PACE_HORIZON`] ahead, so a queue of waiting invocations
+//! does not book the future.
+//!
+//! [`crate::aws::gate`] keeps the slots and the pace in the state table (leases that expire, so
+//! a crashed invocation cannot hold a slot forever); [`MemoryGate`] does the same in one
+//! process.
 
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A source's limits; `None` = no shared limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,18 +56,20 @@ pub struct Permit {
     pub slot: Option<u32>,
     /// Identifies this holder, so only it can release the slot.
     pub token: String,
+    /// How long to wait, from admission, for this request's place in the source's pace.
+    pub delay: Duration,
 }
 
 /// One attempt to pass the gate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     Admitted(Permit),
-    /// No slot or no rate budget right now; try again after this long.
+    /// No slot, or no place in the pace within reach; try again after this long.
     Wait(Duration),
 }
 
-/// The shared state behind the limits. `try_acquire` takes one slot and one unit of this
-/// second's rate budget, or neither.
+/// The shared state behind the limits. `try_acquire` takes one slot and a place in the pace at
+/// most `max_delay` ahead, or neither.
 #[async_trait]
 pub trait RequestGate: Send + Sync {
     async fn try_acquire(
@@ -66,11 +77,16 @@ pub trait RequestGate: Send + Sync {
         source_id: &str,
         limits: &Limits,
         lease: Duration,
+        max_delay: Duration,
     ) -> Result<Admission, StoreError>;
     async fn release(&self, permit: &Permit) -> Result<(), StoreError>;
 }
 
-/// Waits for admission up to `budget`; `Ok(None)` when the budget ran out.
+/// The furthest ahead a request reserves its place in a source's pace.
+pub const PACE_HORIZON: Duration = Duration::from_secs(1);
+
+/// Waits for admission, and then for the request's place in the pace, up to `budget`;
+/// `Ok(None)` when the budget ran out.
 pub async fn acquire(
     gate: &dyn RequestGate,
     source_id: &str,
@@ -80,8 +96,17 @@ pub async fn acquire(
 ) -> Result<Option<Permit>, StoreError> {
     let deadline = Instant::now() + budget;
     loop {
-        match gate.try_acquire(source_id, limits, lease).await? {
-            Admission::Admitted(permit) => return Ok(Some(permit)),
+        let max_delay = deadline
+            .saturating_duration_since(Instant::now())
+            .min(PACE_HORIZON);
+        match gate
+            .try_acquire(source_id, limits, lease, max_delay)
+            .await?
+        {
+            Admission::Admitted(permit) => {
+                tokio::time::sleep(permit.delay).await;
+                return Ok(Some(permit));
+            }
             Admission::Wait(wait) => {
                 let now = Instant::now();
                 if now >= deadline {
@@ -95,19 +120,11 @@ pub async fn acquire(
     }
 }
 
-pub(crate) fn epoch_second() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-/// Until the next whole second, when a new rate budget opens.
-pub(crate) fn until_next_second() -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
+/// The time between two requests' sends at `per_second`. 5% wider than `1/per_second`:
+/// requests reach the server a few milliseconds after they leave, unevenly, and two that
+/// arrive closer than the interval would put `per_second + 1` in one second at the server.
+pub fn pace_interval(per_second: u32) -> Duration {
+    Duration::from_micros(1_050_000 / u64::from(per_second.max(1)))
 }
 
 pub(crate) fn token() -> String {
@@ -124,8 +141,8 @@ pub struct MemoryGate {
 struct MemoryGateState {
     /// (source, slot) → (holder, lease end).
     slots: HashMap<(String, u32), (String, Instant)>,
-    /// (source, epoch second) → requests admitted in it.
-    rate: HashMap<(String, u64), u32>,
+    /// source → when its next request may be sent.
+    next_send: HashMap<String, Instant>,
 }
 
 #[async_trait]
@@ -135,19 +152,15 @@ impl RequestGate for MemoryGate {
         source_id: &str,
         limits: &Limits,
         lease: Duration,
+        max_delay: Duration,
     ) -> Result<Admission, StoreError> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let second = epoch_second();
-        s.rate.retain(|(_, sec), _| *sec + 2 >= second);
+        let next_send = s.next_send.get(source_id).copied().unwrap_or(now).max(now);
+        let delay = next_send - now;
         if let Some(rps) = limits.requests_per_second {
-            if s.rate
-                .get(&(source_id.to_string(), second))
-                .copied()
-                .unwrap_or(0)
-                >= rps
-            {
-                return Ok(Admission::Wait(until_next_second()));
+            if delay > max_delay {
+                return Ok(Admission::Wait(pace_interval(rps)));
             }
         }
         let token = token();
@@ -169,13 +182,19 @@ impl RequestGate for MemoryGate {
                 }
             }
         };
-        if limits.requests_per_second.is_some() {
-            *s.rate.entry((source_id.to_string(), second)).or_default() += 1;
-        }
+        let delay = match limits.requests_per_second {
+            Some(rps) => {
+                s.next_send
+                    .insert(source_id.to_string(), next_send + pace_interval(rps));
+                delay
+            }
+            None => Duration::ZERO,
+        };
         Ok(Admission::Admitted(Permit {
             source_id: source_id.to_string(),
             slot,
             token,
+            delay,
         }))
     }
 
@@ -203,15 +222,25 @@ mod tests {
             requests_per_second: None,
         };
         let lease = Duration::from_millis(200);
-        let a = gate.try_acquire("s", &limits, lease).await.unwrap();
-        let b = gate.try_acquire("s", &limits, lease).await.unwrap();
+        let a = gate
+            .try_acquire("s", &limits, lease, PACE_HORIZON)
+            .await
+            .unwrap();
+        let b = gate
+            .try_acquire("s", &limits, lease, PACE_HORIZON)
+            .await
+            .unwrap();
         assert!(matches!(
-            gate.try_acquire("s", &limits, lease).await.unwrap(),
+            gate.try_acquire("s", &limits, lease, PACE_HORIZON)
+                .await
+                .unwrap(),
             Admission::Wait(_)
         ));
         assert!(
             matches!(
-                gate.try_acquire("other", &limits, lease).await.unwrap(),
+                gate.try_acquire("other", &limits, lease, PACE_HORIZON)
+                    .await
+                    .unwrap(),
                 Admission::Admitted(_)
             ),
             "limits are per source"
@@ -223,48 +252,85 @@ mod tests {
         };
         gate.release(&stranger).await.unwrap();
         assert!(matches!(
-            gate.try_acquire("s", &limits, lease).await.unwrap(),
+            gate.try_acquire("s", &limits, lease, PACE_HORIZON)
+                .await
+                .unwrap(),
             Admission::Wait(_)
         ));
         gate.release(&a).await.unwrap();
         assert!(matches!(
-            gate.try_acquire("s", &limits, lease).await.unwrap(),
+            gate.try_acquire("s", &limits, lease, PACE_HORIZON)
+                .await
+                .unwrap(),
             Admission::Admitted(_)
         ));
         // `b` is never released (a crashed holder): its lease runs out.
         let Admission::Admitted(_) = b else { panic!() };
         tokio::time::sleep(lease + Duration::from_millis(20)).await;
         assert!(matches!(
-            gate.try_acquire("s", &limits, lease).await.unwrap(),
+            gate.try_acquire("s", &limits, lease, PACE_HORIZON)
+                .await
+                .unwrap(),
             Admission::Admitted(_)
         ));
     }
 
     #[tokio::test]
-    async fn the_rate_budget_opens_again_each_second() {
+    async fn requests_are_paced_one_interval_apart_and_only_a_horizon_ahead() {
         let gate = MemoryGate::default();
         let limits = Limits {
             max_in_flight: None,
-            requests_per_second: Some(3),
+            requests_per_second: Some(4),
         };
-        tokio::time::sleep(until_next_second()).await;
         let lease = Duration::from_secs(1);
+        let interval = pace_interval(4);
+        assert_eq!(interval, Duration::from_micros(262_500));
+        // An idle source sends at once; the next ones queue one interval apart.
+        let mut delays = Vec::new();
         for _ in 0..3 {
-            assert!(matches!(
-                gate.try_acquire("s", &limits, lease).await.unwrap(),
-                Admission::Admitted(_)
-            ));
+            let Admission::Admitted(p) = gate
+                .try_acquire("s", &limits, lease, PACE_HORIZON)
+                .await
+                .unwrap()
+            else {
+                panic!("room within the horizon")
+            };
+            delays.push(p.delay);
         }
-        let Admission::Wait(wait) = gate.try_acquire("s", &limits, lease).await.unwrap() else {
-            panic!("a fourth request in the same second is admitted")
-        };
-        assert!(wait <= Duration::from_secs(1));
+        assert_eq!(delays[0], Duration::ZERO);
+        for (later, earlier) in delays.iter().skip(1).zip(&delays) {
+            let gap = *later - *earlier;
+            assert!(
+                gap > interval - Duration::from_millis(5) && gap <= interval,
+                "{delays:?}"
+            );
+        }
+        // The next place is ~790 ms ahead: not within 500 ms, so nothing is reserved.
+        assert!(matches!(
+            gate.try_acquire("s", &limits, lease, Duration::from_millis(500))
+                .await
+                .unwrap(),
+            Admission::Wait(_)
+        ));
+        assert!(
+            matches!(
+                gate.try_acquire("other", &limits, lease, Duration::ZERO)
+                    .await
+                    .unwrap(),
+                Admission::Admitted(Permit {
+                    delay: Duration::ZERO,
+                    ..
+                })
+            ),
+            "paces are per source"
+        );
+        // `acquire` sleeps until the request's place: four sends span three intervals.
         let started = Instant::now();
         let permit = acquire(&gate, "s", &limits, lease, Duration::from_secs(2))
             .await
             .unwrap();
         assert!(permit.is_some());
-        assert!(started.elapsed() >= wait.saturating_sub(Duration::from_millis(5)));
+        assert!(started.elapsed() >= 3 * interval - Duration::from_millis(10));
         assert_eq!(
             acquire(
                 &gate,

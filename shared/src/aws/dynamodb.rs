@@ -1116,14 +1116,24 @@ pub(crate) fn condition_met<T, E>(result: Result<T, SdkError<E>>) -> Result<bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
+    if_condition_met(result).map(|output| output.is_some())
+}
+
+/// The output of a conditional write, `None` if its condition failed.
+pub(crate) fn if_condition_met<T, E>(
+    result: Result<T, SdkError<E>>,
+) -> Result<Option<T>, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
     match result {
-        Ok(_) => Ok(true),
+        Ok(output) => Ok(Some(output)),
         Err(e)
             if e.as_service_error()
                 .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
                 == Some("ConditionalCheckFailedException") =>
         {
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(store_error(e)),
     }

@@ -1,15 +1,13 @@
 //! [`RequestGate`] on the state table: in-flight slots are leases (`GATE#{source}` /
-//! `SLOT#{n}`) taken with a conditional put and given back with a conditional delete; the rate
-//! budget is a counter per source and epoch second (`RATE#{second}`) that a conditional `ADD`
-//! refuses to raise past the limit. Everything expires by TTL.
+//! `SLOT#{n}`) taken with a conditional put and given back with a conditional delete; the pace
+//! is one item per source (`GATE#{source}` / `PACE`) holding when its next request may be sent,
+//! moved on by a conditional update per request. Everything expires by TTL.
 
-use super::dynamodb::condition_met;
-use crate::politeness::{
-    epoch_second, token, until_next_second, Admission, Limits, Permit, RequestGate,
-};
+use super::dynamodb::{condition_met, if_condition_met};
+use crate::politeness::{pace_interval, token, Admission, Limits, Permit, RequestGate};
 use crate::ports::StoreError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,10 +25,14 @@ fn gate_pk(source_id: &str) -> AttributeValue {
 }
 
 fn now_millis() -> u64 {
+    now_micros() / 1000
+}
+
+fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis() as u64
+        .as_micros() as u64
 }
 
 fn n(v: u64) -> AttributeValue {
@@ -76,23 +78,67 @@ impl DynamoGate {
         Ok(None)
     }
 
-    /// Counts one request in this second's budget; `false` if the budget is spent.
-    async fn spend_rate(&self, source_id: &str, per_second: u32) -> Result<bool, StoreError> {
-        let second = epoch_second();
-        let result = self
+    /// Reserves the request's place in the source's pace: now if the source is idle, else one
+    /// interval after the last reservation, if that is at most `max_delay` away. The delay
+    /// until that place, or `None`.
+    ///
+    /// One write when idle, two when queueing: DynamoDB has no `max()` to fold both cases into
+    /// one update, and a conditional update is what keeps concurrent invocations from taking
+    /// the same place.
+    async fn reserve_pace(
+        &self,
+        source_id: &str,
+        per_second: u32,
+        max_delay: Duration,
+    ) -> Result<Option<Duration>, StoreError> {
+        let interval = pace_interval(per_second).as_micros() as u64;
+        let now = now_micros();
+        let expires = n(now / 1_000_000 + 3600);
+        let idle = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", gate_pk(source_id))
-            .key("sk", AttributeValue::S(format!("RATE#{second}")))
-            .update_expression("ADD admitted :one SET expires_at = :exp")
-            .condition_expression("attribute_not_exists(admitted) OR admitted < :limit")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(u64::from(per_second)))
-            .expression_attribute_values(":exp", n(second + 3600))
+            .key("sk", AttributeValue::S("PACE".into()))
+            .update_expression("SET next_send = :next, expires_at = :exp")
+            .condition_expression("attribute_not_exists(next_send) OR next_send <= :now")
+            .expression_attribute_values(":next", n(now + interval))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":exp", expires.clone())
             .send()
             .await;
-        condition_met(result)
+        if condition_met(idle)? {
+            return Ok(Some(Duration::ZERO));
+        }
+        let queued = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", gate_pk(source_id))
+            .key("sk", AttributeValue::S("PACE".into()))
+            .update_expression("SET next_send = next_send + :interval, expires_at = :exp")
+            .condition_expression("next_send > :now AND next_send <= :latest")
+            .expression_attribute_values(":interval", n(interval))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":latest", n(now + max_delay.as_micros() as u64))
+            .expression_attribute_values(":exp", expires)
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        // A failed condition: the place is beyond `max_delay`, or the source went idle in
+        // between; either way the caller tries again shortly.
+        let Some(output) = if_condition_met(queued)? else {
+            return Ok(None);
+        };
+        let next_send = output
+            .attributes()
+            .and_then(|a| a.get("next_send"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| StoreError::new("the pace update returned no next_send"))?;
+        Ok(Some(Duration::from_micros(
+            (next_send - interval).saturating_sub(now),
+        )))
     }
 }
 
@@ -103,11 +149,13 @@ impl RequestGate for DynamoGate {
         source_id: &str,
         limits: &Limits,
         lease: Duration,
+        max_delay: Duration,
     ) -> Result<Admission, StoreError> {
         let permit = Permit {
             source_id: source_id.to_string(),
             slot: None,
             token: token(),
+            delay: Duration::ZERO,
         };
         let permit = match limits.max_in_flight {
             None => permit,
@@ -122,13 +170,16 @@ impl RequestGate for DynamoGate {
                 None => return Ok(Admission::Wait(Duration::from_millis(30))),
             },
         };
-        if let Some(rps) = limits.requests_per_second {
-            if !self.spend_rate(source_id, rps).await? {
+        let Some(rps) = limits.requests_per_second else {
+            return Ok(Admission::Admitted(permit));
+        };
+        match self.reserve_pace(source_id, rps, max_delay).await? {
+            Some(delay) => Ok(Admission::Admitted(Permit { delay, ..permit })),
+            None => {
                 self.release(&permit).await?;
-                return Ok(Admission::Wait(until_next_second()));
+                Ok(Admission::Wait(pace_interval(rps)))
             }
         }
-        Ok(Admission::Admitted(permit))
     }
 
     async fn release(&self, permit: &Permit) -> Result<(), StoreError> {
