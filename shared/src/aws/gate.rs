@@ -7,6 +7,7 @@ use super::dynamodb::{condition_met, if_condition_met};
 use crate::politeness::{pace_interval, token, Admission, Limits, Permit, RequestGate};
 use crate::ports::StoreError;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,6 +79,15 @@ impl DynamoGate {
         Ok(None)
     }
 
+    /// An update of the source's pace item.
+    fn update_pace(&self, source_id: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", gate_pk(source_id))
+            .key("sk", AttributeValue::S("PACE".into()))
+    }
+
     /// Reserves the request's place in the source's pace: now if the source is idle, else one
     /// interval after the last reservation, if that is at most `max_delay` away. The delay
     /// until that place, or `None`.
@@ -95,11 +105,7 @@ impl DynamoGate {
         let now = now_micros();
         let expires = n(now / 1_000_000 + 3600);
         let idle = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", gate_pk(source_id))
-            .key("sk", AttributeValue::S("PACE".into()))
+            .update_pace(source_id)
             .update_expression("SET next_send = :next, expires_at = :exp")
             .condition_expression("attribute_not_exists(next_send) OR next_send <= :now")
             .expression_attribute_values(":next", n(now + interval))
@@ -111,11 +117,7 @@ impl DynamoGate {
             return Ok(Some(Duration::ZERO));
         }
         let queued = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", gate_pk(source_id))
-            .key("sk", AttributeValue::S("PACE".into()))
+            .update_pace(source_id)
             .update_expression("SET next_send = next_send + :interval, expires_at = :exp")
             .condition_expression("next_send > :now AND next_send <= :latest")
             .expression_attribute_values(":interval", n(interval))
