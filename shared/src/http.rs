@@ -26,6 +26,16 @@ pub struct HttpClient {
     timeout: Duration,
     /// Where per-source politeness limits are enforced; none = no shared limits.
     gate: Option<Arc<dyn RequestGate>>,
+    /// Answers requests in place of the network (the deterministic simulation's remote
+    /// catalogs); the timeout and the size cap still apply.
+    transport: Option<Arc<dyn Transport>>,
+}
+
+/// A remote that answers in-process, so a simulated history needs no sockets and its
+/// stalls last virtual time (`tokio::time`).
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    async fn get(&self, url: &str) -> Result<Response, Reason>;
 }
 
 /// A response of any status, for the protocol to interpret (ERDDAP says "not found" with a
@@ -118,6 +128,15 @@ impl HttpClient {
             max_body_bytes,
             timeout,
             gate: None,
+            transport: None,
+        }
+    }
+
+    /// Sends every request to `transport` instead of the network.
+    pub fn over(transport: Arc<dyn Transport>, timeout: Duration, max_body_bytes: usize) -> HttpClient {
+        HttpClient {
+            transport: Some(transport),
+            ..HttpClient::new(timeout, max_body_bytes)
         }
     }
 
@@ -193,6 +212,20 @@ impl HttpClient {
     }
 
     async fn get_inner(&self, internal: bool, url: &str) -> Result<Response, Reason> {
+        if let Some(transport) = &self.transport {
+            let response = tokio::time::timeout(self.timeout, transport.get(url))
+                .await
+                .map_err(|_| {
+                    Reason::new(
+                        ReasonCode::Timeout,
+                        format!("no complete answer within {:?}", self.timeout),
+                    )
+                })??;
+            if response.body.len() > self.max_body_bytes {
+                return Err(too_large(self.max_body_bytes));
+            }
+            return Ok(response);
+        }
         let client = if internal {
             &self.internal
         } else {

@@ -57,7 +57,7 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
     format!(
         "logs/{source_id}/{session_stamp}/{}-{:08x}.ndjson",
         key_segment(first_resource_id),
-        rand::random::<u32>()
+        crate::random::u32()
     )
 }
 

@@ -20,6 +20,7 @@ pub mod politeness;
 pub mod ports;
 pub mod protocols;
 pub mod queries;
+pub mod random;
 pub mod xml;
 
 /// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects), level

@@ -42,7 +42,7 @@ pub fn retry_delay(receive_count: u32, cap: Duration) -> Duration {
     let exp = Duration::from_secs(5) * 2u32.saturating_pow(receive_count.saturating_sub(1).min(16));
     let ceiling = exp.min(cap).max(Duration::from_secs(1));
     let half = ceiling / 2;
-    half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
+    half + Duration::from_millis(crate::random::u64() % (half.as_millis() as u64 + 1))
 }
 
 /// Handles one work message body on its own (a batch of one). Never fails as a whole:

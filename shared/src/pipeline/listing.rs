@@ -135,7 +135,7 @@ pub async fn list_page(
     let ids_key = format!(
         "{}-{:016x}",
         keys::page_ids_key(&source.id, stamp, page).trim_end_matches(".json"),
-        rand::random::<u64>()
+        crate::random::u64()
     ) + ".json";
     let body = serde_json::to_vec(&serde_json::json!({
         "session_id": session_id,

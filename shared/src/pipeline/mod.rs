@@ -17,7 +17,9 @@ use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};
 use crate::ports::{Clock, ObjectStore, StateStore, StoreError, SystemClock, WorkQueue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, so a simulated history (paused, virtual time) ages these flags as it runs.
+use tokio::time::Instant;
 
 /// Knobs that come from the deployment (template parameters → function environment).
 #[derive(Clone, Debug, PartialEq, Eq)]

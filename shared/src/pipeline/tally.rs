@@ -153,7 +153,9 @@ impl Tally {
             if let Some(batch) = batch {
                 flush(store, objects, batch).await;
             }
+            // Biased: the same order every time, so a simulated history replays exactly.
             tokio::select! {
+                biased;
                 result = &mut answer => {
                     return result.unwrap_or_else(|_| Err(StoreError::new("the batch's count was dropped")));
                 }

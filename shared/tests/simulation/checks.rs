@@ -1,0 +1,266 @@
+//! The invariants every history must keep, checked against what the stores hold at its end
+//! (read past the fault wrappers) and what the world recorded on the way.
+
+use super::history::{Ctx, Report};
+use std::collections::{BTreeMap, BTreeSet};
+use trawl::messages::WorkMessage;
+use trawl::model::{Outcome, Record, Session, SessionStatus};
+use trawl::ports::{Marker, ObjectStore, StateStore};
+
+pub async fn check(ctx: &Ctx, report: &mut Report) {
+    let store = ctx.inner.as_ref();
+    let mut violation = |v: String| report.violations.push(v);
+    let listings = ctx
+        .store
+        .listings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let closes = ctx
+        .store
+        .closes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+
+    let mut sessions: Vec<Session> = Vec::new();
+    for id in listings.keys() {
+        match store.get_session(id).await {
+            Ok(Some(s)) => sessions.push(s),
+            _ => violation(format!("{id}: created but not found")),
+        }
+    }
+    sessions.sort_by_key(|s| s.scheduled_time);
+    report.sessions = sessions.len() as u64;
+
+    // Markers of every session: resource id → marker.
+    let mut markers: BTreeMap<String, BTreeMap<String, Marker>> = BTreeMap::new();
+    for s in &sessions {
+        let mut all = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let (page, next) = store.session_markers(&s.id, after).await.expect("markers");
+            for m in page {
+                all.insert(m.resource_id.clone(), m);
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        markers.insert(s.id.clone(), all);
+    }
+
+    for s in &sessions {
+        let c = &s.counters;
+        let mine = &markers[&s.id];
+        report.resources_counted += c.harvested + c.unchanged + c.failed;
+        // Each session closes exactly once.
+        if s.status == SessionStatus::Running {
+            violation(format!("{}: still running at the end: {c:?}", s.id));
+        }
+        let closed = closes.get(&s.id).copied().unwrap_or(0);
+        if closed != 1 {
+            violation(format!("{}: closed {closed} times", s.id));
+        }
+        // Its counters add up to the distinct resources its listing found.
+        if c.total != mine.len() as u64
+            || c.harvested + c.unchanged + c.failed != c.total
+            || c.remaining != 0
+        {
+            violation(format!(
+                "{}: counters do not add up to its {} markers: {c:?}",
+                s.id,
+                mine.len()
+            ));
+        }
+        let by = |o: Outcome| mine.values().filter(|m| m.outcome == Some(o)).count() as u64;
+        if (by(Outcome::Harvested), by(Outcome::Unchanged), by(Outcome::Failed))
+            != (c.harvested, c.unchanged, c.failed)
+        {
+            violation(format!("{}: marker outcomes disagree with the counters {c:?}", s.id));
+        }
+        // Each listed resource has exactly one outcome for the session, matching its marker.
+        for m in mine.values() {
+            let Some(outcome) = m.outcome else {
+                violation(format!("{}: {} still pending", s.id, m.resource_id));
+                continue;
+            };
+            match store.get_resource(&s.source_id, &m.resource_id).await {
+                Ok(Some(state)) => {
+                    let entries: Vec<_> =
+                        state.history.iter().filter(|h| h.session_id == s.id).collect();
+                    if entries.len() != 1 || entries[0].outcome != outcome {
+                        violation(format!(
+                            "{}: {} has {} history entries for it ({:?}), marker says {outcome:?}",
+                            s.id,
+                            m.resource_id,
+                            entries.len(),
+                            entries.iter().map(|e| e.outcome).collect::<Vec<_>>()
+                        ));
+                    }
+                }
+                _ => violation(format!("{}: {} counted but has no state", s.id, m.resource_id)),
+            }
+        }
+        // The summary was written.
+        let summary = trawl::keys::summary_key(&s.source_id, &s.stamp());
+        if s.status != SessionStatus::Running
+            && ctx.objects.get(&summary).await.ok().flatten().is_none()
+        {
+            violation(format!("{}: no summary at {summary}", s.id));
+        }
+        // A listing that missed a resource is marked incomplete.
+        let source = store
+            .get_source(&s.source_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.source);
+        let host = ctx
+            .sources
+            .iter()
+            .find(|(id, _)| *id == s.source_id)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default();
+        if let (Some(source), Some((from, to))) = (source, listings.get(&s.id)) {
+            if complete_full_listing(s) {
+                let sites = ctx.remote.lock();
+                if let Some(site) = sites.get(&host) {
+                    let ids: BTreeSet<&String> =
+                        site.changes.iter().map(|(_, id, _)| id).collect();
+                    for id in ids {
+                        if source.options.selects(id)
+                            && site.present_throughout(id, *from, *to)
+                            && !mine.contains_key(id)
+                        {
+                            violation(format!(
+                                "{}: {id} was in the catalog for the whole listing, was not listed, \
+                                 and the listing counts as complete",
+                                s.id
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // No resource is deleted unless it was missing from `stale_after_listings` consecutive
+    // complete listings.
+    for (source_id, _) in &ctx.sources {
+        let Ok(Some(entry)) = store.get_source(source_id).await else {
+            continue;
+        };
+        if let Some(running) = &entry.running_session {
+            violation(format!("{source_id}: still held by {running} at the end"));
+        }
+        let n = entry.source.options.stale_after_listings as usize;
+        let mine: Vec<&Session> = sessions.iter().filter(|s| &s.source_id == source_id).collect();
+        for s in &mine {
+            let Ok(Some(stale)) = trawl::pipeline::stale::stored_report(&ctx.svc, s).await else {
+                continue;
+            };
+            for deleted in &stale.deleted {
+                let complete: Vec<&&Session> = mine
+                    .iter()
+                    .filter(|o| o.scheduled_time <= s.scheduled_time && complete_full_listing(o))
+                    .collect();
+                let last: Vec<&&&Session> = complete.iter().rev().take(n).collect();
+                let missing_from_all = last.len() == n
+                    && last.iter().all(|o| !markers[&o.id].contains_key(deleted));
+                if !missing_from_all {
+                    violation(format!(
+                        "{}: deleted {deleted}, which was not missing from the last {n} complete listings",
+                        s.id
+                    ));
+                }
+            }
+        }
+    }
+
+    // Every record object is named by a live state and holds the content its hash names.
+    let mut named = BTreeSet::new();
+    for (source_id, _) in &ctx.sources {
+        let mut after = None;
+        loop {
+            let (page, next) = store
+                .list_resources(source_id, after)
+                .await
+                .expect("resources");
+            for state in page {
+                if !state.is_live() {
+                    continue;
+                }
+                if let (Some(key), Some(hash)) = (&state.record_key, &state.content_hash) {
+                    named.insert(key.clone());
+                    let body = ctx.objects.get(key).await.ok().flatten();
+                    let record: Option<Record> =
+                        body.and_then(|b| serde_json::from_slice(&b).ok());
+                    match record {
+                        None => violation(format!(
+                            "{source_id}/{}: its record {key} is missing",
+                            state.resource_id
+                        )),
+                        Some(r) if &r.content_hash() != hash => violation(format!(
+                            "{source_id}/{}: {key} holds other content than its hash names",
+                            state.resource_id
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    for key in ctx.objects.keys("records/") {
+        if !named.contains(&key) {
+            violation(format!("record object {key} is named by no live state"));
+        }
+    }
+
+    // Nothing is left uncounted in the DLQ.
+    for m in ctx.queue.dlq() {
+        match serde_json::from_str::<WorkMessage>(&m.body) {
+            Ok(WorkMessage::Resource {
+                session_id,
+                resource_id,
+                ..
+            }) => {
+                let counted = markers
+                    .get(&session_id)
+                    .and_then(|all| all.get(&resource_id))
+                    .is_some_and(|m| m.outcome.is_some());
+                if !counted {
+                    violation(format!("{session_id}: {resource_id} is in the DLQ uncounted"));
+                }
+            }
+            Ok(WorkMessage::ListPage {
+                session_id, page, ..
+            }) => match store.get_page(&session_id, page).await {
+                Ok(Some(p)) if p.error.as_deref().is_some_and(|e| e.contains("before the deadline")) => {
+                    violation(format!(
+                        "{session_id}: listing page {page} died in the DLQ and was only settled by the deadline"
+                    ))
+                }
+                Ok(Some(_)) => {}
+                _ => violation(format!(
+                    "{session_id}: listing page {page} is in the DLQ and was never committed"
+                )),
+            },
+            Err(e) => violation(format!("unreadable message in the DLQ: {e}")),
+        }
+    }
+}
+
+/// A closed, full (not incremental) listing with no integrity problem, not aborted: the
+/// kind that may delete.
+fn complete_full_listing(s: &Session) -> bool {
+    s.status != SessionStatus::Running
+        && s.since.is_none()
+        && !s.abort_requested
+        && s.listing_problems().is_empty()
+}
