@@ -133,7 +133,11 @@ impl HttpClient {
     }
 
     /// Sends every request to `transport` instead of the network.
-    pub fn over(transport: Arc<dyn Transport>, timeout: Duration, max_body_bytes: usize) -> HttpClient {
+    pub fn over(
+        transport: Arc<dyn Transport>,
+        timeout: Duration,
+        max_body_bytes: usize,
+    ) -> HttpClient {
         HttpClient {
             transport: Some(transport),
             ..HttpClient::new(timeout, max_body_bytes)

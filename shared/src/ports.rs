@@ -67,6 +67,9 @@ pub struct PageState {
     pub expected_total: Option<u64>,
     /// Paging problems found on this page (duplicates, a repeated page, the protocol's own).
     pub problems: Vec<String>,
+    /// When the page was committed: how the watchdog tells a listing that stalled (its next
+    /// message died) from one that is only slow.
+    pub listed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,12 +118,12 @@ pub trait StateStore: Send + Sync {
         session_id: &str,
         resource_ids: &[String],
     ) -> Result<HashSet<String>, StoreError>;
-    /// Writes pending markers. `only_missing` keeps markers that exist (possibly counted).
+    /// Writes pending markers where none exist: an existing one (possibly counted already)
+    /// is kept as it is, so a copy of a page delivering late never un-counts a resource.
     async fn put_pending_markers(
         &self,
         session_id: &str,
         resource_ids: &[String],
-        only_missing: bool,
     ) -> Result<(), StoreError>;
 
     async fn get_resource(

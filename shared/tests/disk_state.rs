@@ -135,10 +135,7 @@ async fn a_batch_counts_each_resource_once_and_a_closed_sessions_markers_are_dro
     let session = trawl::model::Session::start("ocean", chrono::Utc::now(), chrono::Utc::now());
     store.create_session(&session).await.unwrap();
     let ids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-    store
-        .put_pending_markers(&session.id, &ids, false)
-        .await
-        .unwrap();
+    store.put_pending_markers(&session.id, &ids).await.unwrap();
 
     // A copy of "a" in the same batch, and "z" that was never listed: neither counts.
     let batch: Vec<(String, ResourceState)> = ["a", "a", "b", "z"]
@@ -212,7 +209,7 @@ async fn an_old_state_json_is_imported_once_and_a_broken_one_stops_the_open() {
         .unwrap();
     let session = trawl::model::Session::start("ocean", chrono::Utc::now(), chrono::Utc::now());
     old.create_session(&session).await.unwrap();
-    old.put_pending_markers(&session.id, &["a".to_string()], false)
+    old.put_pending_markers(&session.id, &["a".to_string()])
         .await
         .unwrap();
     old.record_outcome(&session.id, &state("a", &session.id))

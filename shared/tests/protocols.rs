@@ -148,20 +148,28 @@ async fn a_ckan_page_served_twice_makes_the_listing_incomplete_and_deletes_nothi
     let first = w.harvest("2026-11-23").await;
     assert_eq!(first.counters.harvested, 25);
 
-    // Page 2 (start=10) answers page 1 again, and a dataset on the lost page is gone.
+    // Page 2 (asked from start=9, one row back to check nothing moved) answers page 1
+    // again, and a dataset on the lost page is gone.
     fixture.set_quirks(CkanQuirks {
-        repeat_page_at_start: Some(10),
+        repeat_page_at_start: Some(9),
         ..Default::default()
     });
     let ids = fixture.dataset_ids();
     fixture.remove(&ids[12]);
     for day in ["2026-11-24", "2026-11-25", "2026-11-26"] {
         let s = w.harvest(day).await;
-        // Pages 1 and 3 count; the repeat adds nothing and is not counted twice.
-        assert_eq!(s.counters.total, 10 + 4, "{day}");
+        // Pages 1 and 3 count (page 3 from row 18, after the repeat's 10 rows from row 9);
+        // the repeat adds nothing and is not counted twice.
+        assert_eq!(s.counters.total, 10 + 6, "{day}");
         assert_eq!(s.counters.remaining, 0);
-        assert_eq!(s.counters.unchanged, 14);
+        assert_eq!(s.counters.unchanged, 16);
         let problems = s.listing_problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("page 2: the catalog changed between pages")),
+            "{problems:?}"
+        );
         assert!(
             problems
                 .iter()
@@ -171,7 +179,7 @@ async fn a_ckan_page_served_twice_makes_the_listing_incomplete_and_deletes_nothi
         assert!(
             problems
                 .iter()
-                .any(|p| p.contains("announced 24 resources but 14")),
+                .any(|p| p.contains("announced 24 resources but 16")),
             "{problems:?}"
         );
         let summary = w.summary(&s).await;

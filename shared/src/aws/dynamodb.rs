@@ -13,9 +13,7 @@ use crate::ports::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
@@ -388,6 +386,7 @@ impl StateStore for DynamoStore {
             listed: get_n(&item, "listed"),
             expected_total: get_opt_n(&item, "expected_total"),
             problems: get_list(&item, "problems"),
+            listed_at: get_s(&item, "listed_at").and_then(|t| t.parse().ok()),
         }))
     }
 
@@ -429,6 +428,9 @@ impl StateStore for DynamoStore {
         }
         if let Some(e) = &page.error {
             item.insert("error".into(), s(e));
+        }
+        if let Some(at) = page.listed_at {
+            item.insert("listed_at".into(), s(rfc3339(at)));
         }
         item.insert("listed".into(), n(page.listed));
         if let Some(t) = page.expected_total {
@@ -516,68 +518,57 @@ impl StateStore for DynamoStore {
         &self,
         session_id: &str,
         resource_ids: &[String],
-        only_missing: bool,
     ) -> Result<(), StoreError> {
         let expires = (Utc::now() + Duration::days(MARKER_TTL_DAYS)).timestamp();
-        let marker = |id: &String| -> Item {
-            HashMap::from([
-                ("pk".into(), s(keys::session_pk(session_id))),
-                ("sk".into(), s(keys::marker_sk(id))),
-                ("status".into(), s("pending")),
-                ("expires_at".into(), AttributeValue::N(expires.to_string())),
-            ])
+        let marker = |id: &String| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(HashMap::from([
+                    ("pk".into(), s(keys::session_pk(session_id))),
+                    ("sk".into(), s(keys::marker_sk(id))),
+                    ("status".into(), s("pending")),
+                    ("expires_at".into(), AttributeValue::N(expires.to_string())),
+                ])))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(store_error)?;
+            Ok(TransactWriteItem::builder().put(put).build())
         };
-        if only_missing {
-            let puts: Vec<BoxFuture<'_, Result<(), StoreError>>> = resource_ids
-                .iter()
-                .map(|id| -> BoxFuture<'_, Result<(), StoreError>> {
-                    Box::pin(async move {
-                        let r = self
-                            .client
-                            .put_item()
-                            .table_name(&self.table)
-                            .set_item(Some(marker(id)))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .send()
-                            .await;
-                        // An existing marker (possibly counted) is kept as it is.
-                        condition_met(r).map(|_| ())
-                    })
-                })
-                .collect();
-            let results: Vec<Result<(), StoreError>> = futures::stream::iter(puts)
-                .buffer_unordered(16)
-                .collect()
-                .await;
-            return results.into_iter().collect();
-        }
-        // Fresh page: nothing can have counted these yet, so unconditional batch writes are safe.
-        let chunks: Vec<Vec<WriteRequest>> = resource_ids
-            .chunks(25)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|id| {
-                        WriteRequest::builder()
-                            .put_request(
-                                PutRequest::builder()
-                                    .set_item(Some(marker(id)))
-                                    .build()
-                                    .expect("item set"),
-                            )
-                            .build()
-                    })
-                    .collect()
-            })
-            .collect();
+        // Conditional puts, a transaction of up to 100 at a time: an existing marker (maybe
+        // counted by a copy of the page that delivered first) must never be reset to pending,
+        // which unconditional batch writes did. A transaction whose condition fails on some
+        // markers says which: those exist, and the rest are written again without them. A
+        // page of 1,000 costs 10 requests where one conditional put per marker cost 1,000
+        // (a redelivered page then outlived the harvester's timeout on every receive).
+        let chunks: Vec<Vec<String>> = resource_ids.chunks(100).map(<[String]>::to_vec).collect();
         let writes: Vec<BoxFuture<'_, Result<(), StoreError>>> = chunks
             .into_iter()
-            .map(|requests| -> BoxFuture<'_, Result<(), StoreError>> {
-                Box::pin(self.batch_write(requests))
+            .map(|mut chunk| -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(async move {
+                    while !chunk.is_empty() {
+                        let items = chunk.iter().map(marker).collect::<Result<Vec<_>, _>>()?;
+                        let Some(codes) = self.transact(items).await? else {
+                            return Ok(());
+                        };
+                        let before = chunk.len();
+                        let mut i = 0;
+                        chunk.retain(|_| {
+                            let exists = condition_failed(&codes, i);
+                            i += 1;
+                            !exists
+                        });
+                        if chunk.len() == before {
+                            return Err(StoreError::new(format!(
+                                "markers for session {session_id} not written: {codes:?}"
+                            )));
+                        }
+                    }
+                    Ok(())
+                })
             })
             .collect();
         let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
-            .buffer_unordered(8)
+            .buffer_unordered(4)
             .collect()
             .await;
         results.into_iter().collect()
@@ -904,33 +895,6 @@ impl DynamoStore {
             .and_then(|v| v.as_s().ok())
             .cloned();
         Ok((out.items.unwrap_or_default(), next))
-    }
-
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        while !requests.is_empty() {
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(store_error)?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
-            if !requests.is_empty() {
-                attempt += 1;
-                if attempt > 8 {
-                    return Err(StoreError::new(
-                        "batch write kept leaving items unprocessed",
-                    ));
-                }
-                backoff(attempt).await;
-            }
-        }
-        Ok(())
     }
 }
 

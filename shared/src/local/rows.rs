@@ -47,14 +47,9 @@ pub trait Rows: Send {
         resource_id: &str,
     ) -> Result<Option<Option<Settled>>, StoreError>;
 
-    /// Marks the ids pending in the session; with `only_missing`, leaves existing markers
-    /// (settled ones included) as they are.
-    fn put_pending(
-        &mut self,
-        session_id: &str,
-        resource_ids: &[String],
-        only_missing: bool,
-    ) -> Result<(), StoreError>;
+    /// Marks the ids pending in the session, leaving existing markers (settled ones
+    /// included) as they are.
+    fn put_pending(&mut self, session_id: &str, resource_ids: &[String]) -> Result<(), StoreError>;
 
     /// Settles the marker if it is pending; `false` (nothing changed) if the session never
     /// listed the resource or it was counted already.
@@ -153,19 +148,10 @@ impl Rows for MemoryRows {
             .cloned())
     }
 
-    fn put_pending(
-        &mut self,
-        session_id: &str,
-        resource_ids: &[String],
-        only_missing: bool,
-    ) -> Result<(), StoreError> {
+    fn put_pending(&mut self, session_id: &str, resource_ids: &[String]) -> Result<(), StoreError> {
         let markers = self.markers.entry(session_id.to_string()).or_default();
         for id in resource_ids {
-            if only_missing {
-                markers.entry(id.clone()).or_insert(None);
-            } else {
-                markers.insert(id.clone(), None);
-            }
+            markers.entry(id.clone()).or_insert(None);
         }
         Ok(())
     }

@@ -307,17 +307,9 @@ impl Rows for SqliteRows {
         }
     }
 
-    fn put_pending(
-        &mut self,
-        session_id: &str,
-        resource_ids: &[String],
-        only_missing: bool,
-    ) -> Result<(), StoreError> {
-        let sql = if only_missing {
-            "INSERT OR IGNORE INTO markers (session_id, resource_id, outcome) VALUES (?1, ?2, NULL)"
-        } else {
-            "INSERT OR REPLACE INTO markers (session_id, resource_id, outcome) VALUES (?1, ?2, NULL)"
-        };
+    fn put_pending(&mut self, session_id: &str, resource_ids: &[String]) -> Result<(), StoreError> {
+        let sql =
+            "INSERT OR IGNORE INTO markers (session_id, resource_id, outcome) VALUES (?1, ?2, NULL)";
         let mut stmt = self.conn.prepare_cached(sql).map_err(db_error)?;
         for id in resource_ids {
             stmt.execute(params![session_id, id]).map_err(db_error)?;

@@ -277,11 +277,10 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
         &self,
         session_id: &str,
         resource_ids: &[String],
-        only_missing: bool,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.rows.begin_batch()?;
-        let put = s.rows.put_pending(session_id, resource_ids, only_missing);
+        let put = s.rows.put_pending(session_id, resource_ids);
         s.rows.end_batch(put.is_ok())?;
         put
     }

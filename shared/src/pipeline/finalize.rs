@@ -24,15 +24,30 @@ pub enum Finalized {
 pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finalized, StoreError> {
     // Stale resources are settled while the session still holds its source, so the next
     // session cannot list (and harvest) while tombstones are being written.
+    let now = svc.clock.now();
+    let mut expected = None;
     if let Some(session) = svc.store.get_session(session_id).await? {
         if session.status == SessionStatus::Running && session.counters.remaining == 0 {
             super::stale::settle(svc, &session).await?;
             super::incremental::keep_failed_ids(svc, &session).await?;
+            // The summary is written before the close, as the session will read once
+            // closed: a close whose summary never got written (a crash in between, then the
+            // stream giving up on the record) would leave a closed session without one, and
+            // nothing looks at closed sessions again.
+            let closed = Session {
+                status: session.closing_status(),
+                ended_at: Some(now),
+                ..session
+            };
+            write_summary(svc, &closed).await?;
+            expected = Some(closed);
         }
     }
-    match svc.store.close_session(session_id, svc.clock.now()).await? {
+    match svc.store.close_session(session_id, now).await? {
         Closing::Closed(session) => {
-            write_summary(svc, &session).await?;
+            if expected.as_ref() != Some(&*session) {
+                write_summary(svc, &session).await?;
+            }
             tracing::info!(session = %session.id, status = session.status.as_str(),
                 total = session.counters.total, harvested = session.counters.harvested,
                 unchanged = session.counters.unchanged, failed = session.counters.failed,

@@ -43,7 +43,7 @@ pub async fn list_page(
             return Ok(PageResult::AlreadyListed);
         }
         let ids = read_ids(svc, &existing.ids_key).await?;
-        deliver(svc, session_id, source, &existing, &ids, true).await?;
+        deliver(svc, session_id, source, &existing, &ids).await?;
         return Ok(PageResult::Listed {
             resources: existing.count,
             has_next: existing.next_cursor.is_some(),
@@ -164,9 +164,10 @@ pub async fn list_page(
         listed: check.listed,
         expected_total: check.expected_total,
         problems: check.problems,
+        listed_at: Some(svc.clock.now()),
     };
     if svc.store.commit_page(session_id, &state).await? {
-        deliver(svc, session_id, source, &state, &ids, false).await?;
+        deliver(svc, session_id, source, &state, &ids).await?;
         Ok(PageResult::Listed {
             resources: state.count,
             has_next: state.next_cursor.is_some(),
@@ -179,7 +180,7 @@ pub async fn list_page(
             .await?
             .ok_or_else(|| StoreError::new("page vanished after a failed commit"))?;
         let ids = read_ids(svc, &committed.ids_key).await?;
-        deliver(svc, session_id, source, &committed, &ids, true).await?;
+        deliver(svc, session_id, source, &committed, &ids).await?;
         Ok(PageResult::Listed {
             resources: committed.count,
             has_next: committed.next_cursor.is_some(),
@@ -307,12 +308,10 @@ async fn deliver(
     source: &SourceRef,
     page: &PageState,
     ids: &[String],
-    redelivery: bool,
 ) -> Result<(), StoreError> {
-    // On a redelivery some markers may already be counted: only add the missing ones.
-    svc.store
-        .put_pending_markers(session_id, ids, redelivery)
-        .await?;
+    // Only missing markers are added: a copy of this page that delivered first may have
+    // had some of them counted already.
+    svc.store.put_pending_markers(session_id, ids).await?;
     let mut messages: Vec<WorkMessage> = ids
         .iter()
         .map(|id| WorkMessage::Resource {

@@ -28,6 +28,10 @@ pub struct Sweep {
     /// Resources counted as lost, over all of them.
     pub lost_resources: u64,
     pub lost_pages: u64,
+    /// Running sessions whose stalled listing page was sent again.
+    pub resumed_listings: Vec<String>,
+    /// Sessions with nothing remaining that were still open, closed now.
+    pub closed: Vec<String>,
 }
 
 /// Winds up every running session whose deadline has passed at `now`.
@@ -35,21 +39,99 @@ pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, 
     let deadline = Duration::minutes(i64::from(svc.settings.session_deadline_minutes));
     let mut sweep = Sweep::default();
     for entry in svc.store.list_sources().await? {
-        let Some(running) = entry.running_session else {
+        let Some(running) = entry.running_session.clone() else {
             continue;
         };
         let Some(session) = svc.store.get_session(&running).await? else {
             continue;
         };
-        if session.status == SessionStatus::Running && now - session.started_at > deadline {
+        if session.status != SessionStatus::Running {
+            continue;
+        }
+        if now - session.started_at > deadline {
             let (pages, resources) = expire(svc, &session).await?;
             tracing::warn!(session = %session.id, lost_pages = pages, lost_resources = resources, "session passed its deadline; unfinished work counted as lost");
-            sweep.expired.push(session.id);
             sweep.lost_pages += pages;
             sweep.lost_resources += resources;
+            sweep.expired.push(session.id.clone());
+        } else if resume_listing(svc, &entry, &session, now).await? {
+            sweep.resumed_listings.push(session.id.clone());
+        }
+        // Nothing remains but the session is still open: its stream record was given up on
+        // (the mapping's retries ran out) or never came. Closing is idempotent, so a close
+        // racing the finalizer's is harmless.
+        if let Some(current) = svc.store.get_session(&session.id).await? {
+            if current.status == SessionStatus::Running
+                && current.counters.remaining == 0
+                && now - current.started_at > stall_after(svc)
+            {
+                tracing::warn!(session = %current.id, "nothing remains but the session is open; closing it");
+                super::finalize::finalize_session(svc, &current.id).await?;
+                sweep.closed.push(current.id.clone());
+            }
         }
     }
     Ok(sweep)
+}
+
+/// How long a listing page's message can live while it is being retried: every receive it
+/// is allowed, each after at most the longest backoff.
+fn stall_after(svc: &Services) -> Duration {
+    let most = svc.settings.max_retry_delay * svc.settings.max_receive_count;
+    Duration::from_std(most).unwrap_or_else(|_| Duration::minutes(15)) + Duration::minutes(1)
+}
+
+/// Sends the listing's next page again when its message died (a crash or timeout on each
+/// of its receives put it in the DLQ): the first page that is not delivered, once it has
+/// waited longer than a page's message can live. A page listed meanwhile by the original is
+/// committed once all the same (the commit is conditional). Returns whether it sent one.
+///
+/// Why not let the deadline settle it: a page committed but never delivered holds its
+/// resources in `remaining`, so the watchdog would count every one of them `LOST` hours
+/// later, and a page never listed would cut the listing short.
+async fn resume_listing(
+    svc: &Services,
+    entry: &crate::ports::SourceEntry,
+    session: &Session,
+    now: DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
+    let stall = stall_after(svc);
+    if now - session.started_at <= stall {
+        return Ok(false);
+    }
+    let mut page = 1;
+    let mut cursor = None;
+    let mut waiting_since = session.started_at;
+    loop {
+        match svc.store.get_page(&session.id, page).await? {
+            Some(committed) if committed.sent => match committed.next_cursor {
+                Some(next) => {
+                    waiting_since = committed.listed_at.unwrap_or(waiting_since);
+                    cursor = Some(next);
+                    page += 1;
+                }
+                None => return Ok(false),
+            },
+            Some(committed) => {
+                waiting_since = committed.listed_at.unwrap_or(waiting_since);
+                break;
+            }
+            None => break,
+        }
+    }
+    if now - waiting_since <= stall {
+        return Ok(false);
+    }
+    tracing::warn!(session = %session.id, page, "listing page stalled (its message died); sending it again");
+    svc.queue
+        .send(&[crate::messages::WorkMessage::ListPage {
+            session_id: session.id.clone(),
+            source: SourceRef::from(&entry.source),
+            page,
+            cursor,
+        }])
+        .await?;
+    Ok(true)
 }
 
 /// Settles everything `session` still owes; returns (pages, resources) counted as lost.
@@ -66,9 +148,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 } else {
                     read_ids(svc, &committed.ids_key).await?
                 };
-                svc.store
-                    .put_pending_markers(&session.id, &ids, true)
-                    .await?;
+                svc.store.put_pending_markers(&session.id, &ids).await?;
                 if committed.next_cursor.is_none() {
                     break;
                 }
@@ -87,6 +167,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                     listed: 0,
                     expected_total: None,
                     problems: Vec::new(),
+                    listed_at: Some(svc.clock.now()),
                 };
                 if svc.store.commit_page(&session.id, &lost).await? {
                     lost_pages += 1;

@@ -110,7 +110,8 @@ impl Remote {
             p.modified = now;
             let v = p.version;
             drop(sites);
-            self.world.trace(format!("catalog {host}: {id} changed to v{v}"));
+            self.world
+                .trace(format!("catalog {host}: {id} changed to v{v}"));
         }
     }
 

@@ -75,10 +75,16 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             ));
         }
         let by = |o: Outcome| mine.values().filter(|m| m.outcome == Some(o)).count() as u64;
-        if (by(Outcome::Harvested), by(Outcome::Unchanged), by(Outcome::Failed))
-            != (c.harvested, c.unchanged, c.failed)
+        if (
+            by(Outcome::Harvested),
+            by(Outcome::Unchanged),
+            by(Outcome::Failed),
+        ) != (c.harvested, c.unchanged, c.failed)
         {
-            violation(format!("{}: marker outcomes disagree with the counters {c:?}", s.id));
+            violation(format!(
+                "{}: marker outcomes disagree with the counters {c:?}",
+                s.id
+            ));
         }
         // Each listed resource has exactly one outcome for the session, matching its marker.
         for m in mine.values() {
@@ -88,8 +94,11 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             };
             match store.get_resource(&s.source_id, &m.resource_id).await {
                 Ok(Some(state)) => {
-                    let entries: Vec<_> =
-                        state.history.iter().filter(|h| h.session_id == s.id).collect();
+                    let entries: Vec<_> = state
+                        .history
+                        .iter()
+                        .filter(|h| h.session_id == s.id)
+                        .collect();
                     if entries.len() != 1 || entries[0].outcome != outcome {
                         violation(format!(
                             "{}: {} has {} history entries for it ({:?}), marker says {outcome:?}",
@@ -100,7 +109,10 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                         ));
                     }
                 }
-                _ => violation(format!("{}: {} counted but has no state", s.id, m.resource_id)),
+                _ => violation(format!(
+                    "{}: {} counted but has no state",
+                    s.id, m.resource_id
+                )),
             }
         }
         // The summary was written.
@@ -127,8 +139,7 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             if complete_full_listing(s) {
                 let sites = ctx.remote.lock();
                 if let Some(site) = sites.get(&host) {
-                    let ids: BTreeSet<&String> =
-                        site.changes.iter().map(|(_, id, _)| id).collect();
+                    let ids: BTreeSet<&String> = site.changes.iter().map(|(_, id, _)| id).collect();
                     for id in ids {
                         if source.options.selects(id)
                             && site.present_throughout(id, *from, *to)
@@ -156,7 +167,10 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             violation(format!("{source_id}: still held by {running} at the end"));
         }
         let n = entry.source.options.stale_after_listings as usize;
-        let mine: Vec<&Session> = sessions.iter().filter(|s| &s.source_id == source_id).collect();
+        let mine: Vec<&Session> = sessions
+            .iter()
+            .filter(|s| &s.source_id == source_id)
+            .collect();
         for s in &mine {
             let Ok(Some(stale)) = trawl::pipeline::stale::stored_report(&ctx.svc, s).await else {
                 continue;
@@ -167,8 +181,8 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     .filter(|o| o.scheduled_time <= s.scheduled_time && complete_full_listing(o))
                     .collect();
                 let last: Vec<&&&Session> = complete.iter().rev().take(n).collect();
-                let missing_from_all = last.len() == n
-                    && last.iter().all(|o| !markers[&o.id].contains_key(deleted));
+                let missing_from_all =
+                    last.len() == n && last.iter().all(|o| !markers[&o.id].contains_key(deleted));
                 if !missing_from_all {
                     violation(format!(
                         "{}: deleted {deleted}, which was not missing from the last {n} complete listings",
@@ -195,8 +209,7 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                 if let (Some(key), Some(hash)) = (&state.record_key, &state.content_hash) {
                     named.insert(key.clone());
                     let body = ctx.objects.get(key).await.ok().flatten();
-                    let record: Option<Record> =
-                        body.and_then(|b| serde_json::from_slice(&b).ok());
+                    let record: Option<Record> = body.and_then(|b| serde_json::from_slice(&b).ok());
                     match record {
                         None => violation(format!(
                             "{source_id}/{}: its record {key} is missing",

@@ -467,7 +467,8 @@ async fn catalog_changes(ctx: Arc<Ctx>) {
         if ctx.world.elapsed() > HORIZON || ctx.sources.is_empty() {
             return;
         }
-        let (source_id, host) = ctx.sources[ctx.world.range(0..ctx.sources.len() as u64) as usize].clone();
+        let (source_id, host) =
+            ctx.sources[ctx.world.range(0..ctx.sources.len() as u64) as usize].clone();
         if !ctx.world.faults.shifting_pages {
             let running = ctx
                 .inner

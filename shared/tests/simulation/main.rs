@@ -33,7 +33,10 @@ fn seeds() -> (Vec<u64>, String) {
         Some(s) => match parse_range(s) {
             Some(r) => r,
             None => {
-                let one: u64 = s.trim().parse().expect("TRAWL_SIM_SEEDS is START..END or a seed");
+                let one: u64 = s
+                    .trim()
+                    .parse()
+                    .expect("TRAWL_SIM_SEEDS is START..END or a seed");
                 (one, one + 1)
             }
         },
@@ -85,7 +88,10 @@ fn simulation_every_history_keeps_every_invariant() {
                 }
                 if !report.violations.is_empty() {
                     print_failure(&report);
-                    failures.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+                    failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(report);
                 }
             });
         }
@@ -108,7 +114,12 @@ fn simulation_every_history_keeps_every_invariant() {
         seeds.len(),
         seeds.len()
     );
-    assert_eq!(violations, 0, "seeds {:?} broke invariants", failures.iter().map(|r| r.seed).collect::<Vec<_>>());
+    assert_eq!(
+        violations,
+        0,
+        "seeds {:?} broke invariants",
+        failures.iter().map(|r| r.seed).collect::<Vec<_>>()
+    );
 }
 
 fn print_failure(report: &history::Report) {
@@ -124,10 +135,18 @@ fn print_failure(report: &history::Report) {
     }
     // The trace lines that name what the first violation names, then the end of the trace.
     let first = &report.violations[0];
-    let words: Vec<&str> = first
+    let mut words: Vec<String> = first
         .split(|c: char| c.is_whitespace() || c == ':' || c == ',')
         .filter(|w| w.contains('@') || (w.contains('-') && w.len() > 6))
+        .map(str::to_string)
         .collect();
+    // A session's source `srcN` harvests `catN`: its catalog's changes matter too.
+    let hosts: Vec<String> = words
+        .iter()
+        .filter_map(|w| w.split('@').next()?.strip_prefix("src"))
+        .map(|n| format!("catalog cat{n}."))
+        .collect();
+    words.extend(hosts);
     let relevant: Vec<&String> = report
         .trace
         .iter()

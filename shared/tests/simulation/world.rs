@@ -116,7 +116,11 @@ impl World {
         if trace.len() == TRACE_LINES {
             trace.pop_front();
         }
-        trace.push_back(format!("{:>9.3}s {}", self.elapsed().as_secs_f64(), line.into()));
+        trace.push_back(format!(
+            "{:>9.3}s {}",
+            self.elapsed().as_secs_f64(),
+            line.into()
+        ));
     }
 
     pub fn inject(&self, kind: &'static str, what: impl Into<String>) {
@@ -202,13 +206,22 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// A request's round trip: other invocations run meanwhile, so two stages' writes
+    /// interleave as they do against the real services.
+    async fn latency(&self) {
+        let ms = self.world.range(1..25);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
     async fn read(&self, op: &str) -> Result<(), StoreError> {
         let Some(inv) = current() else { return Ok(()) };
+        self.latency().await;
         if inv.crashed() {
             inv.crash(&self.world, format!("at {op}")).await;
         }
         if self.world.chance(self.world.faults.store_error / 2.0) {
-            self.world.inject("store_error", format!("{} {op} refused", inv.name));
+            self.world
+                .inject("store_error", format!("{} {op} refused", inv.name));
             return Err(StoreError::new(format!("simulated: {op} throttled")));
         }
         Ok(())
@@ -216,15 +229,18 @@ impl Hooks {
 
     async fn before(&self, op: &str) -> Result<u32, StoreError> {
         let Some(inv) = current() else { return Ok(0) };
+        self.latency().await;
         if inv.crashed() {
             inv.crash(&self.world, format!("at {op}")).await;
         }
         let n = inv.writes.fetch_add(1, Ordering::SeqCst);
         if inv.crash_at == Some((n, false)) {
-            inv.crash(&self.world, format!("before write {n} ({op})")).await;
+            inv.crash(&self.world, format!("before write {n} ({op})"))
+                .await;
         }
         if self.world.chance(self.world.faults.store_error) {
-            self.world.inject("store_error", format!("{} {op} refused", inv.name));
+            self.world
+                .inject("store_error", format!("{} {op} refused", inv.name));
             return Err(StoreError::new(format!("simulated: {op} throttled")));
         }
         Ok(n)
@@ -233,11 +249,14 @@ impl Hooks {
     async fn after(&self, op: &str, n: u32) -> Result<(), StoreError> {
         let Some(inv) = current() else { return Ok(()) };
         if inv.crash_at == Some((n, true)) {
-            inv.crash(&self.world, format!("after write {n} ({op})")).await;
+            inv.crash(&self.world, format!("after write {n} ({op})"))
+                .await;
         }
         if self.world.chance(self.world.faults.ambiguous) {
-            self.world
-                .inject("ambiguous", format!("{} {op} applied, answer lost", inv.name));
+            self.world.inject(
+                "ambiguous",
+                format!("{} {op} applied, answer lost", inv.name),
+            );
             return Err(StoreError::new(format!(
                 "simulated: {op} timed out (it was applied)"
             )));
@@ -336,7 +355,9 @@ impl StateStore for SimStore {
         let n = self.hooks.before("create_session").await?;
         let result = self.inner.create_session(session).await;
         if matches!(result, Ok(SessionStart::Created)) {
-            self.hooks.world.trace(format!("session {} created", session.id));
+            self.hooks
+                .world
+                .trace(format!("session {} created", session.id));
             let now = Instant::now();
             self.listings
                 .lock()
@@ -378,7 +399,10 @@ impl StateStore for SimStore {
     }
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
         self.hooks
-            .write("mark_page_sent", self.inner.mark_page_sent(session_id, page))
+            .write(
+                "mark_page_sent",
+                self.inner.mark_page_sent(session_id, page),
+            )
             .await
     }
     async fn listed_before(
@@ -393,13 +417,11 @@ impl StateStore for SimStore {
         &self,
         session_id: &str,
         resource_ids: &[String],
-        only_missing: bool,
     ) -> Result<(), StoreError> {
         self.hooks
             .write(
                 "put_pending_markers",
-                self.inner
-                    .put_pending_markers(session_id, resource_ids, only_missing),
+                self.inner.put_pending_markers(session_id, resource_ids),
             )
             .await
     }
@@ -468,7 +490,10 @@ impl StateStore for SimStore {
         next: &ResourceState,
     ) -> Result<bool, StoreError> {
         self.hooks
-            .write("replace_resource", self.inner.replace_resource(current, next))
+            .write(
+                "replace_resource",
+                self.inner.replace_resource(current, next),
+            )
             .await
     }
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
@@ -633,7 +658,10 @@ impl SimQueue {
         dead.sort_unstable();
         for i in dead.into_iter().rev() {
             let m = state.messages.remove(i);
-            world.trace(format!("DLQ {} after {} receives: {}", m.message_id, m.receive_count, m.body));
+            world.trace(format!(
+                "DLQ {} after {} receives: {}",
+                m.message_id, m.receive_count, m.body
+            ));
             state.dlq.push(m);
         }
         out
@@ -734,7 +762,8 @@ impl SimStream {
             });
         }
         drop(state);
-        self.world.trace(format!("stream: {session_id} has nothing remaining"));
+        self.world
+            .trace(format!("stream: {session_id} has nothing remaining"));
         self.changed.notify_waiters();
     }
 

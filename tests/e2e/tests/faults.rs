@@ -63,6 +63,14 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_suite_every_session_closes_once_with_every_resource_counted_once() {
     let _lock = lock_stack();
+    // `TRAWL_FAULT_LOG=warn` (an env-filter) prints the stages' logs: why work was retried,
+    // which batches timed out.
+    if let Ok(filter) = std::env::var("TRAWL_FAULT_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let seeds: Vec<u64> = std::env::var("TRAWL_FAULT_SEEDS")
         .unwrap_or_else(|_| "1,2".into())
         .split(',')

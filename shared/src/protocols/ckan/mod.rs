@@ -41,14 +41,27 @@ impl Catalog for Ckan {
         since: Option<DateTime<Utc>>,
         log: &mut Vec<RequestLog>,
     ) -> Result<Listing, Reason> {
-        let start: u64 = match cursor {
-            None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| Reason::parse(format!("bad CKAN listing cursor {c:?}")))?,
+        // The cursor is the next start and the id the previous page ended on. The next page
+        // is asked for from one row earlier, and that row must still be the previous page's
+        // last: if a package before it was removed meanwhile, every later one moved up a row
+        // and one would be skipped without anything else showing it (the `count` can hide
+        // it too, when another package was added after the cursor).
+        let (start, last) = match cursor {
+            None => (0, None),
+            Some(c) => {
+                let (start, last) = match c.split_once(':') {
+                    Some((start, last)) => (start, Some(last)),
+                    None => (c, None),
+                };
+                let start: u64 = start
+                    .parse()
+                    .map_err(|_| Reason::parse(format!("bad CKAN listing cursor {c:?}")))?;
+                (start, last.filter(|_| start > 0))
+            }
         };
+        let ask = start - u64::from(last.is_some());
         let mut url = format!(
-            "{}/api/3/action/package_search?q=*:*&rows={PAGE_ROWS}&start={start}&sort=id%20asc",
+            "{}/api/3/action/package_search?q=*:*&rows={PAGE_ROWS}&start={ask}&sort=id%20asc",
             base(source)
         );
         if let Some(since) = since {
@@ -68,18 +81,34 @@ impl Catalog for Ckan {
                 Some(id) if !id.is_empty() => ids.push(id.to_string()),
                 _ => {
                     return Err(Reason::parse(format!(
-                        "package_search result {} (start {start}) has no id",
+                        "package_search result {} (start {ask}) has no id",
                         i + 1
                     )))
                 }
             }
         }
-        let next = start + ids.len() as u64;
-        let next_cursor = (!ids.is_empty() && next < search.count).then(|| next.to_string());
+        let next = ask + ids.len() as u64;
+        let next_cursor = match ids.last() {
+            Some(end) if next < search.count && next > start => Some(format!("{next}:{end}")),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        if let Some(last) = last {
+            if ids.first().map(String::as_str) == Some(last) {
+                ids.remove(0);
+            } else {
+                problems.push(format!(
+                    "the catalog changed between pages: row {ask} is {} where the previous page \
+                     ended with {last}, so packages may have moved past the listing",
+                    ids.first().map_or("missing", String::as_str)
+                ));
+            }
+        }
         Ok(Listing {
             resource_ids: ids,
             next_cursor,
             expected_total: Some(search.count),
+            problems,
             ..Listing::default()
         })
     }
