@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the same as std's in a deployment, virtual in the simulation.
+use tokio::time::Instant;
 
 /// A source's limits; `None` = no shared limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +115,7 @@ pub async fn acquire(
                     return Ok(None);
                 }
                 // Jitter, so waiting invocations do not retry in lockstep.
-                let jitter = Duration::from_millis(rand::random::<u64>() % 50);
+                let jitter = Duration::from_millis(crate::random::u64() % 50);
                 tokio::time::sleep((wait + jitter).min(deadline - now)).await;
             }
         }
@@ -128,7 +130,7 @@ pub fn pace_interval(per_second: u32) -> Duration {
 }
 
 pub(crate) fn token() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    format!("{:016x}", crate::random::u64())
 }
 
 /// The gate for one process: the same rules as the shared one, in memory.

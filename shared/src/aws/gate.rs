@@ -58,7 +58,7 @@ impl DynamoGate {
     ) -> Result<Option<u32>, StoreError> {
         let now = now_millis();
         for _ in 0..SLOT_TRIES.min(max) {
-            let slot = rand::random::<u32>() % max;
+            let slot = crate::random::u32() % max;
             let result = self
                 .client
                 .put_item()

@@ -30,6 +30,12 @@ pub struct Site {
     pub rows_cap: usize,
     /// (when, package id, present after): every addition and removal.
     pub changes: Vec<(Instant, String, bool)>,
+    /// Requests being answered now, the most seen at once, and the shortest time between
+    /// two arrivals: what the source's politeness limits promise the server.
+    pub in_flight: u32,
+    pub most_in_flight: u32,
+    pub last_arrival: Option<Instant>,
+    pub shortest_gap: Option<Duration>,
 }
 
 impl Site {
@@ -178,9 +184,46 @@ fn package_json(host: &str, id: &str, p: &Package) -> serde_json::Value {
     })
 }
 
+/// Counts a request in flight at its site until it is answered or abandoned (a client's
+/// timeout, a crashed invocation).
+struct InFlight<'a> {
+    remote: &'a Remote,
+    host: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(site) = self.remote.lock().get_mut(&self.host) {
+            site.in_flight -= 1;
+        }
+    }
+}
+
+impl Remote {
+    fn arrive(&self, url: &str) -> InFlight<'_> {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut sites = self.lock();
+        let site = sites.entry(host.clone()).or_default();
+        site.in_flight += 1;
+        site.most_in_flight = site.most_in_flight.max(site.in_flight);
+        if let Some(last) = site.last_arrival {
+            let gap = now - last;
+            site.shortest_gap = Some(site.shortest_gap.map_or(gap, |g| g.min(gap)));
+        }
+        site.last_arrival = Some(now);
+        drop(sites);
+        InFlight { remote: self, host }
+    }
+}
+
 #[async_trait]
 impl Transport for Remote {
     async fn get(&self, url: &str) -> Result<Response, Reason> {
+        let _in_flight = self.arrive(url);
         tokio::time::sleep(Duration::from_millis(self.world.range(5..250))).await;
         if let Some(fault) = self.fault(url).await {
             return Ok(fault);

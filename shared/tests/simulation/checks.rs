@@ -193,6 +193,34 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
         }
     }
 
+    // Politeness limits hold at the server, in virtual time.
+    for (source_id, host) in &ctx.sources {
+        let Ok(Some(entry)) = store.get_source(source_id).await else {
+            continue;
+        };
+        let sites = ctx.remote.lock();
+        let Some(site) = sites.get(host) else {
+            continue;
+        };
+        if let Some(max) = entry.source.options.max_in_flight {
+            if site.most_in_flight > max {
+                violation(format!(
+                    "{source_id}: {} requests in flight at once, the limit is {max}",
+                    site.most_in_flight
+                ));
+            }
+        }
+        if let (Some(rps), Some(gap)) =
+            (entry.source.options.requests_per_second, site.shortest_gap)
+        {
+            if gap < std::time::Duration::from_secs(1) / rps {
+                violation(format!(
+                    "{source_id}: two requests {gap:?} apart, the limit is {rps} per second"
+                ));
+            }
+        }
+    }
+
     // Every record object is named by a live state and holds the content its hash names.
     let mut named = BTreeSet::new();
     for (source_id, _) in &ctx.sources {

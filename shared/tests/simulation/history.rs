@@ -96,9 +96,7 @@ pub fn run(seed: u64) -> Report {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if !report.violations.is_empty() {
-            report.trace = world.trace_lines();
-        }
+        report.trace = world.trace_lines();
         report
     })
 }
@@ -139,7 +137,8 @@ fn build(world: Arc<World>) -> Ctx {
             remote.clone(),
             settings.http_timeout,
             settings.max_body_bytes,
-        ),
+        )
+        .with_gate(Arc::new(trawl::politeness::MemoryGate::default())),
         clock,
         settings,
         aborts: Arc::new(AbortFlags::default()),
@@ -163,6 +162,8 @@ fn build(world: Arc<World>) -> Ctx {
                 StaleAction::Remove
             },
             incremental: rng.gen_bool(0.3),
+            max_in_flight: rng.gen_bool(0.3).then(|| rng.gen_range(1..4)),
+            requests_per_second: rng.gen_bool(0.3).then(|| rng.gen_range(1..20)),
             exclude: if rng.gen_bool(0.2) {
                 vec!["*-x".into()]
             } else {
@@ -487,6 +488,21 @@ async fn catalog_changes(ctx: Arc<Ctx>) {
             .get(&host)
             .map(|s| s.packages.keys().cloned().collect())
             .unwrap_or_default();
+        // Now and then an operator aborts a running session (`trawl abort`).
+        if ctx.world.chance(0.03) {
+            let running = ctx
+                .inner
+                .get_source(&source_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|e| e.running_session);
+            if let Some(session) = running {
+                ctx.world.trace(format!("operator aborts {session}"));
+                let _ = ctx.inner.request_abort(&session).await;
+                continue;
+            }
+        }
         match ctx.world.range(0..10) {
             0..=2 => {
                 next_id += 1;

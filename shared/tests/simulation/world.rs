@@ -167,7 +167,7 @@ impl Invocation {
     pub fn new(world: &World, name: String) -> Arc<Invocation> {
         let crash_at = world
             .chance(world.faults.crash)
-            .then(|| (world.range(0..16) as u32, world.chance(0.5)));
+            .then(|| (world.range(0..40) as u32, world.chance(0.5)));
         Arc::new(Invocation {
             name,
             crash_at,
