@@ -88,6 +88,8 @@ pub struct Runner {
     streams: aws_sdk_dynamodbstreams::Client,
     /// Shard id → next iterator (None once a shard is closed and drained).
     shards: Mutex<HashMap<String, Option<String>>>,
+    /// Shard id → sequence number of the last record read, to resume after an expired iterator.
+    last_sequence: Mutex<HashMap<String, String>>,
     harvester_timeout: Duration,
     rng: std::sync::Mutex<StdRng>,
     /// Session id → how many times the stream showed it going from running to closed.
@@ -135,6 +137,7 @@ impl Runner {
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             streams: aws_sdk_dynamodbstreams::Client::from_conf(streams.build()),
             shards: Mutex::new(HashMap::new()),
+            last_sequence: Mutex::new(HashMap::new()),
             rng: std::sync::Mutex::new(StdRng::seed_from_u64(faults.seed)),
             closes: std::sync::Mutex::new(BTreeMap::new()),
             faults,
@@ -480,14 +483,38 @@ impl Runner {
                 .collect();
             let mut got_any = false;
             for (shard, iterator) in shards {
-                let out = self
+                let read = self
                     .streams
                     .get_records()
                     .shard_iterator(iterator)
                     .limit(1000)
                     .send()
-                    .await
-                    .with_context(|| format!("reading stream shard {shard}"))?;
+                    .await;
+                let out = match read {
+                    Ok(out) => out,
+                    // Iterators expire (LocalStack's after a few minutes, however recently
+                    // they were handed out, in long runs); Lambda's mapping then asks for a
+                    // new one after the last record it read, and so does this.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_expired_iterator_exception()) =>
+                    {
+                        tracing::warn!(%shard, "shard iterator expired; asking for a new one");
+                        self.renew_iterator(&shard).await?;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("reading stream shard {shard}"))
+                    }
+                };
+                if let Some(last) = out.records().last().and_then(|r| r.dynamodb()) {
+                    if let Some(sequence) = last.sequence_number() {
+                        self.last_sequence
+                            .lock()
+                            .await
+                            .insert(shard.clone(), sequence.to_string());
+                    }
+                }
                 let records: Vec<Value> = out.records().iter().map(stream_record_json).collect();
                 got_any |= !records.is_empty();
                 self.observe_closes(&records);
@@ -585,6 +612,30 @@ impl Runner {
     }
 
     /// Learns the stream's shards; new shards start at `position`, known ones keep their place.
+    /// A fresh iterator for `shard`, after the last record read from it (or from its start).
+    async fn renew_iterator(&self, shard: &str) -> Result<()> {
+        let arn = self.stack.get("TableStreamArn")?.to_string();
+        let last = self.last_sequence.lock().await.get(shard).cloned();
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard);
+        let request = match &last {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let iterator = request
+            .send()
+            .await
+            .context("renewing a shard iterator")?
+            .shard_iterator;
+        self.shards.lock().await.insert(shard.to_string(), iterator);
+        Ok(())
+    }
+
     async fn refresh_shards(&self, position: ShardIteratorType) -> Result<()> {
         let arn = self.stack.get("TableStreamArn")?.to_string();
         let mut shard_ids = Vec::new();
