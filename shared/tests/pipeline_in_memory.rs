@@ -566,9 +566,12 @@ async fn the_watchdog_counts_lost_work_and_the_session_still_closes_once() {
         ),
         (2, 3, 0)
     );
+    // Nothing remains, so the sweep closes it too (as the stream's record will again).
+    assert_eq!(sweep.closed, std::slice::from_ref(&id));
+    assert_eq!(s.status, SessionStatus::PartiallyFailed);
     assert_eq!(
         finalize_session(&w.svc, &id).await.unwrap(),
-        Finalized::Closed(SessionStatus::PartiallyFailed)
+        Finalized::AlreadyClosed
     );
     assert!(w
         .store
@@ -632,9 +635,11 @@ async fn the_watchdog_winds_up_a_session_whose_first_page_never_arrived() {
             .is_some_and(|e| e.contains("LOST")),
         "{s:?}"
     );
+    assert_eq!(sweep.closed, std::slice::from_ref(&session.id));
+    assert_eq!(s.status, SessionStatus::Failed);
     assert_eq!(
         finalize_session(&w.svc, &session.id).await.unwrap(),
-        Finalized::Closed(SessionStatus::Failed)
+        Finalized::AlreadyClosed
     );
 }
 
@@ -1306,4 +1311,124 @@ async fn a_batch_is_logged_and_counted_together_and_a_copy_in_it_counts_nothing(
             }
         );
     }
+}
+
+#[tokio::test]
+async fn a_listing_page_whose_message_died_is_sent_again_by_a_tick_within_the_session() {
+    // 1,100 datasets: page 1 holds 999 (and the allDatasets row), page 2 the other 101.
+    let w = world(1100, &[]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    // Page 2's message dies (every receive crashed, so it sits in the DLQ uncounted).
+    let mut resources = Vec::new();
+    while let Some(m) = w.queue.pop() {
+        if matches!(m, WorkMessage::Resource { .. }) {
+            resources.push(m);
+        }
+    }
+    for m in &resources {
+        handle_message(&w.svc, "m", &m.to_json(), 1).await;
+    }
+    let started = w.session(&id).await.started_at;
+    // Not before a page message could still be alive: receives × the longest backoff.
+    let soon = started + chrono::Duration::minutes(5);
+    let early = trawl::pipeline::watchdog::sweep(&w.svc, soon)
+        .await
+        .unwrap();
+    assert!(early.resumed_listings.is_empty(), "{early:?}");
+    assert!(w.queue.is_empty());
+
+    let later = started + chrono::Duration::minutes(30);
+    let sweep = trawl::pipeline::watchdog::sweep(&w.svc, later)
+        .await
+        .unwrap();
+    assert_eq!(sweep.resumed_listings, std::slice::from_ref(&id));
+    assert!(sweep.expired.is_empty());
+    match w.queue.pop() {
+        Some(WorkMessage::ListPage {
+            page: 2, cursor, ..
+        }) => assert_eq!(cursor.as_deref(), Some("2")),
+        other => panic!("expected page 2 again, got {other:?}"),
+    }
+    let page = WorkMessage::ListPage {
+        session_id: id.clone(),
+        source: trawl::messages::SourceRef::from(
+            &w.store.get_source("src").await.unwrap().unwrap().source,
+        ),
+        page: 2,
+        cursor: Some("2".into()),
+    };
+    handle_message(&w.svc, "m", &page.to_json(), 1).await;
+    drain(&w, false).await;
+    let s = w.session(&id).await;
+    assert_eq!((s.counters.total, s.counters.remaining), (1100, 0));
+    assert_eq!(s.counters.harvested, 1100);
+    assert!(
+        s.listing_problems().is_empty(),
+        "{:?}",
+        s.listing_problems()
+    );
+    // Once delivered, later ticks leave the listing alone.
+    let again = trawl::pipeline::watchdog::sweep(&w.svc, later + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(again.resumed_listings.is_empty());
+}
+
+#[tokio::test]
+async fn a_session_with_nothing_remaining_whose_stream_record_was_lost_is_closed_by_a_tick() {
+    let w = world(3, &[]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    drain(&w, false).await;
+    // Everything is counted, but no finalizer ran (the stream mapping gave up on the record).
+    let s = w.session(&id).await;
+    assert_eq!(
+        (s.status, s.counters.remaining),
+        (SessionStatus::Running, 0)
+    );
+    let sweep =
+        trawl::pipeline::watchdog::sweep(&w.svc, s.started_at + chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+    assert_eq!(sweep.closed, std::slice::from_ref(&id));
+    let closed = w.session(&id).await;
+    assert_eq!(closed.status, SessionStatus::Succeeded);
+    let summary = trawl::keys::summary_key("src", &closed.stamp());
+    assert!(w.objects.get(&summary).await.unwrap().is_some());
+    assert!(w
+        .store
+        .get_source("src")
+        .await
+        .unwrap()
+        .unwrap()
+        .running_session
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_late_copy_of_a_page_never_resets_markers_already_counted() {
+    let w = world(3, &[]).await;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    drain(&w, false).await;
+    let before = w.session(&id).await.counters;
+    // The copy that committed the page writes its markers only now (it was slow).
+    let ids: Vec<String> = (1..=3).map(|i| format!("ds_{i:04}")).collect();
+    w.store.put_pending_markers(&id, &ids).await.unwrap();
+    let (markers, _) = w.store.session_markers(&id, None).await.unwrap();
+    assert_eq!(markers.len(), 3);
+    assert!(
+        markers
+            .iter()
+            .all(|m| m.outcome == Some(Outcome::Harvested)),
+        "{markers:?}"
+    );
+    assert_eq!(w.session(&id).await.counters, before);
 }

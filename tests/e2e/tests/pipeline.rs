@@ -585,3 +585,65 @@ async fn politeness_limits_hold_across_concurrent_harvester_invocations() {
         fixture.max_info_requests_in_a_second()
     );
 }
+
+/// DynamoDB's markers: 250 ids are written in transactions of up to 100, and writing them
+/// again (a late or redelivered copy of the page) keeps the markers that exist, counted
+/// ones included, as the local store does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_markers_are_only_added_where_missing() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let store = runner.services.store.clone();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let source_id = register(&runner, "e2e-markers", &fixture, "0 3 1 1 *").await;
+    let session = Session::start(
+        &source_id,
+        "2026-11-23T03:00:00Z".parse().unwrap(),
+        Utc::now(),
+    );
+    store.create_session(&session).await.unwrap();
+    let ids: Vec<String> = (0..250).map(|i| format!("r{i:03}")).collect();
+    store
+        .put_pending_markers(&session.id, &ids[..120])
+        .await
+        .unwrap();
+    // Count one of them, as a harvester would.
+    let counted = trawl::model::ResourceState::next(
+        None,
+        &source_id,
+        "r007",
+        &session.id,
+        Outcome::Harvested,
+        None,
+        Utc::now(),
+        None,
+    );
+    assert_eq!(
+        store.record_outcome(&session.id, &counted).await.unwrap(),
+        trawl::ports::Counting::Counted
+    );
+    // The whole page again: the 120 exist (one counted), 130 are new.
+    store.put_pending_markers(&session.id, &ids).await.unwrap();
+    let mut markers = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = store.session_markers(&session.id, after).await.unwrap();
+        markers.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(markers.len(), 250);
+    let settled: Vec<&str> = markers
+        .iter()
+        .filter(|m| m.outcome.is_some())
+        .map(|m| m.resource_id.as_str())
+        .collect();
+    assert_eq!(settled, ["r007"]);
+}
