@@ -24,7 +24,10 @@ pub enum Finalized {
 pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finalized, StoreError> {
     // Stale resources are settled while the session still holds its source, so the next
     // session cannot list (and harvest) while tombstones are being written.
+    // Whole seconds, as the session item stores them, so the summary written before the
+    // close is the one the closed session reads back.
     let now = svc.clock.now();
+    let now = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     let mut expected = None;
     if let Some(session) = svc.store.get_session(session_id).await? {
         if session.status == SessionStatus::Running && session.counters.remaining == 0 {

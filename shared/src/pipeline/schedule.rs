@@ -20,6 +20,10 @@ pub struct ScheduleReport {
     pub errors: Vec<String>,
     /// Running sessions past their deadline, wound up by the watchdog on this tick.
     pub expired: Vec<String>,
+    /// Running sessions whose stalled listing page the watchdog sent again.
+    pub resumed_listings: Vec<String>,
+    /// Sessions with nothing remaining, still open, that the watchdog closed.
+    pub closed: Vec<String>,
 }
 
 /// An EventBridge Scheduler tick: winds up sessions past their deadline, then starts every
@@ -29,8 +33,11 @@ pub async fn on_tick(
     scheduled_time: DateTime<Utc>,
 ) -> Result<ScheduleReport, StoreError> {
     let window_start = scheduled_time - Duration::minutes(i64::from(svc.settings.tick_minutes));
+    let sweep = super::watchdog::sweep(svc, svc.clock.now()).await?;
     let mut report = ScheduleReport {
-        expired: super::watchdog::sweep(svc, svc.clock.now()).await?.expired,
+        expired: sweep.expired,
+        resumed_listings: sweep.resumed_listings,
+        closed: sweep.closed,
         ..ScheduleReport::default()
     };
     for entry in svc.store.list_sources().await? {

@@ -7,6 +7,11 @@
 //! either counts first (the watchdog then sees "already counted") or finds the marker settled.
 //! `remaining` then reaches zero and the finalizer closes the session as usual (partially
 //! failed), setting the source back to ready.
+//!
+//! Before the deadline, on each tick, it repairs the two ways a session stalls without
+//! anything left to retry it: a listing page whose message died is sent again (see
+//! [`resume_listing`]), and a session with nothing remaining whose stream record was given up
+//! on is closed.
 
 use super::content::unclaimed_content;
 use super::listing::read_ids;
@@ -34,7 +39,8 @@ pub struct Sweep {
     pub closed: Vec<String>,
 }
 
-/// Winds up every running session whose deadline has passed at `now`.
+/// Looks after every running session at `now`: winds up those past their deadline, sends a
+/// stalled listing page again, closes those with nothing remaining that are still open.
 pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, StoreError> {
     let deadline = Duration::minutes(i64::from(svc.settings.session_deadline_minutes));
     let mut sweep = Sweep::default();
@@ -54,24 +60,45 @@ pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, 
             sweep.lost_pages += pages;
             sweep.lost_resources += resources;
             sweep.expired.push(session.id.clone());
-        } else if resume_listing(svc, &entry, &session, now).await? {
-            sweep.resumed_listings.push(session.id.clone());
+        } else {
+            // Best effort, like the close below: one session's trouble must not fail the
+            // tick that starts every other source; the next tick tries again.
+            match resume_listing(svc, &entry, &session, now).await {
+                Ok(true) => sweep.resumed_listings.push(session.id.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(session = %session.id, error = %e, "could not check the listing")
+                }
+            }
         }
         // Nothing remains but the session is still open: its stream record was given up on
         // (the mapping's retries ran out) or never came. Closing is idempotent, so a close
         // racing the finalizer's is harmless.
-        if let Some(current) = svc.store.get_session(&session.id).await? {
-            if current.status == SessionStatus::Running
-                && current.counters.remaining == 0
-                && now - current.started_at > stall_after(svc)
-            {
-                tracing::warn!(session = %current.id, "nothing remains but the session is open; closing it");
-                super::finalize::finalize_session(svc, &current.id).await?;
-                sweep.closed.push(current.id.clone());
-            }
+        if let Err(e) = close_if_finished(svc, &session.id, now, &mut sweep).await {
+            tracing::warn!(session = %session.id, error = %e, "could not close a finished session");
         }
     }
     Ok(sweep)
+}
+
+async fn close_if_finished(
+    svc: &Services,
+    session_id: &str,
+    now: DateTime<chrono::Utc>,
+    sweep: &mut Sweep,
+) -> Result<(), StoreError> {
+    let Some(current) = svc.store.get_session(session_id).await? else {
+        return Ok(());
+    };
+    if current.status == SessionStatus::Running
+        && current.counters.remaining == 0
+        && now - current.started_at > stall_after(svc)
+    {
+        tracing::warn!(session = %current.id, "nothing remains but the session is open; closing it");
+        super::finalize::finalize_session(svc, &current.id).await?;
+        sweep.closed.push(current.id);
+    }
+    Ok(())
 }
 
 /// How long a listing page's message can live while it is being retried: every receive it

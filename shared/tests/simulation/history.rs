@@ -269,7 +269,11 @@ async fn schedule(ctx: &Ctx) {
                 .await;
                 match ran {
                     Ran::Done(Ok(report)) => {
-                        if !report.started.is_empty() || !report.expired.is_empty() {
+                        if !report.started.is_empty()
+                            || !report.expired.is_empty()
+                            || !report.resumed_listings.is_empty()
+                            || !report.closed.is_empty()
+                        {
                             ctx.world.trace(format!("tick {k}: {report:?}"));
                         }
                         break;
@@ -289,7 +293,10 @@ async fn schedule(ctx: &Ctx) {
             )
             .await;
             if let Ran::Done(Ok(sweep)) = ran {
-                if !sweep.expired.is_empty() {
+                if !sweep.expired.is_empty()
+                    || !sweep.resumed_listings.is_empty()
+                    || !sweep.closed.is_empty()
+                {
                     ctx.world.trace(format!("watchdog tick {k}: {sweep:?}"));
                 }
             }
