@@ -1432,3 +1432,57 @@ async fn a_late_copy_of_a_page_never_resets_markers_already_counted() {
     );
     assert_eq!(w.session(&id).await.counters, before);
 }
+
+#[tokio::test]
+async fn a_receive_after_one_that_wrote_content_and_died_points_the_state_at_that_content() {
+    let w = world(1, &[]).await;
+    let first = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    drain(&w, false).await;
+    finalize_session(&w.svc, &first.started[0]).await.unwrap();
+    let report = run_now(&w.svc, "src", t("2026-11-23T12:00:00Z"))
+        .await
+        .unwrap();
+    let message = w.queue.pop().unwrap();
+    // One copy counts the resource (unchanged)...
+    handle_message(&w.svc, "m", &message.to_json(), 1).await;
+    let counted = w
+        .store
+        .get_resource("src", "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted.last_session, report.started[0]);
+    // ...while another wrote newer content after it, and died before naming it.
+    let key = counted.record_key.clone().unwrap();
+    let mut record: trawl::model::Record =
+        serde_json::from_slice(&w.objects.get(&key).await.unwrap().unwrap()).unwrap();
+    record.title = Some("Edited upstream between the two fetches".into());
+    w.objects
+        .put(
+            &key,
+            serde_json::to_vec(&record).unwrap().into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    // The dead copy's message comes back (its second receive): the state follows the object.
+    assert_eq!(
+        handle_message(&w.svc, "m", &message.to_json(), 2).await,
+        Disposition::Done
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.content_hash, Some(record.content_hash()));
+    // Counted once all the same.
+    let c = w.session(&report.started[0]).await.counters;
+    assert_eq!(
+        (c.total, c.unchanged, c.harvested, c.remaining),
+        (1, 1, 0, 0)
+    );
+}

@@ -469,6 +469,7 @@ impl Runner {
         // After `stop`, keep reading until the stream has been quiet twice: the records of
         // the last closes (seen through the table already) may not have been read yet.
         let mut quiet_after_stop = 0;
+        let mut read_failures = 0u32;
         while quiet_after_stop < 2 {
             if last_refresh.elapsed() > Duration::from_secs(10) {
                 self.refresh_shards(ShardIteratorType::TrimHorizon).await?;
@@ -503,10 +504,19 @@ impl Runner {
                         self.renew_iterator(&shard).await?;
                         continue;
                     }
+                    // Lambda's mapping retries a failed read; so does this, for a while
+                    // (LocalStack's stream helper answers InternalError when it is loaded).
+                    Err(e) if read_failures < 30 => {
+                        read_failures += 1;
+                        tracing::warn!(%shard, error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e), "stream read failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                     Err(e) => {
                         return Err(e).with_context(|| format!("reading stream shard {shard}"))
                     }
                 };
+                read_failures = 0;
                 if let Some(last) = out.records().last().and_then(|r| r.dynamodb()) {
                     if let Some(sequence) = last.sequence_number() {
                         self.last_sequence

@@ -94,6 +94,14 @@ async fn stored_content(
     }))
 }
 
+/// Whether `state` names `content` where it is: the same hash *and* the record key. A
+/// resource deleted as stale keeps its last hash but no key, and its object is gone; the
+/// same content written again after it came back is not named by that hash alone.
+fn names(state: &ResourceState, content: &StoredContent) -> bool {
+    state.content_hash.as_deref() == Some(&content.hash)
+        && state.record_key.as_deref() == Some(&content.record_key)
+}
+
 /// Content in the object store that `previous` does not name: written by an attempt that was
 /// never counted. Read when counting a failure, so the failure keeps it named.
 pub async fn unclaimed_content(
@@ -103,7 +111,7 @@ pub async fn unclaimed_content(
     previous: Option<&ResourceState>,
 ) -> Result<Option<StoredContent>, StoreError> {
     let found = stored_content(svc, source, resource_id).await?;
-    Ok(found.filter(|c| previous.and_then(|p| p.content_hash.as_deref()) != Some(&c.hash)))
+    Ok(found.filter(|c| !previous.is_some_and(|p| names(p, c))))
 }
 
 /// After this attempt wrote content and found the resource already counted for
@@ -126,7 +134,7 @@ pub async fn reconcile(
         let Some(found) = stored_content(svc, source, resource_id).await? else {
             return Ok(());
         };
-        if state.content_hash.as_deref() == Some(&found.hash) {
+        if names(&state, &found) {
             return Ok(());
         }
         let mut next = state.clone();

@@ -162,6 +162,13 @@ pub async fn harvest_resource(
         .as_ref()
         .is_some_and(|p| p.last_session == session_id)
     {
+        // An earlier receive of this message may have written content after a copy
+        // counted, then died (or failed) before naming it (`reconcile`); a message comes
+        // back only after such a receive, so a later receive makes sure the state follows
+        // the object. The first receive of a copy costs nothing extra.
+        if receive_count > 1 {
+            reconcile(svc, source, resource_id, session_id).await?;
+        }
         return Ok(Harvested::Settled);
     }
 

@@ -6,7 +6,8 @@
 //!
 //!   TRAWL_SIM_SEEDS=START..END cargo test -p trawl --test simulation -- --nocapture
 //!
-//! prints one line per failing seed with its violations, fault mix and trace, and ends with
+//! prints one line per failing seed with its violations, fault mix and trace (with
+//! `TRAWL_SIM_TRACE=1`, every seed's whole trace), and ends with
 //! `simulation: N seeds, M histories, V violations`. Without `TRAWL_SIM_SEEDS` it runs 500
 //! seeds from one derived from today's date; a range runs the regression seeds too.
 
@@ -89,6 +90,11 @@ fn simulation_every_history_keeps_every_invariant() {
                     t.1 += report.resources_counted;
                     t.2 += report.invocations;
                 }
+                if std::env::var_os("TRAWL_SIM_TRACE").is_some() {
+                    for line in &report.trace {
+                        println!("  {line}");
+                    }
+                }
                 if !report.violations.is_empty() {
                     print_failure(&report);
                     failures
@@ -168,7 +174,8 @@ fn print_failure(report: &history::Report) {
     // The trace lines that name what the first violation names, then the end of the trace.
     let first = &report.violations[0];
     let mut words: Vec<String> = first
-        .split(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .split(|c: char| c.is_whitespace() || c == ':' || c == ',' || c == '/')
+        .map(|w| w.trim_end_matches(".json"))
         .filter(|w| w.contains('@') || (w.contains('-') && w.len() > 6))
         .map(str::to_string)
         .collect();

@@ -199,6 +199,15 @@ fn current() -> Option<Arc<Invocation>> {
     INVOCATION.try_with(Arc::clone).ok()
 }
 
+fn who() -> String {
+    current().map_or_else(|| "checks".into(), |inv| inv.name.clone())
+}
+
+fn short(hash: &Option<String>) -> String {
+    hash.as_deref()
+        .map_or("-".into(), |h| h.chars().take(8).collect())
+}
+
 /// The hooks every wrapped port calls around its operations.
 #[derive(Clone)]
 pub struct Hooks {
@@ -447,6 +456,14 @@ impl StateStore for SimStore {
     ) -> Result<Counting, StoreError> {
         let n = self.hooks.before("record_outcome").await?;
         let result = self.inner.record_outcome(session_id, state).await;
+        self.hooks.world.trace(format!(
+            "{} counts {}/{} for {session_id}: {:?} content {}: {result:?}",
+            who(),
+            state.source_id,
+            state.resource_id,
+            state.last_outcome,
+            short(&state.content_hash)
+        ));
         self.observe(session_id).await;
         self.hooks.after("record_outcome", n).await?;
         result
@@ -461,6 +478,17 @@ impl StateStore for SimStore {
             Err(e) => return refused(e),
         };
         let results = self.inner.record_outcomes(outcomes).await;
+        for ((session_id, state), result) in outcomes.iter().zip(&results) {
+            self.hooks.world.trace(format!(
+                "{} counts {}/{} for {session_id}: {:?} content {} {:?}: {result:?}",
+                who(),
+                state.source_id,
+                state.resource_id,
+                state.last_outcome,
+                short(&state.content_hash),
+                state.record_key
+            ));
+        }
         let sessions: std::collections::BTreeSet<&String> =
             outcomes.iter().map(|(s, _)| s).collect();
         for session_id in sessions {
@@ -480,21 +508,38 @@ impl StateStore for SimStore {
         self.inner.list_resources(source_id, after).await
     }
     async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
-        self.hooks
-            .write("mark_missing", self.inner.mark_missing(state))
-            .await
+        let n = self.hooks.before("mark_missing").await?;
+        let result = self.inner.mark_missing(state).await;
+        self.hooks.world.trace(format!(
+            "{} marks {}/{} missing ({} listings, deleted {:?}): {result:?}",
+            who(),
+            state.source_id,
+            state.resource_id,
+            state.missing_listings,
+            state.deleted_at.is_some()
+        ));
+        self.hooks.after("mark_missing", n).await?;
+        result
     }
     async fn replace_resource(
         &self,
         current: &ResourceState,
         next: &ResourceState,
     ) -> Result<bool, StoreError> {
-        self.hooks
-            .write(
-                "replace_resource",
-                self.inner.replace_resource(current, next),
-            )
-            .await
+        let n = self.hooks.before("replace_resource").await?;
+        let result = self.inner.replace_resource(current, next).await;
+        self.hooks.world.trace(format!(
+            "{} replaces {}/{}: content {} → {} {:?}, deleted {:?}: {result:?}",
+            who(),
+            next.source_id,
+            next.resource_id,
+            short(&current.content_hash),
+            short(&next.content_hash),
+            next.record_key,
+            next.deleted_at.is_some()
+        ));
+        self.hooks.after("replace_resource", n).await?;
+        result
     }
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
         let n = self.hooks.before("request_abort").await?;
@@ -546,16 +591,31 @@ pub struct SimObjects {
 #[async_trait]
 impl ObjectStore for SimObjects {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
-        self.hooks
-            .write("s3 put", self.inner.put(key, body, content_type))
-            .await
+        let n = self.hooks.before("s3 put").await?;
+        if key.starts_with("records/") || key.starts_with("deleted/records/") {
+            let hash = serde_json::from_slice::<trawl::model::Record>(&body)
+                .map(|r| r.content_hash())
+                .ok();
+            self.hooks
+                .world
+                .trace(format!("{} puts {key} content {}", who(), short(&hash)));
+        }
+        let result = self.inner.put(key, body, content_type).await;
+        self.hooks.after("s3 put", n).await?;
+        result
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         self.hooks.read("s3 get").await?;
         self.inner.get(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.hooks.write("s3 delete", self.inner.delete(key)).await
+        let n = self.hooks.before("s3 delete").await?;
+        if key.contains("records/") {
+            self.hooks.world.trace(format!("{} deletes {key}", who()));
+        }
+        let result = self.inner.delete(key).await;
+        self.hooks.after("s3 delete", n).await?;
+        result
     }
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.hooks.read("s3 list").await?;
