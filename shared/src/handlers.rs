@@ -35,7 +35,7 @@ pub async fn scheduler(svc: &Services, payload: Value) -> Result<ScheduleReport,
     match event.source_id {
         Some(source_id) => {
             let at = event.scheduled_time.unwrap_or_else(|| svc.clock.now());
-            Ok(run_now(svc, &source_id, truncate_to_second(at)).await?)
+            Ok(run_now(svc, &source_id, crate::model::session::whole_second(at)).await?)
         }
         None => {
             let at = event.scheduled_time.ok_or_else(|| {
@@ -64,10 +64,6 @@ fn parse_scheduler_event(payload: Value) -> Result<SchedulerEvent, HandlerError>
         });
     }
     serde_json::from_value(payload).map_err(|e| HandlerError::BadEvent(e.to_string()))
-}
-
-fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
 /// The SQS batch handler: every message is handled on its own; the ones to retry are

@@ -2,7 +2,10 @@
 
 use super::Services;
 use crate::keys;
-use crate::model::{session::rfc3339, Session, SessionStatus};
+use crate::model::{
+    session::{rfc3339, whole_second},
+    Session, SessionStatus,
+};
 use crate::ports::{Closing, StoreError};
 use bytes::Bytes;
 use serde_json::json;
@@ -22,13 +25,12 @@ pub enum Finalized {
 }
 
 pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finalized, StoreError> {
-    // Stale resources are settled while the session still holds its source, so the next
-    // session cannot list (and harvest) while tombstones are being written.
     // Whole seconds, as the session item stores them, so the summary written before the
     // close is the one the closed session reads back.
-    let now = svc.clock.now();
-    let now = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let now = whole_second(svc.clock.now());
     let mut expected = None;
+    // Stale resources are settled while the session still holds its source, so the next
+    // session cannot list (and harvest) while tombstones are being written.
     if let Some(session) = svc.store.get_session(session_id).await? {
         if session.status == SessionStatus::Running && session.counters.remaining == 0 {
             super::stale::settle(svc, &session).await?;

@@ -10,18 +10,8 @@ use trawl::ports::{Marker, ObjectStore, StateStore};
 pub async fn check(ctx: &Ctx, report: &mut Report) {
     let store = ctx.inner.as_ref();
     let mut violation = |v: String| report.violations.push(v);
-    let listings = ctx
-        .store
-        .listings
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let closes = ctx
-        .store
-        .closes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let listings = snapshot(&ctx.store.listings);
+    let closes = snapshot(&ctx.store.closes);
 
     let mut sessions: Vec<Session> = Vec::new();
     for id in listings.keys() {
@@ -295,6 +285,10 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             Err(e) => violation(format!("unreadable message in the DLQ: {e}")),
         }
     }
+}
+
+fn snapshot<T: Clone>(shared: &std::sync::Mutex<T>) -> T {
+    shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// A closed, full (not incremental) listing with no integrity problem, not aborted: the

@@ -315,29 +315,46 @@ async fn settled(ctx: &Ctx) -> bool {
         && ctx.stream.is_empty()
 }
 
+/// What `take` finds, waiting for `changed` (or for `wait()`) while it finds nothing. The
+/// wakeup is registered before each look, so a change in between is not missed.
+async fn next_batch<T>(
+    changed: &tokio::sync::Notify,
+    mut take: impl FnMut() -> Vec<T>,
+    wait: impl Fn() -> Duration,
+) -> Vec<T> {
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let batch = take();
+        if !batch.is_empty() {
+            return batch;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(wait()) => {}
+        }
+    }
+}
+
 /// One poller of the SQS event source mapping: batches of up to 10 to the harvester handler;
 /// what it does not report failed is deleted, nothing is deleted after a crash or timeout.
 async fn harvester_poller(ctx: Arc<Ctx>, k: usize) {
     let mut n = 0u64;
     loop {
-        let changed = ctx.queue.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let batch = ctx.queue.receive(10);
-        if batch.is_empty() {
-            let wait = ctx
-                .queue
-                .next_visible()
-                .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
-                .unwrap_or(Duration::from_secs(3600))
-                .max(Duration::from_millis(100));
-            tokio::select! {
-                biased;
-                _ = &mut changed => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            continue;
-        }
+        let batch = next_batch(
+            &ctx.queue.changed,
+            || ctx.queue.receive(10),
+            || {
+                ctx.queue
+                    .next_visible()
+                    .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+                    .unwrap_or(Duration::from_secs(3600))
+                    .max(Duration::from_millis(100))
+            },
+        )
+        .await;
         n += 1;
         let records: Vec<Value> = batch
             .iter()
@@ -388,18 +405,12 @@ async fn harvester_poller(ctx: Arc<Ctx>, k: usize) {
 async fn finalizer_poller(ctx: Arc<Ctx>) {
     let mut n = 0u64;
     loop {
-        let changed = ctx.stream.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let records = ctx.stream.take(10);
-        if records.is_empty() {
-            tokio::select! {
-                biased;
-                _ = &mut changed => {}
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            }
-            continue;
-        }
+        let records = next_batch(
+            &ctx.stream.changed,
+            || ctx.stream.take(10),
+            || Duration::from_secs(3600),
+        )
+        .await;
         let mut batches = std::collections::VecDeque::from([(records, 0u32)]);
         while let Some((batch, attempts)) = batches.pop_front() {
             n += 1;
