@@ -54,8 +54,7 @@ pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, 
         if session.status != SessionStatus::Running {
             continue;
         }
-        let expired = now - session.started_at > deadline;
-        if expired {
+        if now - session.started_at > deadline {
             let (pages, resources) = expire(svc, &session).await?;
             tracing::warn!(session = %session.id, lost_pages = pages, lost_resources = resources, "session passed its deadline; unfinished work counted as lost");
             sweep.lost_pages += pages;
@@ -75,19 +74,8 @@ pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, 
         // Nothing remains but the session is still open: its stream record was given up on
         // (the mapping's retries ran out) or never came. Closing is idempotent, so a close
         // racing the finalizer's is harmless.
-        // Only expiring changed the session since it was read.
-        let current = if expired {
-            svc.store.get_session(&session.id).await
-        } else {
-            Ok(Some(session))
-        };
-        let closed = match current {
-            Ok(Some(current)) => close_if_finished(svc, current, now, &mut sweep).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = closed {
-            tracing::warn!(session = %running, error = %e, "could not close a finished session");
+        if let Err(e) = close_if_finished(svc, &session.id, now, &mut sweep).await {
+            tracing::warn!(session = %session.id, error = %e, "could not close a finished session");
         }
     }
     Ok(sweep)
@@ -95,10 +83,13 @@ pub async fn sweep(svc: &Services, now: DateTime<chrono::Utc>) -> Result<Sweep, 
 
 async fn close_if_finished(
     svc: &Services,
-    current: Session,
+    session_id: &str,
     now: DateTime<chrono::Utc>,
     sweep: &mut Sweep,
 ) -> Result<(), StoreError> {
+    let Some(current) = svc.store.get_session(session_id).await? else {
+        return Ok(());
+    };
     if current.status == SessionStatus::Running
         && current.counters.remaining == 0
         && now - current.started_at > stall_after(svc)
