@@ -21,6 +21,8 @@ pub mod ports;
 pub mod protocols;
 pub mod queries;
 pub mod random;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod xml;
 
 /// Installs the tracing subscriber: JSON lines (what Lambda's JSON log format expects), level

@@ -2,7 +2,8 @@
 //! S3 and SQS; tests and local tools can bring their own.
 
 use crate::messages::WorkMessage;
-use crate::model::{Outcome, Reason, ResourceState, Session, Source};
+pub use crate::model::ledger::{Closing, Counting, Marker, PageState, SessionStart, SourceEntry};
+use crate::model::{ResourceState, Session, Source};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -19,79 +20,6 @@ impl StoreError {
     pub fn new(what: impl std::fmt::Display) -> StoreError {
         StoreError(what.to_string())
     }
-}
-
-/// A source with its run state.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SourceEntry {
-    pub source: Source,
-    /// The session currently running, if any: never two at once.
-    pub running_session: Option<String>,
-    pub last_session: Option<String>,
-    pub last_status: Option<String>,
-    /// The newest closed session whose listing was complete (not aborted): what an
-    /// incremental session lists changes since.
-    pub incremental_base: Option<String>,
-    /// When the newest complete *full* listing started.
-    pub last_full_listing_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionStart {
-    Created,
-    /// This (source, scheduled time) was already started.
-    AlreadyExists(Box<Session>),
-    /// Another session of the source is still running.
-    SourceBusy {
-        running: String,
-    },
-    UnknownSource,
-}
-
-/// A listing page as committed: its resources are counted in the session from then on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageState {
-    pub page: u32,
-    /// S3 key of the page's resource ids, so a redelivered page re-sends exactly what was counted.
-    pub ids_key: String,
-    pub count: u64,
-    pub next_cursor: Option<String>,
-    /// All of the page's messages were sent.
-    pub sent: bool,
-    /// Why listing failed at this page (then it holds no ids and no next page).
-    pub error: Option<String>,
-    /// Distinct ids this page added to the listing, before the source's include/exclude
-    /// filter (what the server's announced total is compared with).
-    pub listed: u64,
-    /// The server's announced total for the whole listing, as of this page.
-    pub expected_total: Option<u64>,
-    /// Paging problems found on this page (duplicates, a repeated page, the protocol's own).
-    pub problems: Vec<String>,
-    /// When the page was committed: how the watchdog tells a listing that stalled (its next
-    /// message died) from one that is only slow.
-    pub listed_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counting {
-    Counted,
-    /// The marker was no longer pending: a redelivery of work already counted.
-    AlreadyCounted,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Closing {
-    Closed(Box<Session>),
-    /// Someone closed it before (a redelivered stream record), or it is not finished.
-    NotClosable(Option<Box<Session>>),
-}
-
-/// One resource's line in a session: `outcome` is `None` while still pending.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Marker {
-    pub resource_id: String,
-    pub outcome: Option<Outcome>,
-    pub reason: Option<Reason>,
 }
 
 #[async_trait]

@@ -117,7 +117,7 @@ pub async fn list_sources(d: &Deployed) -> Result<Shown> {
                 if e.source.enabled { "yes" } else { "no" }.into(),
                 e.source.schedule.clone(),
                 e.running_session.clone().unwrap_or_else(|| "-".into()),
-                e.last_status.clone().unwrap_or_else(|| "-".into()),
+                e.last_status.map_or("-", |s| s.as_str()).into(),
             ]
         })
         .collect();

@@ -4,7 +4,7 @@
 //! (`trawl serve`). `openapi.json` beside this file describes it.
 
 use crate::keys;
-use crate::model::{Outcome, Session};
+use crate::model::{Outcome, Session, SessionStatus};
 use crate::pipeline::Services;
 use crate::ports::{SourceEntry, StoreError};
 use serde_json::{json, Value};
@@ -158,10 +158,10 @@ async fn source_overview(svc: &Services, entry: &SourceEntry) -> Result<Value, S
 /// `ok` (last session succeeded), `degraded` (some failures or an incomplete listing),
 /// `failing` (the last session failed), `new` (never harvested).
 fn health(entry: &SourceEntry, last: Option<&Session>) -> &'static str {
-    match (entry.last_status.as_deref(), last) {
+    match (entry.last_status, last) {
         (None, _) => "new",
-        (Some("failed"), _) => "failing",
-        (Some("succeeded"), Some(s)) if s.listing_problems().is_empty() => "ok",
+        (Some(SessionStatus::Failed), _) => "failing",
+        (Some(SessionStatus::Succeeded), Some(s)) if s.listing_problems().is_empty() => "ok",
         _ => "degraded",
     }
 }

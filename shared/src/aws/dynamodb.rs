@@ -3,6 +3,7 @@
 //! error. `TransactionConflict` is retried here with jittered backoff (the SDK does not).
 
 use crate::keys::{self, MARKER_PREFIX, SESSION_SK, SOURCES_PK};
+use crate::model::ledger::{self, Tally};
 use crate::model::{
     session::rfc3339, Counters, ListingCheck, Outcome, Reason, ResourceState, Session,
     SessionStatus, Source, SourceOptions,
@@ -187,25 +188,20 @@ impl DynamoStore {
             .build())
     }
 
-    /// Counts outcomes in a session: `counts` is outcome counter → how many.
-    fn count_item(
-        &self,
-        session_id: &str,
-        counts: &BTreeMap<&'static str, i64>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let total: i64 = counts.values().sum();
+    /// Counts a [`Tally`] in a session (its markers' conditions are items of their own).
+    fn count_item(&self, session_id: &str, tally: &Tally) -> Result<TransactWriteItem, StoreError> {
         let mut expression = String::from("ADD remaining :minus");
         let mut update = self
             .update(keys::session_pk(session_id), SESSION_SK.into(), "")
-            .expression_attribute_values(":minus", AttributeValue::N((-total).to_string()));
-        for (i, (counter, count)) in counts.iter().enumerate() {
+            .expression_attribute_values(
+                ":minus",
+                AttributeValue::N(format!("-{}", tally.settled())),
+            );
+        for (i, (outcome, count)) in tally.counters().into_iter().enumerate() {
             expression.push_str(&format!(", #o{i} :c{i}"));
             update = update
-                .expression_attribute_names(format!("#o{i}"), *counter)
-                .expression_attribute_values(
-                    format!(":c{i}"),
-                    AttributeValue::N(count.to_string()),
-                );
+                .expression_attribute_names(format!("#o{i}"), outcome.counter())
+                .expression_attribute_values(format!(":c{i}"), n(count));
         }
         Ok(TransactWriteItem::builder()
             .update(
@@ -236,19 +232,18 @@ impl DynamoStore {
         chunk: &[usize],
     ) -> Result<bool, StoreError> {
         let mut items = Vec::with_capacity(chunk.len() * 2 + 1);
-        let mut counts: BTreeMap<&str, BTreeMap<&'static str, i64>> = BTreeMap::new();
+        let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
         for &i in chunk {
             let (session_id, state) = &outcomes[i];
             items.push(self.settle_item(session_id, state)?);
             items.push(self.state_item(state)?);
-            *counts
+            tallies
                 .entry(session_id.as_str())
                 .or_default()
-                .entry(state.last_outcome.counter())
-                .or_default() += 1;
+                .add(state.last_outcome);
         }
-        for (session_id, counts) in &counts {
-            items.push(self.count_item(session_id, counts)?);
+        for (session_id, tally) in &tallies {
+            items.push(self.count_item(session_id, tally)?);
         }
         Ok(self.transact(items).await?.is_none())
     }
@@ -445,17 +440,15 @@ impl StateStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(store_error)?;
-        // The page's own unit is settled (-1) in the same step that adds its resources and
-        // its successor page, so `remaining` cannot touch zero in between.
-        let delta = page.count as i64 + i64::from(page.next_cursor.is_some()) - 1;
+        let change = ledger::commit_page(page);
         let mut sets = Vec::new();
-        if page.error.is_some() {
+        if change.listing_error.is_some() {
             sets.push("listing_error = :error");
         }
-        if page.expected_total.is_some() {
+        if change.expected_total.is_some() {
             sets.push("expected_total = :expected");
         }
-        if !page.problems.is_empty() {
+        if !change.problems.is_empty() {
             sets.push(
                 "listing_problems = list_append(if_not_exists(listing_problems, :none), :problems)",
             );
@@ -469,19 +462,19 @@ impl StateStore for DynamoStore {
             .update(keys::session_pk(session_id), SESSION_SK.into(), &expression)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#total", "total")
-            .expression_attribute_values(":count", n(page.count))
-            .expression_attribute_values(":listed", n(page.listed))
-            .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()));
-        if let Some(e) = &page.error {
+            .expression_attribute_values(":count", n(change.total))
+            .expression_attribute_values(":listed", n(change.listed))
+            .expression_attribute_values(":delta", AttributeValue::N(change.remaining.to_string()));
+        if let Some(e) = &change.listing_error {
             counts = counts.expression_attribute_values(":error", s(e));
         }
-        if let Some(t) = page.expected_total {
+        if let Some(t) = change.expected_total {
             counts = counts.expression_attribute_values(":expected", n(t));
         }
-        if !page.problems.is_empty() {
+        if !change.problems.is_empty() {
             counts = counts
                 .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-                .expression_attribute_values(":problems", string_list(&page.problems));
+                .expression_attribute_values(":problems", string_list(&change.problems));
         }
         let codes = self
             .transact(vec![
@@ -593,12 +586,10 @@ impl StateStore for DynamoStore {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError> {
-        let mut counts = BTreeMap::new();
-        counts.insert(state.last_outcome.counter(), 1);
         let codes = self
             .transact(vec![
                 self.settle_item(session_id, state)?,
-                self.count_item(session_id, &counts)?,
+                self.count_item(session_id, &Tally::of([state.last_outcome]))?,
                 self.state_item(state)?,
             ])
             .await?;
@@ -768,14 +759,13 @@ impl StateStore for DynamoStore {
         session_id: &str,
         ended_at: DateTime<Utc>,
     ) -> Result<Closing, StoreError> {
-        let Some(mut session) = self.get_session(session_id).await? else {
+        let Some(session) = self.get_session(session_id).await? else {
             return Ok(Closing::NotClosable(None));
         };
-        if session.status != SessionStatus::Running || session.counters.remaining != 0 {
+        let Some(closure) = ledger::close(&session, ended_at) else {
             return Ok(Closing::NotClosable(Some(Box::new(session))));
-        }
-        // Counters only move together with `remaining`, so at zero they are final.
-        let status = session.closing_status();
+        };
+        let status = closure.status;
         let close = self
             .update(
                 keys::session_pk(session_id),
@@ -787,17 +777,20 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":closed", s(status.as_str()))
             .expression_attribute_values(":running", s("running"))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":ended", s(rfc3339(ended_at)))
+            .expression_attribute_values(":ended", s(rfc3339(closure.ended_at)))
             .build()
             .map_err(store_error)?;
+        let mut closed = session.clone();
+        closure.apply(&mut closed);
+        let release = ledger::release(&closed);
         let mut sets = "SET last_session = :sid, last_status = :closed".to_string();
-        if session.is_incremental_base() {
+        if release.incremental_base {
             sets.push_str(", incremental_base = :sid");
-            if session.since.is_none() {
-                sets.push_str(", last_full_listing_at = :started");
-            }
         }
-        let mut release = self
+        if release.full_listing_at.is_some() {
+            sets.push_str(", last_full_listing_at = :started");
+        }
+        let mut source_update = self
             .update(
                 SOURCES_PK.into(),
                 session.source_id.clone(),
@@ -806,14 +799,13 @@ impl StateStore for DynamoStore {
             .condition_expression("running_session = :sid")
             .expression_attribute_values(":sid", s(session_id))
             .expression_attribute_values(":closed", s(status.as_str()));
-        if session.is_incremental_base() && session.since.is_none() {
-            release =
-                release.expression_attribute_values(":started", s(rfc3339(session.started_at)));
+        if let Some(at) = release.full_listing_at {
+            source_update = source_update.expression_attribute_values(":started", s(rfc3339(at)));
         }
-        let release = release.build().map_err(store_error)?;
+        let source_update = source_update.build().map_err(store_error)?;
         let mut items = vec![
             TransactWriteItem::builder().update(close.clone()).build(),
-            TransactWriteItem::builder().update(release).build(),
+            TransactWriteItem::builder().update(source_update).build(),
         ];
         let mut codes = self.transact(items.clone()).await?;
         if let Some(c) = &codes {
@@ -825,15 +817,7 @@ impl StateStore for DynamoStore {
             }
         }
         match codes {
-            None => {
-                session.status = status;
-                session.ended_at = Some(
-                    DateTime::parse_from_rfc3339(&rfc3339(ended_at))
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or(ended_at),
-                );
-                Ok(Closing::Closed(Box::new(session)))
-            }
+            None => Ok(Closing::Closed(Box::new(closed))),
             Some(_) => Ok(Closing::NotClosable(
                 self.get_session(session_id).await?.map(Box::new),
             )),
@@ -1023,7 +1007,7 @@ fn source_entry(item: &Item) -> Result<SourceEntry, StoreError> {
         source,
         running_session: get_s(item, "running_session"),
         last_session: get_s(item, "last_session"),
-        last_status: get_s(item, "last_status"),
+        last_status: get_s(item, "last_status").and_then(|s| SessionStatus::parse(&s)),
         incremental_base: get_s(item, "incremental_base"),
         last_full_listing_at: get_s(item, "last_full_listing_at")
             .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)))

@@ -5,7 +5,8 @@
 
 use super::rows::{MemoryRows, Rows, Settled};
 use crate::keys;
-use crate::model::{Outcome, ResourceState, Session, SessionStatus, Source};
+use crate::model::ledger::{self, Tally};
+use crate::model::{ResourceState, Session, SessionStatus, Source};
 use crate::ports::{
     Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
 };
@@ -143,13 +144,7 @@ impl<R: Rows> State<R> {
         }
         self.rows.put_resource(state)?;
         if let Some(session) = self.sessions.get_mut(session_id) {
-            let c = &mut session.counters;
-            c.remaining = c.remaining.saturating_sub(1);
-            match state.last_outcome {
-                Outcome::Harvested => c.harvested += 1,
-                Outcome::Unchanged => c.unchanged += 1,
-                Outcome::Failed => c.failed += 1,
-            }
+            Tally::of([state.last_outcome]).apply(session);
         }
         Ok(Counting::Counted)
     }
@@ -162,14 +157,7 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
         let entry = s
             .sources
             .entry(source.id.clone())
-            .or_insert_with(|| SourceEntry {
-                source: source.clone(),
-                running_session: None,
-                last_session: None,
-                last_status: None,
-                incremental_base: None,
-                last_full_listing_at: None,
-            });
+            .or_insert_with(|| SourceEntry::new(source.clone()));
         entry.source = source.clone();
         Ok(())
     }
@@ -177,7 +165,7 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
     async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
         let mut s = self.lock();
         match s.sources.get(id) {
-            Some(entry) if entry.running_session.is_none() => {
+            Some(entry) if ledger::may_remove(entry) => {
                 s.sources.remove(id);
                 Ok(true)
             }
@@ -195,17 +183,17 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
 
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
         let mut s = self.lock();
-        if let Some(existing) = s.sessions.get(&session.id) {
-            return Ok(SessionStart::AlreadyExists(Box::new(existing.clone())));
+        if let Some(refused) = ledger::start(
+            session,
+            s.sessions.get(&session.id),
+            s.sources.get(&session.source_id),
+        ) {
+            return Ok(refused);
         }
-        let Some(entry) = s.sources.get_mut(&session.source_id) else {
-            return Ok(SessionStart::UnknownSource);
-        };
-        if let Some(running) = &entry.running_session {
-            return Ok(SessionStart::SourceBusy {
-                running: running.clone(),
-            });
-        }
+        let entry = s
+            .sources
+            .get_mut(&session.source_id)
+            .expect("ledger::start checked the source");
         entry.running_session = Some(session.id.clone());
         s.sessions.insert(session.id.clone(), session.clone());
         Ok(SessionStart::Created)
@@ -233,20 +221,7 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
             .sessions
             .get_mut(session_id)
             .ok_or_else(|| StoreError::new(format!("no session {session_id}")))?;
-        session.counters.total += page.count;
-        session.counters.remaining =
-            session.counters.remaining + page.count + u64::from(page.next_cursor.is_some()) - 1;
-        if page.error.is_some() {
-            session.listing_error = page.error.clone();
-        }
-        session.listing.listed += page.listed;
-        if page.expected_total.is_some() {
-            session.listing.expected_total = page.expected_total;
-        }
-        session
-            .listing
-            .problems
-            .extend(page.problems.iter().cloned());
+        ledger::commit_page(page).apply(session);
         s.pages.insert(key, page.clone());
         Ok(true)
     }
@@ -388,7 +363,7 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
         let mut s = self.lock();
         match s.sessions.get_mut(session_id) {
-            Some(session) if session.status == SessionStatus::Running => {
+            Some(session) if ledger::may_abort(session) => {
                 session.abort_requested = true;
                 Ok(true)
             }
@@ -405,23 +380,15 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
         let Some(session) = s.sessions.get_mut(session_id) else {
             return Ok(Closing::NotClosable(None));
         };
-        if session.status != SessionStatus::Running || session.counters.remaining != 0 {
+        let Some(closure) = ledger::close(session, ended_at) else {
             return Ok(Closing::NotClosable(Some(Box::new(session.clone()))));
-        }
-        session.status = session.closing_status();
-        session.ended_at = Some(ended_at);
+        };
+        closure.apply(session);
         let closed = session.clone();
+        let release = ledger::release(&closed);
         if let Some(entry) = s.sources.get_mut(&closed.source_id) {
-            if entry.running_session.as_deref() == Some(session_id) {
-                entry.running_session = None;
-                entry.last_session = Some(closed.id.clone());
-                entry.last_status = Some(closed.status.as_str().to_string());
-                if closed.is_incremental_base() {
-                    entry.incremental_base = Some(closed.id.clone());
-                    if closed.since.is_none() {
-                        entry.last_full_listing_at = Some(closed.started_at);
-                    }
-                }
+            if release.holds(entry) {
+                release.apply(entry);
             }
         }
         Ok(Closing::Closed(Box::new(closed)))

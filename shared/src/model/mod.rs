@@ -1,5 +1,6 @@
 //! Plain data: what Trawl knows about sources, sessions, resources and records.
 
+pub mod ledger;
 pub mod reason;
 pub mod record;
 pub mod resource;
@@ -7,6 +8,9 @@ pub mod schedule;
 pub mod session;
 pub mod source;
 
+pub use ledger::{
+    Closing, Counting, Marker, PageCommit, PageState, SessionStart, SourceEntry, Tally,
+};
 pub use reason::{Reason, ReasonCode};
 pub use record::{BoundingBox, Link, Record, TimeRange, Variable};
 pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};

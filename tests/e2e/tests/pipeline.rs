@@ -207,7 +207,7 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     let entry = store.get_source(&source_id).await.unwrap().unwrap();
     assert_eq!(entry.running_session, None, "the source is ready again");
     assert_eq!(entry.last_session.as_deref(), Some(session.id.as_str()));
-    assert_eq!(entry.last_status.as_deref(), Some("partially_failed"));
+    assert_eq!(entry.last_status, Some(SessionStatus::PartiallyFailed));
 
     // A redelivered completion closes nothing a second time.
     assert_eq!(
