@@ -22,30 +22,45 @@ impl StoreError {
     }
 }
 
+/// The sources operators registered, with their run state (the scheduler, the CLI, the API).
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait SourceRegistry: Send + Sync {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError>;
+
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError>;
+
     async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError>;
+
     /// Removes a source's registration (its resources, records and history stay); `false`
     /// (nothing removed) while it has a running session, or if it does not exist.
     async fn remove_source(&self, id: &str) -> Result<bool, StoreError>;
+}
 
+/// Sessions, their listing pages and their resources' markers: the counting steps of
+/// `model::ledger`, each persisted only under its condition (the listing, the harvester, the
+/// finalizer, the watchdog).
+#[async_trait]
+pub trait SessionLedger: Send + Sync {
     /// Creates the session and marks its source running, atomically and only once.
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError>;
+
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
 
     async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError>;
+
     /// Commits a page once: adds its resources (and its next page, if any) to the session's
     /// `total`/`remaining` and settles the page's own unit. `false` if it was committed before.
     async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError>;
+
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError>;
+
     /// Which of `resource_ids` already have a marker in the session: listed on an earlier page.
     async fn listed_before(
         &self,
         session_id: &str,
         resource_ids: &[String],
     ) -> Result<HashSet<String>, StoreError>;
+
     /// Writes pending markers where none exist: an existing one (possibly counted already)
     /// is kept as it is, so a copy of a page delivering late never un-counts a resource.
     async fn put_pending_markers(
@@ -54,11 +69,6 @@ pub trait StateStore: Send + Sync {
         resource_ids: &[String],
     ) -> Result<(), StoreError>;
 
-    async fn get_resource(
-        &self,
-        source_id: &str,
-        resource_id: &str,
-    ) -> Result<Option<ResourceState>, StoreError>;
     /// In one transaction: settles the pending marker, counts the outcome in the session and
     /// stores the resource's new state. A marker already settled means "already counted".
     async fn record_outcome(
@@ -66,6 +76,49 @@ pub trait StateStore: Send + Sync {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError>;
+
+    /// [`SessionLedger::record_outcome`] for a batch of (session id, state), one result each, in
+    /// order. Stores that can count a batch in one transaction override this; they must keep
+    /// each resource's own answer (counted, or already counted by a redelivered copy).
+    async fn record_outcomes(
+        &self,
+        outcomes: &[(String, ResourceState)],
+    ) -> Vec<Result<Counting, StoreError>> {
+        let mut results = Vec::with_capacity(outcomes.len());
+        for (session_id, state) in outcomes {
+            results.push(self.record_outcome(session_id, state).await);
+        }
+        results
+    }
+
+    /// Flags a running session as aborted; `false` if it is not running (or unknown) or has
+    /// nothing remaining (it is closing with what it did: `ledger::may_abort`).
+    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError>;
+
+    /// Closes a running session whose `remaining` is zero and sets its source back to ready.
+    async fn close_session(
+        &self,
+        session_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> Result<Closing, StoreError>;
+
+    /// One page of a session's markers, in resource-id order.
+    async fn session_markers(
+        &self,
+        session_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<Marker>, Option<String>), StoreError>;
+}
+
+/// Every resource's state between sessions: what the harvester compares against and the
+/// stale check tombstones.
+#[async_trait]
+pub trait ResourceStates: Send + Sync {
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError>;
 
     /// Several resources' states at once, keyed by (source id, resource id); absent ones are
     /// left out. Stores that can read in batches (DynamoDB's BatchGetItem) override this.
@@ -82,29 +135,17 @@ pub trait StateStore: Send + Sync {
         Ok(found)
     }
 
-    /// [`StateStore::record_outcome`] for a batch of (session id, state), one result each, in
-    /// order. Stores that can count a batch in one transaction override this; they must keep
-    /// each resource's own answer (counted, or already counted by a redelivered copy).
-    async fn record_outcomes(
-        &self,
-        outcomes: &[(String, ResourceState)],
-    ) -> Vec<Result<Counting, StoreError>> {
-        let mut results = Vec::with_capacity(outcomes.len());
-        for (session_id, state) in outcomes {
-            results.push(self.record_outcome(session_id, state).await);
-        }
-        results
-    }
-
     /// One page of a source's resource states, in resource-id order.
     async fn list_resources(
         &self,
         source_id: &str,
         after: Option<String>,
     ) -> Result<(Vec<ResourceState>, Option<String>), StoreError>;
+
     /// Stores a stale resource's new tombstone, once per session: `false` (nothing written)
     /// if `state.missing_session` was already recorded for this resource.
     async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError>;
+
     /// Compare-and-swap of a resource's state: writes `next` only if the stored state is
     /// still exactly `current`; `false` (nothing written) otherwise.
     async fn replace_resource(
@@ -112,23 +153,13 @@ pub trait StateStore: Send + Sync {
         current: &ResourceState,
         next: &ResourceState,
     ) -> Result<bool, StoreError>;
-
-    /// Flags a running session as aborted; `false` if it is not running (or unknown).
-    async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError>;
-
-    /// Closes a running session whose `remaining` is zero and sets its source back to ready.
-    async fn close_session(
-        &self,
-        session_id: &str,
-        ended_at: DateTime<Utc>,
-    ) -> Result<Closing, StoreError>;
-    /// One page of a session's markers, in resource-id order.
-    async fn session_markers(
-        &self,
-        session_id: &str,
-        after: Option<String>,
-    ) -> Result<(Vec<Marker>, Option<String>), StoreError>;
 }
+
+/// The three state ports together: what a whole backend (memory, SQLite, DynamoDB) provides
+/// and `testing::contract` proves. Stages that need only one ask for only that one.
+pub trait StateStore: SourceRegistry + SessionLedger + ResourceStates {}
+
+impl<T: SourceRegistry + SessionLedger + ResourceStates + ?Sized> StateStore for T {}
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync {

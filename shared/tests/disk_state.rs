@@ -7,7 +7,8 @@ use std::sync::Arc;
 use trawl::local::{run::harvest_once, DiskStore, FileObjects, MemoryQueue, MemoryStore};
 use trawl::model::{Outcome, ResourceState, SourceSpec};
 use trawl::pipeline::{Services, Settings};
-use trawl::ports::{Counting, StateStore};
+use trawl::ports::Counting;
+use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
 fn temp_dir(name: &str) -> PathBuf {

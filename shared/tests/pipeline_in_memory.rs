@@ -15,7 +15,8 @@ use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::stale::{self, StaleReport};
 use trawl::pipeline::{Services, Settings};
 use trawl::politeness::MemoryGate;
-use trawl::ports::{ObjectStore, StateStore, WorkQueue};
+use trawl::ports::{ObjectStore, WorkQueue};
+use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
 struct World {

@@ -12,7 +12,8 @@ use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::harvest::{handle_message, Disposition};
 use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::{Services, Settings};
-use trawl::ports::{ObjectStore, StateStore, WorkQueue};
+use trawl::ports::{ObjectStore, WorkQueue};
+use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 use trawl_fixtures::ckan::{CkanConfig, CkanFixture, CkanQuirks};
 use trawl_fixtures::oai::{OaiConfig, OaiFixture, OaiQuirks};
 

@@ -186,7 +186,7 @@ pub async fn run(d: &Deployed, source_id: &str) -> Result<Shown> {
 
 pub async fn abort(d: &Deployed, session_id: &str) -> Result<Shown> {
     if !d.svc.store.request_abort(session_id).await? {
-        bail!("session {session_id} is not running");
+        bail!("session {session_id} is not running, or has nothing left to abort (it is closing)");
     }
     Ok(Shown {
         text: format!("abort requested for {session_id}: remaining work is counted as ABORTED without fetching"),

@@ -98,7 +98,7 @@ async fn main() -> Result<()> {
                 println!("abort requested for {session_id}; `drain {session_id}` counts the rest as aborted");
                 Ok(())
             } else {
-                bail!("{session_id} is not running")
+                bail!("{session_id} is not running, or has nothing left to abort (it is closing)")
             }
         }
         Command::Dlq {

@@ -9,7 +9,8 @@ use crate::model::{
     SessionStatus, Source, SourceOptions,
 };
 use crate::ports::{
-    Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
+    Closing, Counting, Marker, PageState, ResourceStates, SessionLedger, SessionStart, SourceEntry,
+    SourceRegistry, StoreError,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -254,7 +255,7 @@ fn condition_failed(codes: &[Option<String>], index: usize) -> bool {
 }
 
 #[async_trait]
-impl StateStore for DynamoStore {
+impl SourceRegistry for DynamoStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         // An update, not a put: the run state on the same item must survive config edits.
         self.client
@@ -315,7 +316,10 @@ impl StateStore for DynamoStore {
         }
         Ok(sources)
     }
+}
 
+#[async_trait]
+impl SessionLedger for DynamoStore {
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
         let mut item = session_item(session);
         item.insert("pk".into(), s(keys::session_pk(&session.id)));
@@ -567,20 +571,6 @@ impl StateStore for DynamoStore {
         results.into_iter().collect()
     }
 
-    async fn get_resource(
-        &self,
-        source_id: &str,
-        resource_id: &str,
-    ) -> Result<Option<ResourceState>, StoreError> {
-        let Some(item) = self
-            .get(keys::resources_pk(source_id), resource_id.into())
-            .await?
-        else {
-            return Ok(None);
-        };
-        resource_state(&item).map(Some)
-    }
-
     async fn record_outcome(
         &self,
         session_id: &str,
@@ -598,29 +588,6 @@ impl StateStore for DynamoStore {
             Some(codes) if condition_failed(&codes, 0) => Ok(Counting::AlreadyCounted),
             Some(codes) => Err(StoreError::new(format!("outcome not recorded: {codes:?}"))),
         }
-    }
-
-    /// One BatchGetItem per 100 resources.
-    async fn get_resources(
-        &self,
-        wanted: &[(String, String)],
-    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
-        let unique: BTreeSet<&(String, String)> = wanted.iter().collect();
-        let keys = unique
-            .into_iter()
-            .map(|(source_id, resource_id)| {
-                HashMap::from([
-                    ("pk".into(), s(keys::resources_pk(source_id))),
-                    ("sk".into(), s(resource_id)),
-                ])
-            })
-            .collect();
-        let mut found = HashMap::new();
-        for item in self.batch_get(keys, None).await? {
-            let state = resource_state(&item)?;
-            found.insert((state.source_id.clone(), state.resource_id.clone()), state);
-        }
-        Ok(found)
     }
 
     /// The whole batch in one transaction: every marker's condition, every state, and one
@@ -681,62 +648,6 @@ impl StateStore for DynamoStore {
             .collect()
     }
 
-    async fn list_resources(
-        &self,
-        source_id: &str,
-        after: Option<String>,
-    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
-        let (items, next) = self
-            .query_page(keys::resources_pk(source_id), None, after)
-            .await?;
-        let states = items
-            .iter()
-            .map(resource_state)
-            .collect::<Result<Vec<ResourceState>, StoreError>>()?;
-        Ok((states, next))
-    }
-
-    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
-        let missing = state
-            .missing_session
-            .clone()
-            .ok_or_else(|| StoreError::new("mark_missing needs missing_session"))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(resource_item(state)))
-            .condition_expression(
-                "attribute_not_exists(missing_session) OR missing_session <> :sid",
-            )
-            .expression_attribute_values(":sid", s(missing))
-            .send()
-            .await;
-        condition_met(result)
-    }
-
-    async fn replace_resource(
-        &self,
-        current: &ResourceState,
-        next: &ResourceState,
-    ) -> Result<bool, StoreError> {
-        // The `state` attribute is the whole state as JSON, so comparing it is comparing all.
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(resource_item(next)))
-            .condition_expression("#state = :current")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(
-                ":current",
-                s(serde_json::to_string(current).expect("states serialize")),
-            )
-            .send()
-            .await;
-        condition_met(result)
-    }
-
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
         let result = self
             .client
@@ -745,10 +656,12 @@ impl StateStore for DynamoStore {
             .key("pk", s(keys::session_pk(session_id)))
             .key("sk", s(SESSION_SK))
             .update_expression("SET abort_requested = :yes")
-            .condition_expression("#status = :running")
+            // ledger::may_abort
+            .condition_expression("#status = :running AND remaining > :zero")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .expression_attribute_values(":running", s("running"))
+            .expression_attribute_values(":zero", n(0))
             .send()
             .await;
         condition_met(result)
@@ -843,6 +756,102 @@ impl StateStore for DynamoStore {
             })
             .collect();
         Ok((markers, next))
+    }
+}
+
+#[async_trait]
+impl ResourceStates for DynamoStore {
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        let Some(item) = self
+            .get(keys::resources_pk(source_id), resource_id.into())
+            .await?
+        else {
+            return Ok(None);
+        };
+        resource_state(&item).map(Some)
+    }
+
+    /// One BatchGetItem per 100 resources.
+    async fn get_resources(
+        &self,
+        wanted: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
+        let unique: BTreeSet<&(String, String)> = wanted.iter().collect();
+        let keys = unique
+            .into_iter()
+            .map(|(source_id, resource_id)| {
+                HashMap::from([
+                    ("pk".into(), s(keys::resources_pk(source_id))),
+                    ("sk".into(), s(resource_id)),
+                ])
+            })
+            .collect();
+        let mut found = HashMap::new();
+        for item in self.batch_get(keys, None).await? {
+            let state = resource_state(&item)?;
+            found.insert((state.source_id.clone(), state.resource_id.clone()), state);
+        }
+        Ok(found)
+    }
+
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        let (items, next) = self
+            .query_page(keys::resources_pk(source_id), None, after)
+            .await?;
+        let states = items
+            .iter()
+            .map(resource_state)
+            .collect::<Result<Vec<ResourceState>, StoreError>>()?;
+        Ok((states, next))
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let missing = state
+            .missing_session
+            .clone()
+            .ok_or_else(|| StoreError::new("mark_missing needs missing_session"))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(resource_item(state)))
+            .condition_expression(
+                "attribute_not_exists(missing_session) OR missing_session <> :sid",
+            )
+            .expression_attribute_values(":sid", s(missing))
+            .send()
+            .await;
+        condition_met(result)
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        // The `state` attribute is the whole state as JSON, so comparing it is comparing all.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(resource_item(next)))
+            .condition_expression("#state = :current")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(
+                ":current",
+                s(serde_json::to_string(current).expect("states serialize")),
+            )
+            .send()
+            .await;
+        condition_met(result)
     }
 }
 

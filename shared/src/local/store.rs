@@ -8,14 +8,15 @@ use crate::keys;
 use crate::model::ledger::{self, Tally};
 use crate::model::{ResourceState, Session, SessionStatus, Source};
 use crate::ports::{
-    Closing, Counting, Marker, PageState, SessionStart, SourceEntry, StateStore, StoreError,
+    Closing, Counting, Marker, PageState, ResourceStates, SessionLedger, SessionStart, SourceEntry,
+    SourceRegistry, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
-/// Rows per page of [`StateStore::list_resources`] and [`StateStore::session_markers`].
+/// Rows per page of [`ResourceStates::list_resources`] and [`SessionLedger::session_markers`].
 const PAGE: usize = 100;
 
 pub struct LocalStore<R: Rows> {
@@ -128,7 +129,7 @@ pub struct Snapshot {
 }
 
 impl<R: Rows> State<R> {
-    /// [`StateStore::record_outcome`] under the caller's lock.
+    /// [`SessionLedger::record_outcome`] under the caller's lock.
     fn record_outcome(
         &mut self,
         session_id: &str,
@@ -151,7 +152,7 @@ impl<R: Rows> State<R> {
 }
 
 #[async_trait]
-impl<R: Rows + 'static> StateStore for LocalStore<R> {
+impl<R: Rows + 'static> SourceRegistry for LocalStore<R> {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         let mut s = self.lock();
         let entry = s
@@ -180,7 +181,10 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
     async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
         Ok(self.lock().sources.values().cloned().collect())
     }
+}
 
+#[async_trait]
+impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
         let mut s = self.lock();
         if let Some(refused) = ledger::start(
@@ -260,14 +264,6 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
         put
     }
 
-    async fn get_resource(
-        &self,
-        source_id: &str,
-        resource_id: &str,
-    ) -> Result<Option<ResourceState>, StoreError> {
-        self.lock().rows.resource(source_id, resource_id)
-    }
-
     async fn record_outcome(
         &self,
         session_id: &str,
@@ -316,48 +312,6 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
                 outcomes.iter().map(|_| Err(e.clone())).collect()
             }
         }
-    }
-
-    async fn list_resources(
-        &self,
-        source_id: &str,
-        after: Option<String>,
-    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
-        let page = self
-            .lock()
-            .rows
-            .resources_after(source_id, after.as_deref(), PAGE)?;
-        let next = (page.len() == PAGE).then(|| page[PAGE - 1].resource_id.clone());
-        Ok((page, next))
-    }
-
-    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
-        let mut s = self.lock();
-        if let Some(current) = s.rows.resource(&state.source_id, &state.resource_id)? {
-            if current.missing_session.is_some() && current.missing_session == state.missing_session
-            {
-                return Ok(false);
-            }
-        }
-        s.rows.put_resource(state)?;
-        Ok(true)
-    }
-
-    async fn replace_resource(
-        &self,
-        current: &ResourceState,
-        next: &ResourceState,
-    ) -> Result<bool, StoreError> {
-        let mut s = self.lock();
-        if s.rows
-            .resource(&current.source_id, &current.resource_id)?
-            .as_ref()
-            != Some(current)
-        {
-            return Ok(false);
-        }
-        s.rows.put_resource(next)?;
-        Ok(true)
     }
 
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
@@ -413,5 +367,58 @@ impl<R: Rows + 'static> StateStore for LocalStore<R> {
             .collect();
         let next = (page.len() == PAGE).then(|| keys::marker_sk(&page[PAGE - 1].resource_id));
         Ok((page, next))
+    }
+}
+
+#[async_trait]
+impl<R: Rows + 'static> ResourceStates for LocalStore<R> {
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        self.lock().rows.resource(source_id, resource_id)
+    }
+
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        let page = self
+            .lock()
+            .rows
+            .resources_after(source_id, after.as_deref(), PAGE)?;
+        let next = (page.len() == PAGE).then(|| page[PAGE - 1].resource_id.clone());
+        Ok((page, next))
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if let Some(current) = s.rows.resource(&state.source_id, &state.resource_id)? {
+            if current.missing_session.is_some() && current.missing_session == state.missing_session
+            {
+                return Ok(false);
+            }
+        }
+        s.rows.put_resource(state)?;
+        Ok(true)
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if s.rows
+            .resource(&current.source_id, &current.resource_id)?
+            .as_ref()
+            != Some(current)
+        {
+            return Ok(false);
+        }
+        s.rows.put_resource(next)?;
+        Ok(true)
     }
 }

@@ -302,9 +302,11 @@ impl Release {
     }
 }
 
-/// Whether an operator's abort still applies: only to a running session.
+/// Whether an operator's abort still applies: only to a running session that owes work. With
+/// nothing remaining the finalizer may already be deleting stale resources, which an aborted
+/// session must never do: the session closes with what it did.
 pub fn may_abort(session: &Session) -> bool {
-    session.status == SessionStatus::Running
+    session.status == SessionStatus::Running && session.counters.remaining > 0
 }
 
 /// Whether a source may be unregistered: it exists and runs no session.
@@ -396,6 +398,7 @@ mod tests {
         let mut s = Session::start("a", t(0), t(0));
         assert!(may_abort(&s));
         commit_page(&page(0, false)).apply(&mut s);
+        assert!(!may_abort(&s), "nothing remains: it is closing");
         close(&s, t(1)).unwrap().apply(&mut s);
         assert!(close(&s, t(2)).is_none());
         assert!(!may_abort(&s));

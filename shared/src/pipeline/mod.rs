@@ -14,7 +14,9 @@ pub mod tally;
 pub mod watchdog;
 
 use crate::http::{HttpClient, DEFAULT_MAX_BODY_BYTES};
-use crate::ports::{Clock, ObjectStore, StateStore, StoreError, SystemClock, WorkQueue};
+use crate::ports::{
+    Clock, ObjectStore, SessionLedger, StateStore, StoreError, SystemClock, WorkQueue,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,7 +101,7 @@ pub struct AbortFlags {
 impl AbortFlags {
     const FRESH_FOR: Duration = Duration::from_secs(2);
 
-    async fn check(&self, store: &dyn StateStore, session_id: &str) -> Result<bool, StoreError> {
+    async fn check(&self, store: &dyn SessionLedger, session_id: &str) -> Result<bool, StoreError> {
         let now = Instant::now();
         {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,7 +3,7 @@
 //! one that reaches the counting step hands its outcome to the batch's [`Tally`] and waits.
 //! When every message still running is waiting, the last one to arrive writes the batch's
 //! logs as one object per session (NDJSON, a line per resource) and counts all outcomes in
-//! one DynamoDB transaction ([`StateStore::record_outcomes`]).
+//! one DynamoDB transaction ([`SessionLedger::record_outcomes`]).
 //!
 //! Why: per resource, a separate log object and a separate transaction were two of the five
 //! billable requests a changed resource cost (with the record, the raw response and the
@@ -174,7 +174,7 @@ async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Ou
 }
 
 /// Writes the logs of `outcomes` (one object per session), then counts them all with
-/// [`StateStore::record_outcomes`]; one result each, in order. An outcome whose log could not
+/// [`SessionLedger::record_outcomes`]; one result each, in order. An outcome whose log could not
 /// be written is not counted (its message is retried). The batch's [`Tally`] calls this;
 /// so does the watchdog for the resources it gives up on.
 pub async fn count_together(

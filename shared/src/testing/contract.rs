@@ -33,6 +33,7 @@ macro_rules! state_store_contract {
             a_batch_count_answers_each_resource,
             a_session_closes_once_and_releases_its_source,
             an_aborted_session_closes_aborted,
+            a_finished_session_refuses_an_abort,
             a_stale_tombstone_is_written_once_per_session,
             a_resource_is_replaced_only_if_unchanged,
             resources_and_markers_page_in_id_order,
@@ -552,4 +553,21 @@ pub async fn resources_and_markers_page_in_id_order(store: &dyn StateStore) {
         }
     }
     assert_eq!(seen, expected, "markers");
+}
+
+pub async fn a_finished_session_refuses_an_abort(store: &dyn StateStore) {
+    let s = listed(store, &ids(1)).await;
+    store
+        .record_outcome(&s.id, &state(&s, "ds-000", Outcome::Harvested))
+        .await
+        .unwrap();
+    assert!(
+        !store.request_abort(&s.id).await.unwrap(),
+        "nothing remains: its stale check may be deleting already"
+    );
+    assert!(!read_session(store, &s.id).await.abort_requested);
+    let Closing::Closed(closed) = store.close_session(&s.id, at(60)).await.unwrap() else {
+        panic!("not closed");
+    };
+    assert_eq!(closed.status, SessionStatus::Succeeded);
 }

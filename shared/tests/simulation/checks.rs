@@ -5,7 +5,8 @@ use super::history::{Ctx, Report};
 use std::collections::{BTreeMap, BTreeSet};
 use trawl::messages::WorkMessage;
 use trawl::model::{Outcome, Record, Session, SessionStatus};
-use trawl::ports::{Marker, ObjectStore, StateStore};
+use trawl::ports::{Marker, ObjectStore};
+use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 
 pub async fn check(ctx: &Ctx, report: &mut Report) {
     let store = ctx.inner.as_ref();
@@ -165,6 +166,14 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             let Ok(Some(stale)) = trawl::pipeline::stale::stored_report(&ctx.svc, s).await else {
                 continue;
             };
+            if s.status == SessionStatus::Aborted
+                && !(stale.deleted.is_empty() && stale.tombstoned.is_empty())
+            {
+                violation(format!(
+                    "{}: closed aborted after its stale check deleted {:?} and tombstoned {:?}",
+                    s.id, stale.deleted, stale.tombstoned
+                ));
+            }
             for deleted in &stale.deleted {
                 let complete: Vec<&&Session> = mine
                     .iter()

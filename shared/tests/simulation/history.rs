@@ -18,7 +18,7 @@ use std::time::Duration;
 use trawl::local::{MemoryObjects, MemoryStore};
 use trawl::model::{SourceOptions, SourceSpec, StaleAction};
 use trawl::pipeline::{AbortFlags, Services, Settings};
-use trawl::ports::StateStore;
+use trawl::ports::{SessionLedger, SourceRegistry};
 
 /// What a history did and what was wrong with it.
 #[derive(Debug, Default)]

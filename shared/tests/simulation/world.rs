@@ -24,8 +24,8 @@ use trawl::local::{MemoryObjects, MemoryStore};
 use trawl::messages::WorkMessage;
 use trawl::model::{ResourceState, Session, SessionStatus, Source};
 use trawl::ports::{
-    Clock, Closing, Counting, Marker, ObjectStore, PageState, SessionStart, SourceEntry,
-    StateStore, StoreError, WorkQueue,
+    Clock, Closing, Counting, Marker, ObjectStore, PageState, ResourceStates, SessionLedger,
+    SessionStart, SourceEntry, SourceRegistry, StoreError, WorkQueue,
 };
 
 /// The fault mix of a history, drawn from its seed.
@@ -341,25 +341,32 @@ impl SimStore {
 }
 
 #[async_trait]
-impl StateStore for SimStore {
+impl SourceRegistry for SimStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         self.hooks
             .write("put_source", self.inner.put_source(source))
             .await
     }
+
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
         self.hooks.read("get_source").await?;
         self.inner.get_source(id).await
     }
+
     async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
         self.hooks.read("list_sources").await?;
         self.inner.list_sources().await
     }
+
     async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
         self.hooks
             .write("remove_source", self.inner.remove_source(id))
             .await
     }
+}
+
+#[async_trait]
+impl SessionLedger for SimStore {
     async fn create_session(&self, session: &Session) -> Result<SessionStart, StoreError> {
         let n = self.hooks.before("create_session").await?;
         let result = self.inner.create_session(session).await;
@@ -377,14 +384,17 @@ impl StateStore for SimStore {
         self.hooks.after("create_session", n).await?;
         result
     }
+
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         self.hooks.read("get_session").await?;
         self.inner.get_session(id).await
     }
+
     async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
         self.hooks.read("get_page").await?;
         self.inner.get_page(session_id, page).await
     }
+
     async fn commit_page(&self, session_id: &str, page: &PageState) -> Result<bool, StoreError> {
         let n = self.hooks.before("commit_page").await?;
         let result = self.inner.commit_page(session_id, page).await;
@@ -406,6 +416,7 @@ impl StateStore for SimStore {
         self.hooks.after("commit_page", n).await?;
         result
     }
+
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
         self.hooks
             .write(
@@ -414,6 +425,7 @@ impl StateStore for SimStore {
             )
             .await
     }
+
     async fn listed_before(
         &self,
         session_id: &str,
@@ -422,6 +434,7 @@ impl StateStore for SimStore {
         self.hooks.read("listed_before").await?;
         self.inner.listed_before(session_id, resource_ids).await
     }
+
     async fn put_pending_markers(
         &self,
         session_id: &str,
@@ -434,21 +447,7 @@ impl StateStore for SimStore {
             )
             .await
     }
-    async fn get_resource(
-        &self,
-        source_id: &str,
-        resource_id: &str,
-    ) -> Result<Option<ResourceState>, StoreError> {
-        self.hooks.read("get_resource").await?;
-        self.inner.get_resource(source_id, resource_id).await
-    }
-    async fn get_resources(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
-        self.hooks.read("get_resources").await?;
-        self.inner.get_resources(keys).await
-    }
+
     async fn record_outcome(
         &self,
         session_id: &str,
@@ -468,6 +467,7 @@ impl StateStore for SimStore {
         self.hooks.after("record_outcome", n).await?;
         result
     }
+
     async fn record_outcomes(
         &self,
         outcomes: &[(String, ResourceState)],
@@ -499,48 +499,7 @@ impl StateStore for SimStore {
         }
         results
     }
-    async fn list_resources(
-        &self,
-        source_id: &str,
-        after: Option<String>,
-    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
-        self.hooks.read("list_resources").await?;
-        self.inner.list_resources(source_id, after).await
-    }
-    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
-        let n = self.hooks.before("mark_missing").await?;
-        let result = self.inner.mark_missing(state).await;
-        self.hooks.world.trace(format!(
-            "{} marks {}/{} missing ({} listings, deleted {:?}): {result:?}",
-            who(),
-            state.source_id,
-            state.resource_id,
-            state.missing_listings,
-            state.deleted_at.is_some()
-        ));
-        self.hooks.after("mark_missing", n).await?;
-        result
-    }
-    async fn replace_resource(
-        &self,
-        current: &ResourceState,
-        next: &ResourceState,
-    ) -> Result<bool, StoreError> {
-        let n = self.hooks.before("replace_resource").await?;
-        let result = self.inner.replace_resource(current, next).await;
-        self.hooks.world.trace(format!(
-            "{} replaces {}/{}: content {} → {} {:?}, deleted {:?}: {result:?}",
-            who(),
-            next.source_id,
-            next.resource_id,
-            short(&current.content_hash),
-            short(&next.content_hash),
-            next.record_key,
-            next.deleted_at.is_some()
-        ));
-        self.hooks.after("replace_resource", n).await?;
-        result
-    }
+
     async fn request_abort(&self, session_id: &str) -> Result<bool, StoreError> {
         let n = self.hooks.before("request_abort").await?;
         let result = self.inner.request_abort(session_id).await;
@@ -548,6 +507,7 @@ impl StateStore for SimStore {
         self.hooks.after("request_abort", n).await?;
         result
     }
+
     async fn close_session(
         &self,
         session_id: &str,
@@ -572,6 +532,7 @@ impl StateStore for SimStore {
         self.hooks.after("close_session", n).await?;
         result
     }
+
     async fn session_markers(
         &self,
         session_id: &str,
@@ -579,6 +540,71 @@ impl StateStore for SimStore {
     ) -> Result<(Vec<Marker>, Option<String>), StoreError> {
         self.hooks.read("session_markers").await?;
         self.inner.session_markers(session_id, after).await
+    }
+}
+
+#[async_trait]
+impl ResourceStates for SimStore {
+    async fn get_resource(
+        &self,
+        source_id: &str,
+        resource_id: &str,
+    ) -> Result<Option<ResourceState>, StoreError> {
+        self.hooks.read("get_resource").await?;
+        self.inner.get_resource(source_id, resource_id).await
+    }
+
+    async fn get_resources(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), ResourceState>, StoreError> {
+        self.hooks.read("get_resources").await?;
+        self.inner.get_resources(keys).await
+    }
+
+    async fn list_resources(
+        &self,
+        source_id: &str,
+        after: Option<String>,
+    ) -> Result<(Vec<ResourceState>, Option<String>), StoreError> {
+        self.hooks.read("list_resources").await?;
+        self.inner.list_resources(source_id, after).await
+    }
+
+    async fn mark_missing(&self, state: &ResourceState) -> Result<bool, StoreError> {
+        let n = self.hooks.before("mark_missing").await?;
+        let result = self.inner.mark_missing(state).await;
+        self.hooks.world.trace(format!(
+            "{} marks {}/{} missing ({} listings, deleted {:?}): {result:?}",
+            who(),
+            state.source_id,
+            state.resource_id,
+            state.missing_listings,
+            state.deleted_at.is_some()
+        ));
+        self.hooks.after("mark_missing", n).await?;
+        result
+    }
+
+    async fn replace_resource(
+        &self,
+        current: &ResourceState,
+        next: &ResourceState,
+    ) -> Result<bool, StoreError> {
+        let n = self.hooks.before("replace_resource").await?;
+        let result = self.inner.replace_resource(current, next).await;
+        self.hooks.world.trace(format!(
+            "{} replaces {}/{}: content {} → {} {:?}, deleted {:?}: {result:?}",
+            who(),
+            next.source_id,
+            next.resource_id,
+            short(&current.content_hash),
+            short(&next.content_hash),
+            next.record_key,
+            next.deleted_at.is_some()
+        ));
+        self.hooks.after("replace_resource", n).await?;
+        result
     }
 }
 
