@@ -10,15 +10,54 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// An infrastructure failure (throttling, network, emulator down). Always worth retrying:
-/// the message or event that hit it is handed back to the Lambda service.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// A storage failure, and whether trying again can help.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Throttling, a timeout, the network, a server error: the message or event that hit it
+    /// is handed back to the Lambda service and tried again, within the queue's
+    /// `maxReceiveCount` like any other failure.
+    Transient,
+    /// The same request will fail the same way: a request the service refuses as such (a key
+    /// too long, validation, a missing table or bucket, access denied), a stored document
+    /// that does not parse, a broken invariant. Logged as an error; a resource that meets one
+    /// is counted as failed with reason `STORAGE_ERROR` where it still can be.
+    Permanent,
+}
 
 impl StoreError {
+    /// A transient failure (see [`StoreErrorKind::Transient`]).
     pub fn new(what: impl std::fmt::Display) -> StoreError {
-        StoreError(what.to_string())
+        StoreError {
+            kind: StoreErrorKind::Transient,
+            message: what.to_string(),
+        }
+    }
+
+    /// A permanent failure (see [`StoreErrorKind::Permanent`]).
+    pub fn permanent(what: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            kind: StoreErrorKind::Permanent,
+            message: what.to_string(),
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.kind == StoreErrorKind::Permanent
+    }
+
+    /// The same failure, its message prefixed with what was being done.
+    pub fn context(self, doing: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            message: format!("{doing}: {}", self.message),
+            ..self
+        }
     }
 }
 

@@ -1487,3 +1487,99 @@ async fn a_receive_after_one_that_wrote_content_and_died_points_the_state_at_tha
         (1, 1, 0, 0)
     );
 }
+
+/// Objects that refuse one record's key, the way a store refuses a key it cannot hold.
+struct RefusingRecord {
+    inner: Arc<MemoryObjects>,
+    refused: &'static str,
+    permanent: bool,
+    refusals: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for RefusingRecord {
+    async fn put(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<(), trawl::ports::StoreError> {
+        if key == self.refused {
+            let n = self
+                .refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let what = format!("{key}: File name too long (os error 36)");
+            if self.permanent {
+                return Err(trawl::ports::StoreError::permanent(what));
+            }
+            if n == 0 {
+                return Err(trawl::ports::StoreError::new(what));
+            }
+        }
+        self.inner.put(key, body, content_type).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, trawl::ports::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), trawl::ports::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, trawl::ports::StoreError> {
+        self.inner.folders(prefix).await
+    }
+}
+
+async fn harvest_refusing(permanent: bool) -> (World, trawl::model::Session, u32) {
+    let mut w = world(4, &[]).await;
+    let objects = Arc::new(RefusingRecord {
+        inner: w.objects.clone(),
+        refused: "records/src/ds_0001.json",
+        permanent,
+        refusals: Default::default(),
+    });
+    w.svc.objects = objects.clone();
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    drain(&w, false).await;
+    let session = w.session(&report.started[0]).await;
+    let refusals = objects.refusals.load(std::sync::atomic::Ordering::Relaxed);
+    (w, session, refusals)
+}
+
+#[tokio::test]
+async fn a_record_the_store_refuses_for_good_is_counted_failed_not_retried() {
+    let (w, s, refusals) = harvest_refusing(true).await;
+    assert_eq!(refusals, 1, "a permanent refusal is not tried again");
+    assert_eq!(
+        (
+            s.counters.remaining,
+            s.counters.harvested,
+            s.counters.failed
+        ),
+        (0, 3, 1)
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.last_outcome, Outcome::Failed);
+    let reason = state.last_reason.unwrap();
+    assert_eq!(reason.code, trawl::model::ReasonCode::StorageError);
+    assert!(reason.detail.contains("File name too long"), "{reason:?}");
+}
+
+#[tokio::test]
+async fn a_record_the_store_refuses_once_is_stored_on_the_next_receive() {
+    let (w, s, refusals) = harvest_refusing(false).await;
+    assert_eq!(refusals, 2, "a transient refusal is retried");
+    assert_eq!((s.counters.remaining, s.counters.harvested), (0, 4));
+    assert!(w
+        .objects
+        .get("records/src/ds_0001.json")
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -2,6 +2,7 @@
 //! conditional `TransactWriteItems`; a failed condition is an answer ("already done"), not an
 //! error. `TransactionConflict` is retried here with jittered backoff (the SDK does not).
 
+use super::errors::store_error;
 use crate::keys::{self, MARKER_PREFIX, SESSION_SK, SOURCES_PK};
 use crate::model::ledger::{self, Tally};
 use crate::model::{
@@ -491,7 +492,7 @@ impl SessionLedger for DynamoStore {
         match codes {
             None => Ok(true),
             Some(codes) if condition_failed(&codes, 0) => Ok(false),
-            Some(codes) => Err(StoreError::new(format!(
+            Some(codes) => Err(StoreError::permanent(format!(
                 "page commit cancelled for session {session_id}: {codes:?}"
             ))),
         }
@@ -817,7 +818,7 @@ impl ResourceStates for DynamoStore {
         let missing = state
             .missing_session
             .clone()
-            .ok_or_else(|| StoreError::new("mark_missing needs missing_session"))?;
+            .ok_or_else(|| StoreError::permanent("mark_missing needs missing_session"))?;
         let result = self
             .client
             .put_item()
@@ -902,9 +903,9 @@ fn resource_state(item: &Item) -> Result<ResourceState, StoreError> {
         )
     };
     let state = get_s(item, "state")
-        .ok_or_else(|| StoreError::new(format!("resource item {} without state", key())))?;
+        .ok_or_else(|| StoreError::permanent(format!("resource item {} without state", key())))?;
     serde_json::from_str(&state)
-        .map_err(|e| StoreError::new(format!("resource item {}: {e}", key())))
+        .map_err(|e| StoreError::permanent(format!("resource item {}: {e}", key())))
 }
 
 fn resource_item(state: &ResourceState) -> Item {
@@ -952,26 +953,26 @@ fn session_item(session: &Session) -> Item {
 fn parse_session(item: &Item) -> Result<Session, StoreError> {
     let id = get_s(item, "pk")
         .and_then(|pk| pk.strip_prefix("SESSION#").map(str::to_string))
-        .ok_or_else(|| StoreError::new("session item without pk"))?;
+        .ok_or_else(|| StoreError::permanent("session item without pk"))?;
     let time = |k: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
         get_s(item, k)
             .map(|v| {
                 DateTime::parse_from_rfc3339(&v)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|e| StoreError::new(format!("session {id} {k}: {e}")))
+                    .map_err(|e| StoreError::permanent(format!("session {id} {k}: {e}")))
             })
             .transpose()
     };
     Ok(Session {
         source_id: get_s(item, "source_id").unwrap_or_default(),
         scheduled_time: time("scheduled_time")?
-            .ok_or_else(|| StoreError::new("session without scheduled_time"))?,
+            .ok_or_else(|| StoreError::permanent("session without scheduled_time"))?,
         started_at: time("started_at")?
-            .ok_or_else(|| StoreError::new("session without started_at"))?,
+            .ok_or_else(|| StoreError::permanent("session without started_at"))?,
         ended_at: time("ended_at")?,
         status: get_s(item, "status")
             .and_then(|s| SessionStatus::parse(&s))
-            .ok_or_else(|| StoreError::new(format!("session {id} has no valid status")))?,
+            .ok_or_else(|| StoreError::permanent(format!("session {id} has no valid status")))?,
         counters: Counters {
             total: get_n(item, "total"),
             remaining: get_n(item, "remaining"),
@@ -997,7 +998,7 @@ fn parse_session(item: &Item) -> Result<Session, StoreError> {
 
 fn source_entry(item: &Item) -> Result<SourceEntry, StoreError> {
     let id = get_s(item, "sk").unwrap_or_default();
-    let bad = |field: &str| StoreError::new(format!("source {id}: bad or missing {field}"));
+    let bad = |field: &str| StoreError::permanent(format!("source {id}: bad or missing {field}"));
     let source = Source {
         protocol: get_s(item, "protocol")
             .and_then(|p| crate::model::Protocol::parse(&p))
@@ -1094,16 +1095,4 @@ where
         }
         Err(e) => Err(store_error(e)),
     }
-}
-
-pub(crate) fn store_error(e: impl std::error::Error) -> StoreError {
-    // `Display` of SDK errors is just "service error"; the source chain says what happened.
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    StoreError::new(text)
 }

@@ -2,6 +2,7 @@
 
 pub mod counting;
 pub mod dynamodb;
+pub mod errors;
 pub mod gate;
 pub mod s3;
 pub mod sqs;

@@ -1,5 +1,6 @@
 //! [`ObjectStore`] on S3.
 
+use super::errors::sdk_error;
 use crate::ports::{ObjectStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -32,12 +33,7 @@ impl ObjectStore for S3Objects {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::new(format!(
-                    "s3 put {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(|e| sdk_error(format_args!("s3 put {key}"), e))?;
         Ok(())
     }
 
@@ -59,10 +55,7 @@ impl ObjectStore for S3Objects {
                 Ok(Some(body.into_bytes()))
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(e) => Err(StoreError::new(format!(
-                "s3 get {key}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            ))),
+            Err(e) => Err(sdk_error(format_args!("s3 get {key}"), e)),
         }
     }
 
@@ -77,12 +70,7 @@ impl ObjectStore for S3Objects {
             .send();
         let mut folders = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                StoreError::new(format!(
-                    "s3 list {prefix}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
             folders.extend(
                 page.common_prefixes()
                     .iter()
@@ -101,12 +89,7 @@ impl ObjectStore for S3Objects {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                StoreError::new(format!(
-                    "s3 delete {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(|e| sdk_error(format_args!("s3 delete {key}"), e))?;
         Ok(())
     }
 }

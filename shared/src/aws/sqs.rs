@@ -1,6 +1,7 @@
 //! [`WorkQueue`] on SQS: batches of 10, per-entry failures retried (`SendMessageBatch` can
 //! answer 200 while failing some entries).
 
+use super::errors::sdk_error;
 use crate::messages::WorkMessage;
 use crate::ports::{StoreError, WorkQueue};
 use async_trait::async_trait;
@@ -49,18 +50,13 @@ impl SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| {
-                    StoreError::new(format!(
-                        "sqs send: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    ))
-                })?;
+                .map_err(|e| sdk_error(format_args!("sqs send"), e))?;
             let failed = out.failed();
             if failed.is_empty() {
                 return Ok(());
             }
             if let Some(f) = failed.iter().find(|f| f.sender_fault()) {
-                return Err(StoreError::new(format!(
+                return Err(StoreError::permanent(format!(
                     "sqs rejected a message: {} {}",
                     f.code(),
                     f.message().unwrap_or_default()
@@ -105,12 +101,7 @@ impl WorkQueue for SqsQueue {
             .visibility_timeout(delay.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| {
-                StoreError::new(format!(
-                    "sqs change visibility: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(|e| sdk_error(format_args!("sqs change visibility"), e))?;
         Ok(())
     }
 }
@@ -136,7 +127,7 @@ pub async fn dead_letters(
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(StoreError::new)?;
+            .map_err(|e| sdk_error("sqs dlq", e))?;
         let messages = out.messages.unwrap_or_default();
         empty_rounds = if messages.is_empty() {
             empty_rounds + 1
@@ -164,7 +155,7 @@ pub async fn dead_letters(
             .visibility_timeout(0)
             .send()
             .await
-            .map_err(StoreError::new)?;
+            .map_err(|e| sdk_error("sqs dlq", e))?;
     }
     Ok(seen.into_values().collect())
 }
@@ -186,7 +177,7 @@ pub async fn replay_dead_letters(
             .visibility_timeout(30)
             .send()
             .await
-            .map_err(StoreError::new)?;
+            .map_err(|e| sdk_error("sqs dlq", e))?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(moved);
@@ -198,14 +189,14 @@ pub async fn replay_dead_letters(
                 .message_body(m.body().unwrap_or_default())
                 .send()
                 .await
-                .map_err(StoreError::new)?;
+                .map_err(|e| sdk_error("sqs dlq", e))?;
             client
                 .delete_message()
                 .queue_url(dlq_url)
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
                 .send()
                 .await
-                .map_err(StoreError::new)?;
+                .map_err(|e| sdk_error("sqs dlq", e))?;
             moved += 1;
         }
     }

@@ -28,7 +28,7 @@ impl FileObjects {
                 .split('/')
                 .any(|s| s.is_empty() || s == "." || s == "..")
         {
-            return Err(StoreError::new(format!("not an object key: {key:?}")));
+            return Err(StoreError::permanent(format!("not an object key: {key:?}")));
         }
         Ok(self.root.join(key))
     }
@@ -46,7 +46,7 @@ impl ObjectStore for FileObjects {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
         use std::io::Write;
         let path = self.path(key)?;
-        let error = |p: &Path, e: std::io::Error| StoreError::new(format!("{}: {e}", p.display()));
+        let error = |p: &Path, e: std::io::Error| io_error(p, e);
         let create_new = |p: &Path| {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -77,7 +77,7 @@ impl ObjectStore for FileObjects {
         match tokio::fs::read(&path).await {
             Ok(body) => Ok(Some(Bytes::from(body))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::new(format!("{}: {e}", path.display()))),
+            Err(e) => Err(io_error(&path, e)),
         }
     }
 
@@ -86,14 +86,10 @@ impl ObjectStore for FileObjects {
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::new(format!("{}: {e}", dir.display()))),
+            Err(e) => return Err(io_error(&dir, e)),
         };
         let mut folders = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| StoreError::new(format!("{}: {e}", dir.display())))?
-        {
+        while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(&dir, e))? {
             if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
                 folders.push(format!("{prefix}{}/", entry.file_name().to_string_lossy()));
             }
@@ -107,8 +103,24 @@ impl ObjectStore for FileObjects {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::new(format!("{}: {e}", path.display()))),
+            Err(e) => Err(io_error(&path, e)),
         }
+    }
+}
+
+/// A file system error, classified: a name the file system refuses (too long, invalid) or a
+/// permission it denies fails the same way every time; the rest may pass on another try.
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    use std::io::ErrorKind;
+    let message = format!("{}: {e}", path.display());
+    match e.kind() {
+        ErrorKind::InvalidFilename
+        | ErrorKind::InvalidInput
+        | ErrorKind::PermissionDenied
+        | ErrorKind::ReadOnlyFilesystem
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory => StoreError::permanent(message),
+        _ => StoreError::new(message),
     }
 }
 

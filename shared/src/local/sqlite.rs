@@ -411,7 +411,7 @@ impl DiskStore {
             let body = std::fs::read(&old)
                 .map_err(|e| StoreError::new(format!("reading {}: {e}", old.display())))?;
             let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| {
-                StoreError::new(format!("{} is not a Trawl state file: {e}", old.display()))
+                StoreError::permanent(format!("{} is not a Trawl state file: {e}", old.display()))
             })?;
             Some(snapshot)
         } else {

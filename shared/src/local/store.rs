@@ -224,7 +224,7 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
         let session = s
             .sessions
             .get_mut(session_id)
-            .ok_or_else(|| StoreError::new(format!("no session {session_id}")))?;
+            .ok_or_else(|| StoreError::permanent(format!("no session {session_id}")))?;
         ledger::commit_page(page).apply(session);
         s.pages.insert(key, page.clone());
         Ok(true)

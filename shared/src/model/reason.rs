@@ -30,6 +30,9 @@ pub enum ReasonCode {
     Aborted,
     /// The source's politeness limits (requests in flight, per second) had no room in time.
     Throttled,
+    /// The harvested record could not be stored, and trying again would fail the same way
+    /// (a key the store refuses, a store that refuses the request as such).
+    StorageError,
 }
 
 impl ReasonCode {
@@ -46,6 +49,7 @@ impl ReasonCode {
             ReasonCode::Lost => "LOST",
             ReasonCode::Aborted => "ABORTED",
             ReasonCode::Throttled => "THROTTLED",
+            ReasonCode::StorageError => "STORAGE_ERROR",
         }
     }
 }
@@ -105,7 +109,8 @@ impl Reason {
             | ReasonCode::BlockedAddress
             | ReasonCode::RetriesExhausted
             | ReasonCode::Lost
-            | ReasonCode::Aborted => false,
+            | ReasonCode::Aborted
+            | ReasonCode::StorageError => false,
         }
     }
 

@@ -112,7 +112,9 @@ pub async fn handle_in_batch(
         },
     };
     result.unwrap_or_else(|e| {
-        tracing::error!(message_id, session = %message.session_id(), error = %e, "storage failed; message will be retried");
+        // A permanent failure is retried too (the queue's receive count bounds it, then the
+        // DLQ keeps the message): what failed here may not be this resource's to count.
+        tracing::error!(message_id, session = %message.session_id(), error = %e, permanent = e.is_permanent(), "storage failed; message will be retried");
         Disposition::Retry
     })
 }
@@ -206,8 +208,16 @@ pub async fn harvest_resource(
             if unchanged {
                 (Outcome::Unchanged, None, None)
             } else {
-                let stored = store_content(svc, source, resource_id, &fetched, &record).await?;
-                (Outcome::Harvested, None, Some(stored.into_parts()))
+                match store_content(svc, source, resource_id, &fetched, &record).await {
+                    Ok(stored) => (Outcome::Harvested, None, Some(stored.into_parts())),
+                    // The same write would fail the same way: counted, not retried.
+                    Err(e) if e.is_permanent() => {
+                        tracing::error!(session = %session_id, resource = %resource_id, error = %e, "the record cannot be stored; counted as failed");
+                        let reason = Reason::new(ReasonCode::StorageError, e.to_string());
+                        (Outcome::Failed, Some(reason), None)
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Err(reason) if reason.retryable() && receive_count < svc.settings.max_receive_count => {

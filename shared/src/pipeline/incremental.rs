@@ -92,12 +92,12 @@ pub async fn failed_ids(svc: &Services, base_id: &str) -> Result<Vec<String>, St
         .store
         .get_session(base_id)
         .await?
-        .ok_or_else(|| StoreError::new(format!("base session {base_id} is gone")))?;
+        .ok_or_else(|| StoreError::permanent(format!("base session {base_id} is gone")))?;
     let key = failed_ids_key(&base);
     let body = svc
         .objects
         .get(&key)
         .await?
-        .ok_or_else(|| StoreError::new(format!("{key} is missing")))?;
-    serde_json::from_slice(&body).map_err(|e| StoreError::new(format!("{key}: {e}")))
+        .ok_or_else(|| StoreError::permanent(format!("{key} is missing")))?;
+    serde_json::from_slice(&body).map_err(|e| StoreError::permanent(format!("{key}: {e}")))
 }

@@ -54,7 +54,7 @@ pub async fn list_page(
         .store
         .get_session(session_id)
         .await?
-        .ok_or_else(|| StoreError::new(format!("no session {session_id} to list for")))?;
+        .ok_or_else(|| StoreError::permanent(format!("no session {session_id} to list for")))?;
     let mut requests = Vec::new();
     // Read just now, so fresher than the per-process abort cache the harvester uses.
     let listed = if session.abort_requested {
@@ -339,9 +339,9 @@ pub(crate) async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, S
         .objects
         .get(key)
         .await?
-        .ok_or_else(|| StoreError::new(format!("page ids {key} are missing")))?;
+        .ok_or_else(|| StoreError::permanent(format!("page ids {key} are missing")))?;
     let doc: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| StoreError::new(format!("page ids {key} unreadable: {e}")))?;
+        .map_err(|e| StoreError::permanent(format!("page ids {key} unreadable: {e}")))?;
     Ok(doc["resource_ids"]
         .as_array()
         .map(|a| {

@@ -215,7 +215,7 @@ pub async fn count_together(
             }
             Err(e) => {
                 for &i in &members {
-                    results[i] = Some(Err(StoreError::new(format!("log {key}: {e}"))));
+                    results[i] = Some(Err(e.clone().context(format_args!("log {key}"))));
                 }
             }
         }
