@@ -7,7 +7,7 @@ use crate::messages::SourceRef;
 use crate::model::{Reason, ReasonCode};
 use crate::politeness::{self, Limits, RequestGate};
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ fn parse_retry_after(value: &str) -> Option<u32> {
 }
 
 /// What one request did, for the resource's log.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestLog {
     pub url: String,
     pub status: Option<u16>,

@@ -61,20 +61,18 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
     )
 }
 
-/// A resource's log line from the object its state names: a batch log (NDJSON, the line
-/// whose `resource_id` is this one) or a single JSON log, as logs were written per
-/// resource before batches (`logs/{source}/{id}/{stamp}.json`).
-pub fn resource_log_line(body: &[u8], resource_id: &str) -> Option<serde_json::Value> {
-    if let Ok(whole) = serde_json::from_slice::<serde_json::Value>(body) {
-        return Some(whole);
-    }
-    body.split(|b| *b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .find(|line| line["resource_id"].as_str() == Some(resource_id))
-}
-
 pub fn summary_key(source_id: &str, session_stamp: &str) -> String {
     format!("sessions/{source_id}/{session_stamp}/summary.json")
+}
+
+/// The stale check's report of a session (`documents::StaleReport`).
+pub fn stale_report_key(source_id: &str, session_stamp: &str) -> String {
+    format!("sessions/{source_id}/{session_stamp}/stale.json")
+}
+
+/// A session's failed resource ids (`documents::FailedIds`).
+pub fn failed_ids_key(source_id: &str, session_stamp: &str) -> String {
+    format!("sessions/{source_id}/{session_stamp}/failed.json")
 }
 
 pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {

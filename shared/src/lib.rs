@@ -9,6 +9,7 @@
 pub mod api;
 pub mod aws;
 pub mod catalog_check;
+pub mod documents;
 pub mod handlers;
 pub mod http;
 pub mod keys;

@@ -1156,7 +1156,7 @@ async fn a_failure_counted_after_an_uncounted_attempt_wrote_content_keeps_that_c
         state.last_harvested_at.is_none(),
         "the failure did not fetch"
     );
-    let log = trawl::keys::resource_log_line(
+    let log = trawl::documents::ResourceLog::find(
         &w.objects
             .get(state.log_key.as_deref().unwrap())
             .await
@@ -1165,7 +1165,7 @@ async fn a_failure_counted_after_an_uncounted_attempt_wrote_content_keeps_that_c
         &state.resource_id,
     )
     .unwrap();
-    assert_eq!(log["kept_unclaimed_content"], true);
+    assert!(log.kept_unclaimed_content);
     let s = w.session(id).await;
     assert_eq!((s.counters.failed, s.counters.harvested), (1, 0));
 
@@ -1301,14 +1301,14 @@ async fn a_batch_is_logged_and_counted_together_and_a_copy_in_it_counts_nothing(
     for id in ["ds_0001", "ds_0004", "ds_0006"] {
         let state = w.store.get_resource("src", id).await.unwrap().unwrap();
         assert_eq!(state.log_key.as_deref(), Some(logs[0].as_str()));
-        let line = trawl::keys::resource_log_line(&body, id).unwrap();
-        assert_eq!(line["resource_id"], id);
+        let line = trawl::documents::ResourceLog::find(&body, id).unwrap();
+        assert_eq!(line.resource_id, id);
         assert_eq!(
-            line["outcome"],
+            line.outcome,
             if id == "ds_0004" {
-                "failed"
+                Outcome::Failed
             } else {
-                "harvested"
+                Outcome::Harvested
             }
         );
     }

@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use trawl::documents::{ResourceLog, SessionSummary};
 use trawl::model::{Session, SourceSpec};
 use trawl::pipeline::{schedule::run_now, Services, Settings};
 use trawl::ports::SourceEntry;
@@ -201,25 +202,18 @@ pub async fn session(d: &Deployed, id: &str) -> Result<Shown> {
         .get_session(id)
         .await?
         .ok_or_else(|| anyhow!("no session {id}"))?;
-    let summary = match d
-        .svc
-        .objects
-        .get(&trawl::keys::summary_key(
-            &session.source_id,
-            &session.stamp(),
-        ))
-        .await?
-    {
-        Some(body) => serde_json::from_slice(&body)?,
-        None => Value::Null,
-    };
+    let summary: Option<SessionSummary> = trawl::documents::get(
+        d.svc.objects.as_ref(),
+        &trawl::keys::summary_key(&session.source_id, &session.stamp()),
+    )
+    .await?;
     Ok(Shown {
-        text: session_text(&session, &summary),
+        text: session_text(&session, summary.as_ref()),
         json: json!({"session": session, "summary": summary}),
     })
 }
 
-fn session_text(s: &Session, summary: &Value) -> String {
+fn session_text(s: &Session, summary: Option<&SessionSummary>) -> String {
     let c = &s.counters;
     let mut out = vec![
         format!("session    {}", s.id),
@@ -240,7 +234,7 @@ fn session_text(s: &Session, summary: &Value) -> String {
             c.total, c.harvested, c.unchanged, c.failed, c.remaining
         ),
     ];
-    if let Some(reasons) = summary["reasons"].as_object().filter(|r| !r.is_empty()) {
+    if let Some(reasons) = summary.map(|s| &s.reasons).filter(|r| !r.is_empty()) {
         let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push(format!("reasons    {}", list.join(", ")));
     }
@@ -363,12 +357,14 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
         .get_resource(source_id, id)
         .await?
         .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
-    let log: Value = match &state.log_key {
-        Some(key) => match d.svc.objects.get(key).await? {
-            Some(body) => trawl::keys::resource_log_line(&body, id).unwrap_or(Value::Null),
-            None => Value::Null,
-        },
-        None => Value::Null,
+    let log: Option<ResourceLog> = match &state.log_key {
+        Some(key) => d
+            .svc
+            .objects
+            .get(key)
+            .await?
+            .and_then(|body| ResourceLog::find(&body, id)),
+        None => None,
     };
     let rows: Vec<Vec<String>> = state
         .history
@@ -382,16 +378,12 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
             ]
         })
         .collect();
-    let requests: Vec<String> = log["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let requests: Vec<String> = log
+        .iter()
+        .flat_map(|l| &l.requests)
         .map(|r| {
-            format!(
-                "  {} {}",
-                r["status"],
-                r["url"].as_str().unwrap_or_default()
-            )
+            let status = r.status.map_or("-".to_string(), |s| s.to_string());
+            format!("  {status} {}", r.url)
         })
         .collect();
     let text = format!(

@@ -453,10 +453,8 @@ async fn print_summary(
     let session = &run.session;
     let c = &session.counters;
     let summary_key = trawl::keys::summary_key(&session.source_id, &session.stamp());
-    let summary: serde_json::Value = match objects.get(&summary_key).await? {
-        Some(body) => serde_json::from_slice(&body)?,
-        None => serde_json::Value::Null,
-    };
+    let summary: Option<trawl::documents::SessionSummary> =
+        trawl::documents::get(objects, &summary_key).await?;
     println!(
         "session   {}  {}  in {:.1} s",
         session.id,
@@ -478,7 +476,11 @@ async fn print_summary(
             p99.as_secs_f64() * 1000.0
         );
     }
-    if let Some(reasons) = summary["reasons"].as_object().filter(|r| !r.is_empty()) {
+    if let Some(reasons) = summary
+        .as_ref()
+        .map(|s| &s.reasons)
+        .filter(|r| !r.is_empty())
+    {
         let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("reasons   {}", list.join(", "));
     }
@@ -492,15 +494,15 @@ async fn print_summary(
             println!("listing   incomplete: {}", problems.join("; "));
         }
     }
-    if let Some(skipped) = summary["stale"]["skipped"].as_str() {
-        println!("stale     nothing deleted: {skipped}");
-    } else if let Some(stale) = summary["stale"].as_object() {
-        let count = |k: &str| stale.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
-        println!(
-            "stale     {} tombstoned, {} deleted",
-            count("tombstoned"),
-            count("deleted")
-        );
+    if let Some(stale) = summary.as_ref().and_then(|s| s.stale.as_ref()) {
+        match &stale.skipped {
+            Some(skipped) => println!("stale     nothing deleted: {skipped}"),
+            None => println!(
+                "stale     {} tombstoned, {} deleted",
+                stale.tombstoned.len(),
+                stale.deleted.len()
+            ),
+        }
     }
     println!(
         "records   {}",

@@ -3,6 +3,7 @@
 //! handler serves behind API Gateway, in the local runner and in the embedded run
 //! (`trawl serve`). `openapi.json` beside this file describes it.
 
+use crate::documents::{self, ResourceLog, SessionSummary};
 use crate::keys;
 use crate::model::{Outcome, Session, SessionStatus};
 use crate::pipeline::Services;
@@ -260,7 +261,7 @@ async fn resource(svc: &Services, source_id: &str, id: &str) -> Answer {
             .objects
             .get(key)
             .await?
-            .and_then(|b| crate::keys::resource_log_line(&b, id)),
+            .and_then(|b| ResourceLog::find(&b, id)),
         None => None,
     };
     Ok(Ok(json!({"state": state, "latest_log": log})))
@@ -272,11 +273,7 @@ async fn session(svc: &Services, id: &str, query: &HashMap<String, String>) -> A
     let Some(session) = svc.store.get_session(id).await? else {
         return not_found(format!("no session {id}"));
     };
-    let summary = svc
-        .objects
-        .get(&keys::summary_key(&session.source_id, &session.stamp()))
-        .await?
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let summary = summary_of(svc, &session).await?;
     let mut outcomes = Vec::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut after = query.get("after").map(|a| keys::marker_sk(a));
@@ -307,17 +304,11 @@ async fn session(svc: &Services, id: &str, query: &HashMap<String, String>) -> A
     // failed resources.
     if outcomes.is_empty() && !query.contains_key("after") {
         if let Some(summary) = &summary {
-            if let Some(counts) = summary["reasons"].as_object() {
-                reasons = counts
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                    .collect();
-            }
-            outcomes = summary["failed_resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| json!({"resource_id": f["resource_id"], "outcome": "failed", "reason": f["reason"]}))
+            reasons = summary.reasons.clone();
+            outcomes = summary
+                .failed_resources
+                .iter()
+                .map(|f| json!({"resource_id": f.resource_id, "outcome": "failed", "reason": f.reason}))
                 .collect();
         }
     }
@@ -331,6 +322,22 @@ async fn session(svc: &Services, id: &str, query: &HashMap<String, String>) -> A
     })))
 }
 
+/// A session's summary, once it closed; one that does not parse is left out, not an error
+/// of the page that shows it.
+async fn summary_of(
+    svc: &Services,
+    session: &Session,
+) -> Result<Option<SessionSummary>, StoreError> {
+    let key = keys::summary_key(&session.source_id, &session.stamp());
+    match documents::get(svc.objects.as_ref(), &key).await {
+        Err(e) if e.is_permanent() => {
+            tracing::warn!(%key, error = %e, "session summary unreadable");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// The most common failure reasons over every source's last session.
 async fn top_reasons(svc: &Services) -> Answer {
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
@@ -342,22 +349,15 @@ async fn top_reasons(svc: &Services) -> Answer {
         let Some(session) = svc.store.get_session(last).await? else {
             continue;
         };
-        let Some(summary) = svc
-            .objects
-            .get(&keys::summary_key(&session.source_id, &session.stamp()))
-            .await?
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
+        let Some(summary) = summary_of(svc, &session).await? else {
             continue;
         };
-        if let Some(reasons) = summary["reasons"].as_object() {
-            for (code, n) in reasons {
-                *totals.entry(code.clone()).or_default() += n.as_u64().unwrap_or(0);
-            }
-            by_source.push(
-                json!({"source_id": entry.source.id, "session_id": last, "reasons": reasons}),
-            );
+        for (code, n) in &summary.reasons {
+            *totals.entry(code.clone()).or_default() += n;
         }
+        by_source.push(
+            json!({"source_id": entry.source.id, "session_id": last, "reasons": summary.reasons}),
+        );
     }
     let mut top: Vec<(String, u64)> = totals.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -1,14 +1,10 @@
 //! Stage 3: close a session whose `remaining` reached zero, exactly once, and write its summary.
 
 use super::Services;
+use crate::documents::{self, FailedResource, SessionSummary, SummaryListing};
 use crate::keys;
-use crate::model::{
-    session::{rfc3339, whole_second},
-    Session, SessionStatus,
-};
+use crate::model::{session::whole_second, Session, SessionStatus};
 use crate::ports::{Closing, StoreError};
-use bytes::Bytes;
-use serde_json::json;
 use std::collections::BTreeMap;
 
 /// At most this many failed resources are listed by id in a summary; the counts are complete.
@@ -83,7 +79,10 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
                 (Some(_), Some(reason)) => {
                     *reasons.entry(reason.code.as_str().to_string()).or_default() += 1;
                     if failed.len() < SUMMARY_FAILED_LIMIT {
-                        failed.push(json!({"resource_id": m.resource_id, "reason": reason}));
+                        failed.push(FailedResource {
+                            resource_id: m.resource_id,
+                            reason: reason.clone(),
+                        });
                     }
                 }
                 (Some(_), None) => {}
@@ -97,43 +96,31 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
     let stale = super::stale::stored_report(svc, session).await?;
     let c = &session.counters;
     let ended = session.ended_at.unwrap_or(session.started_at);
-    let doc = json!({
-        "session_id": session.id,
-        "source_id": session.source_id,
-        "status": session.status.as_str(),
-        "scheduled_time": rfc3339(session.scheduled_time),
-        "started_at": session.started_at,
-        "ended_at": session.ended_at,
-        "duration_seconds": (ended - session.started_at).num_milliseconds() as f64 / 1000.0,
-        "counters": {
-            "total": c.total,
-            "harvested": c.harvested,
-            "unchanged": c.unchanged,
-            "failed": c.failed,
-            "remaining": c.remaining,
+    let summary = SessionSummary {
+        session_id: session.id.clone(),
+        source_id: session.source_id.clone(),
+        status: session.status,
+        scheduled_time: session.scheduled_time,
+        started_at: session.started_at,
+        ended_at: session.ended_at,
+        duration_seconds: (ended - session.started_at).num_milliseconds() as f64 / 1000.0,
+        counters: session.counters,
+        listing_error: session.listing_error.clone(),
+        listing: SummaryListing {
+            complete: session.listing_problems().is_empty(),
+            incremental_since: session.since,
+            listed: session.listing.listed,
+            expected_total: session.listing.expected_total,
+            problems: session.listing_problems(),
         },
-        "listing_error": session.listing_error,
-        "listing": {
-            "complete": session.listing_problems().is_empty(),
-            "incremental_since": session.since.map(rfc3339),
-            "listed": session.listing.listed,
-            "expected_total": session.listing.expected_total,
-            "problems": session.listing_problems(),
-        },
-        "reasons": reasons,
-        "failed_resources": failed,
-        "failed_resources_truncated": (c.failed as usize) > SUMMARY_FAILED_LIMIT,
-        "pending_markers": pending,
-        "stale": stale,
-        "records_prefix": format!("records/{}/", session.source_id),
-    });
+        reasons,
+        failed_resources_truncated: (c.failed as usize) > SUMMARY_FAILED_LIMIT,
+        failed_resources: failed,
+        pending_markers: pending,
+        stale,
+        records_prefix: format!("records/{}/", session.source_id),
+    };
     let key = keys::summary_key(&session.source_id, &session.stamp());
-    svc.objects
-        .put(
-            &key,
-            Bytes::from(serde_json::to_vec_pretty(&doc).expect("summaries serialize")),
-            "application/json",
-        )
-        .await?;
+    documents::put_readable(svc.objects.as_ref(), &key, &summary).await?;
     Ok(key)
 }

@@ -10,6 +10,7 @@ use super::content::{reconcile, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
 use super::tally::{Outcome as TallyOutcome, Tally};
 use super::Services;
+use crate::documents::ResourceLog;
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
@@ -241,20 +242,20 @@ pub async fn harvest_resource(
     // An unchanged resource writes nothing to S3: its outcome is in its state's history, and
     // the log of the session that last changed (or failed) it stays its newest log. Other
     // logs are written with the batch's (see `tally.rs`), which also names them in the state.
-    let log = (outcome != Outcome::Unchanged).then(|| {
-        json!({
-            "session_id": session_id,
-            "source_id": source.id,
-            "resource_id": resource_id,
-            "at": now,
-            "attempt": receive_count,
-            "outcome": outcome,
-            "reason": reason,
-            "content_hash": content.as_ref().map(|c| &c.0).or(previous.as_ref().and_then(|p| p.content_hash.as_ref())),
-            // A failure that found content an uncounted attempt wrote (see `content.rs`).
-            "kept_unclaimed_content": outcome == Outcome::Failed && content.is_some(),
-            "requests": requests,
-        })
+    let log = (outcome != Outcome::Unchanged).then(|| ResourceLog {
+        session_id: session_id.to_string(),
+        source_id: source.id.clone(),
+        resource_id: resource_id.to_string(),
+        at: now,
+        attempt: Some(receive_count),
+        outcome,
+        reason: reason.clone(),
+        content_hash: content
+            .as_ref()
+            .map(|c| c.0.clone())
+            .or_else(|| previous.as_ref().and_then(|p| p.content_hash.clone())),
+        kept_unclaimed_content: outcome == Outcome::Failed && content.is_some(),
+        requests,
     });
 
     let mut state = ResourceState::next(

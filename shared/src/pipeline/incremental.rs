@@ -12,21 +12,18 @@
 //!   unreadable, or when the last full listing is older than `full_listing_every_days`.
 
 use super::Services;
+use crate::documents::{self, FailedIds};
+use crate::keys;
 use crate::model::Session;
 use crate::ports::{SourceEntry, StoreError};
 use crate::protocols::catalog_for;
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 
 /// How far before the base session's start an incremental window opens.
 pub const OVERLAP: Duration = Duration::hours(1);
 
 fn failed_ids_key(session: &Session) -> String {
-    format!(
-        "sessions/{}/{}/failed.json",
-        session.source_id,
-        session.stamp()
-    )
+    keys::failed_ids_key(&session.source_id, &session.stamp())
 }
 
 /// Where a new session of `entry` starts listing: `Some((since, base session id))` for an
@@ -76,14 +73,12 @@ pub async fn keep_failed_ids(svc: &Services, session: &Session) -> Result<(), St
             None => break,
         }
     }
-    let body = serde_json::to_vec(&failed).expect("ids serialize");
-    svc.objects
-        .put(
-            &failed_ids_key(session),
-            Bytes::from(body),
-            "application/json",
-        )
-        .await
+    documents::put(
+        svc.objects.as_ref(),
+        &failed_ids_key(session),
+        &FailedIds(failed),
+    )
+    .await
 }
 
 /// The failed ids a base session kept.
@@ -94,10 +89,8 @@ pub async fn failed_ids(svc: &Services, base_id: &str) -> Result<Vec<String>, St
         .await?
         .ok_or_else(|| StoreError::permanent(format!("base session {base_id} is gone")))?;
     let key = failed_ids_key(&base);
-    let body = svc
-        .objects
-        .get(&key)
+    let FailedIds(ids) = documents::get(svc.objects.as_ref(), &key)
         .await?
         .ok_or_else(|| StoreError::permanent(format!("{key} is missing")))?;
-    serde_json::from_slice(&body).map_err(|e| StoreError::permanent(format!("{key}: {e}")))
+    Ok(ids)
 }

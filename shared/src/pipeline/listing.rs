@@ -7,6 +7,7 @@
 //! marker condition makes the second copies no-ops.
 
 use super::Services;
+use crate::documents::{self, PageDocument};
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
@@ -137,23 +138,20 @@ pub async fn list_page(
         keys::page_ids_key(&source.id, stamp, page).trim_end_matches(".json"),
         crate::random::u64()
     ) + ".json";
-    let body = serde_json::to_vec(&serde_json::json!({
-        "session_id": session_id,
-        "page": page,
-        "cursor": cursor,
-        "next_cursor": next_cursor,
-        "error": error,
-        "expected_total": check.expected_total,
-        "problems": check.problems,
-        "retried_from_base": check.retried,
-        "deleted_upstream": check.deleted_upstream,
-        "requests": requests,
-        "resource_ids": ids,
-    }))
-    .expect("page documents serialize");
-    svc.objects
-        .put(&ids_key, Bytes::from(body), "application/json")
-        .await?;
+    let document = PageDocument {
+        session_id: session_id.to_string(),
+        page,
+        cursor: cursor.clone(),
+        next_cursor: next_cursor.clone(),
+        error: error.clone(),
+        expected_total: check.expected_total,
+        problems: check.problems.clone(),
+        retried_from_base: check.retried,
+        deleted_upstream: check.deleted_upstream.clone(),
+        requests,
+        resource_ids: ids.clone(),
+    };
+    documents::put(svc.objects.as_ref(), &ids_key, &document).await?;
     let state = PageState {
         page,
         ids_key,
@@ -335,19 +333,8 @@ async fn deliver(
 
 /// The resource ids a committed page counted (saved before its commit).
 pub(crate) async fn read_ids(svc: &Services, key: &str) -> Result<Vec<String>, StoreError> {
-    let body = svc
-        .objects
-        .get(key)
+    let page: PageDocument = documents::get(svc.objects.as_ref(), key)
         .await?
         .ok_or_else(|| StoreError::permanent(format!("page ids {key} are missing")))?;
-    let doc: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| StoreError::permanent(format!("page ids {key} unreadable: {e}")))?;
-    Ok(doc["resource_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(page.resource_ids)
 }

@@ -18,36 +18,17 @@
 //! between is repaired by the retry.
 
 use super::Services;
+use crate::documents;
 use crate::keys;
 use crate::model::{Session, StaleAction};
 use crate::ports::StoreError;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-/// What the stale check did in a session; kept beside the session summary.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaleReport {
-    /// Why nothing was considered for deletion, when nothing was.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-    /// Live resources the source knows, this session's harvests included.
-    pub known: u64,
-    /// Known resources this listing did not include.
-    pub missing: u64,
-    /// Missing resources that got (or advanced) a tombstone and were kept.
-    pub tombstoned: Vec<String>,
-    /// Missing resources deleted now (missing from enough consecutive listings).
-    pub deleted: Vec<String>,
-}
+pub use crate::documents::StaleReport;
 
 /// Applies the stale rules for a session whose work is all counted. Idempotent.
 pub async fn settle(svc: &Services, session: &Session) -> Result<StaleReport, StoreError> {
     let report = check(svc, session).await?;
-    let key = report_key(session);
-    let body = serde_json::to_vec_pretty(&report).expect("stale reports serialize");
-    svc.objects
-        .put(&key, Bytes::from(body), "application/json")
-        .await?;
+    documents::put_readable(svc.objects.as_ref(), &report_key(session), &report).await?;
     if !report.deleted.is_empty() || !report.tombstoned.is_empty() {
         tracing::info!(session = %session.id, tombstoned = report.tombstoned.len(), deleted = report.deleted.len(), "stale resources settled");
     }
@@ -62,19 +43,11 @@ pub async fn stored_report(
     svc: &Services,
     session: &Session,
 ) -> Result<Option<StaleReport>, StoreError> {
-    Ok(svc
-        .objects
-        .get(&report_key(session))
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
+    documents::get(svc.objects.as_ref(), &report_key(session)).await
 }
 
 fn report_key(session: &Session) -> String {
-    format!(
-        "sessions/{}/{}/stale.json",
-        session.source_id,
-        session.stamp()
-    )
+    keys::stale_report_key(&session.source_id, &session.stamp())
 }
 
 async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreError> {

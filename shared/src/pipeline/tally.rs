@@ -12,11 +12,11 @@
 //! keeps every resource's marker condition, so a redelivered copy still counts nothing
 //! (when one condition fails the store counts the batch one by one to say which).
 
+use crate::documents::ResourceLog;
 use crate::keys;
 use crate::model::{session::split_session_id, ResourceState};
 use crate::ports::{Counting, ObjectStore, StateStore, StoreError};
 use bytes::Bytes;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -26,7 +26,7 @@ pub struct Outcome {
     pub session_id: String,
     pub state: ResourceState,
     /// Its log line; `None` writes no log (an unchanged resource keeps its last log).
-    pub log: Option<Value>,
+    pub log: Option<ResourceLog>,
 }
 
 type Reply = oneshot::Sender<Result<Counting, StoreError>>;

@@ -17,6 +17,7 @@ use super::content::unclaimed_content;
 use super::listing::read_ids;
 use super::tally;
 use super::Services;
+use crate::documents::ResourceLog;
 use crate::keys;
 use crate::messages::SourceRef;
 use crate::model::{
@@ -233,12 +234,21 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 None => None,
             };
             let now = svc.clock.now();
-            let log = serde_json::json!({
-                "session_id": session.id, "source_id": session.source_id,
-                "resource_id": marker.resource_id, "at": now, "outcome": Outcome::Failed,
-                "reason": reason, "requests": [],
-                "kept_unclaimed_content": unclaimed.is_some(),
-            });
+            let log = ResourceLog {
+                session_id: session.id.clone(),
+                source_id: session.source_id.clone(),
+                resource_id: marker.resource_id.clone(),
+                at: now,
+                attempt: None,
+                outcome: Outcome::Failed,
+                reason: Some(reason.clone()),
+                content_hash: unclaimed
+                    .as_ref()
+                    .map(|c| c.hash.clone())
+                    .or_else(|| previous.as_ref().and_then(|p| p.content_hash.clone())),
+                kept_unclaimed_content: unclaimed.is_some(),
+                requests: Vec::new(),
+            };
             let state = ResourceState::next(
                 previous.as_ref(),
                 &session.source_id,

@@ -168,7 +168,7 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
     );
     assert_eq!(reason_of("ds_0011").await.code, ReasonCode::ParseError);
     // The log object is its batch's (a JSON line per resource): ds_0001's line in it.
-    let log = trawl::keys::resource_log_line(
+    let log = trawl::documents::ResourceLog::find(
         &runner
             .services
             .objects
@@ -179,11 +179,8 @@ async fn fifty_datasets_with_three_broken_harvest_47_then_a_rerun_finds_47_uncha
         "ds_0001",
     )
     .unwrap();
-    assert_eq!(log["outcome"], "harvested");
-    assert!(log["requests"][0]["url"]
-        .as_str()
-        .unwrap()
-        .ends_with("/info/ds_0001/index.json"));
+    assert_eq!(log.outcome, Outcome::Harvested);
+    assert!(log.requests[0].url.ends_with("/info/ds_0001/index.json"));
     assert_eq!(
         fixture.requests("/erddap/info/ds_0007/"),
         u64::from(runner.services.settings.max_receive_count),

@@ -1,0 +1,202 @@
+//! The documents Trawl keeps beside its state, one type each, written and read through that
+//! type: the session summary, a resource's log line, a listing page's ids, the stale check's
+//! report and a session's failed ids. Where each lives is in `keys.rs`.
+
+use crate::http::RequestLog;
+use crate::model::{Counters, Outcome, Reason, SessionStatus};
+use crate::ports::{ObjectStore, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `sessions/{source}/{stamp}/summary.json`: how a session ended, written when it closes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub session_id: String,
+    pub source_id: String,
+    pub status: SessionStatus,
+    pub scheduled_time: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: f64,
+    pub counters: Counters,
+    pub listing_error: Option<String>,
+    pub listing: SummaryListing,
+    /// Failed resources per reason code.
+    pub reasons: BTreeMap<String, u64>,
+    /// The first failed resources, with their reasons (at most `SUMMARY_FAILED_LIMIT`).
+    pub failed_resources: Vec<FailedResource>,
+    pub failed_resources_truncated: bool,
+    /// Markers still pending when the summary was written (0 for a session that closed).
+    pub pending_markers: u64,
+    pub stale: Option<StaleReport>,
+    pub records_prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryListing {
+    pub complete: bool,
+    pub incremental_since: Option<DateTime<Utc>>,
+    pub listed: u64,
+    pub expected_total: Option<u64>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedResource {
+    pub resource_id: String,
+    pub reason: Reason,
+}
+
+/// One resource's attempt, a line of its batch's log (`logs/…`, NDJSON): written by the
+/// harvester, and by the watchdog for what it counts lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLog {
+    pub session_id: String,
+    pub source_id: String,
+    pub resource_id: String,
+    pub at: DateTime<Utc>,
+    /// The message's receive count; `None` for an outcome the watchdog gave.
+    pub attempt: Option<u32>,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    /// The content the state names after this attempt.
+    pub content_hash: Option<String>,
+    /// A failure that found content an uncounted attempt wrote (see `pipeline::content`).
+    pub kept_unclaimed_content: bool,
+    pub requests: Vec<RequestLog>,
+}
+
+impl ResourceLog {
+    /// `resource_id`'s line in a batch log.
+    pub fn find(body: &[u8], resource_id: &str) -> Option<ResourceLog> {
+        body.split(|b| *b == b'\n')
+            .filter_map(|line| serde_json::from_slice::<ResourceLog>(line).ok())
+            .find(|line| line.resource_id == resource_id)
+    }
+}
+
+/// `sessions/{source}/{stamp}/pages/…`: what one listing page found, saved before the page
+/// is committed so that a redelivered page sends exactly the ids that were counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageDocument {
+    pub session_id: String,
+    pub page: u32,
+    pub cursor: Option<String>,
+    pub next_cursor: Option<String>,
+    pub error: Option<String>,
+    pub expected_total: Option<u64>,
+    pub problems: Vec<String>,
+    /// Ids added to the last page of an incremental session: its base's failed resources.
+    pub retried_from_base: u64,
+    /// Resources the server reported deleted that were deleted now.
+    pub deleted_upstream: Vec<String>,
+    pub requests: Vec<RequestLog>,
+    pub resource_ids: Vec<String>,
+}
+
+/// `sessions/{source}/{stamp}/stale.json`: what the stale check did in a session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleReport {
+    /// Why nothing was considered for deletion, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Live resources the source knows, this session's harvests included.
+    pub known: u64,
+    /// Known resources this listing did not include.
+    pub missing: u64,
+    /// Missing resources that got (or advanced) a tombstone and were kept.
+    pub tombstoned: Vec<String>,
+    /// Missing resources deleted now (missing from enough consecutive listings).
+    pub deleted: Vec<String>,
+}
+
+/// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an
+/// incremental session listing changes since it retries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FailedIds(pub Vec<String>);
+
+/// Writes a document as compact JSON (listing pages: thousands of ids).
+pub async fn put<T: Serialize>(
+    objects: &dyn ObjectStore,
+    key: &str,
+    document: &T,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_vec(document);
+    write(objects, key, body).await
+}
+
+/// Writes a document as indented JSON: the ones operators open (summaries, stale reports).
+pub async fn put_readable<T: Serialize>(
+    objects: &dyn ObjectStore,
+    key: &str,
+    document: &T,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_vec_pretty(document);
+    write(objects, key, body).await
+}
+
+async fn write(
+    objects: &dyn ObjectStore,
+    key: &str,
+    body: serde_json::Result<Vec<u8>>,
+) -> Result<(), StoreError> {
+    let body = body.map_err(|e| StoreError::permanent(format!("{key}: {e}")))?;
+    objects
+        .put(key, Bytes::from(body), "application/json")
+        .await
+}
+
+/// Reads a document: `None` if there is none; a document that does not parse is a permanent
+/// error (it will not parse next time either).
+pub async fn get<T: DeserializeOwned>(
+    objects: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let Some(body) = objects.get(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| StoreError::permanent(format!("{key} does not parse: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ReasonCode;
+
+    #[test]
+    fn a_log_line_is_found_by_its_resource_among_the_batchs() {
+        let line = |id: &str, attempt| ResourceLog {
+            session_id: "s@1".into(),
+            source_id: "s".into(),
+            resource_id: id.into(),
+            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            attempt,
+            outcome: Outcome::Failed,
+            reason: Some(Reason::new(ReasonCode::Lost, "deadline")),
+            content_hash: None,
+            kept_unclaimed_content: false,
+            requests: vec![],
+        };
+        let mut body = Vec::new();
+        for l in [line("a", Some(1)), line("b", None)] {
+            serde_json::to_writer(&mut body, &l).unwrap();
+            body.push(b'\n');
+        }
+        assert_eq!(ResourceLog::find(&body, "b"), Some(line("b", None)));
+        assert_eq!(ResourceLog::find(&body, "a"), Some(line("a", Some(1))));
+        assert_eq!(ResourceLog::find(&body, "c"), None);
+        assert_eq!(ResourceLog::find(b"not json\n", "a"), None);
+    }
+
+    #[test]
+    fn failed_ids_are_a_bare_list() {
+        let ids = FailedIds(vec!["x".into(), "y".into()]);
+        assert_eq!(serde_json::to_string(&ids).unwrap(), r#"["x","y"]"#);
+    }
+}
