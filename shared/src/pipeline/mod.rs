@@ -1,7 +1,20 @@
-//! The stage logic, written against the ports only. To follow one dataset through Trawl,
-//! read `schedule.rs` (a session starts), `listing.rs` (its resources are counted and queued),
-//! `harvest.rs` (one resource is fetched, stored and counted) and `finalize.rs` (the session
-//! closes when nothing remains).
+//! The stage logic, written against the ports only. One dataset's journey, a file a step:
+//!
+//! 1. A tick starts a session ([`schedule`]): `ledger::start` decides, the store claims the
+//!    source, and the first listing page is queued.
+//! 2. A listing page is fetched and committed ([`listing`]): the protocol lists
+//!    (`protocols/<name>`), the page's ids are saved (`documents::PageDocument`),
+//!    `ledger::commit_page` counts them in the session, and one message per resource is sent.
+//! 3. A resource is harvested ([`harvest`]): fetched and normalized by its protocol, its
+//!    record and raw response stored unless unchanged ([`content`]).
+//! 4. A batch of outcomes is counted together ([`tally`]): one log object for the batch
+//!    (`documents::ResourceLog`), then `ledger::Tally` settles the markers in one
+//!    transaction.
+//! 5. The session closes when nothing remains ([`finalize`]): the stale check ([`stale`]),
+//!    the summary (`documents::SessionSummary`), `ledger::close` and `ledger::release`.
+//!
+//! Beside them: [`incremental`] (listing changes since a base session) and [`watchdog`]
+//! (every tick: stalled listings resent, sessions past their deadline wound up).
 
 pub mod content;
 pub mod finalize;
