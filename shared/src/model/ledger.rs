@@ -171,13 +171,6 @@ pub struct Marker {
     pub reason: Option<Reason>,
 }
 
-impl Marker {
-    /// Counting settles a marker only while it is pending: the condition of every count.
-    pub fn is_pending(&self) -> bool {
-        self.outcome.is_none()
-    }
-}
-
 /// Outcomes counted in one session: what settling their (pending) markers adds to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
