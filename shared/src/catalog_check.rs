@@ -5,8 +5,12 @@
 use crate::messages::SourceRef;
 use crate::model::Reason;
 use crate::pipeline::Services;
-use crate::protocols::catalog_for;
+use crate::ports::StoreError;
+use crate::protocols::{Entry, FetchContext, FetchError, InlineDocuments, Remote};
+use async_trait::async_trait;
+use bytes::Bytes;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Serialize)]
@@ -38,7 +42,6 @@ pub async fn check_source(
     max_pages: u32,
     concurrency: u32,
 ) -> CheckReport {
-    let catalog = catalog_for(source.protocol);
     let mut report = CheckReport {
         source_id: source.id.clone(),
         reachable: false,
@@ -52,25 +55,48 @@ pub async fn check_source(
         error: None,
         estimated_seconds: None,
     };
+    let catalog = match crate::protocols::open(source) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
     let mut ids = std::collections::BTreeSet::new();
+    // The first listed resource's document when the listing delivers documents whole: the
+    // sample fetch reads it as a session's fetch would read it from the session.
+    let mut inline = Inline::default();
     let mut cursor: Option<String> = None;
     let started = Instant::now();
     loop {
         let mut log = Vec::new();
+        let mut remote = Remote {
+            http: &svc.http,
+            source,
+            requests: &mut log,
+        };
         match catalog
-            .list_page(&svc.http, source, cursor.as_deref(), None, &mut log)
+            .list_page(&mut remote, cursor.as_deref(), None)
             .await
         {
             Ok(listing) => {
                 report.reachable = true;
                 report.pages_listed += 1;
                 report.expected_total = listing.expected_total.or(report.expected_total);
-                ids.extend(
-                    listing
-                        .resource_ids
-                        .into_iter()
-                        .filter(|id| source.options.selects(id)),
-                );
+                for entry in listing.entries {
+                    match entry {
+                        Entry::Listed(id) if source.options.selects(&id) => {
+                            ids.insert(id);
+                        }
+                        Entry::Inline { id, document } if source.options.selects(&id) => {
+                            if inline.0.is_empty() {
+                                inline.0.insert(id.clone(), document);
+                            }
+                            ids.insert(id);
+                        }
+                        _ => {}
+                    }
+                }
                 match listing.next_cursor {
                     Some(next)
                         if report.pages_listed < max_pages && Some(&next) != cursor.as_ref() =>
@@ -96,14 +122,28 @@ pub async fn check_source(
     report.listing_seconds = started.elapsed().as_secs_f64();
     report.resources_listed = ids.len() as u64;
 
-    if report.error.is_none() && !catalog.stages_documents() {
-        if let Some(id) = ids.iter().next() {
+    if report.error.is_none() {
+        // An inline listing's sample is its first document; otherwise the first id.
+        let sample = inline.0.keys().next().or(ids.iter().next()).cloned();
+        if let Some(id) = &sample {
             let started = Instant::now();
             let mut log = Vec::new();
-            let fetched: Result<_, Reason> = catalog
-                .fetch(&svc.http, source, id, &mut log)
-                .await
-                .and_then(|f| catalog.normalize(source, id, &f));
+            let mut ctx = FetchContext {
+                remote: Remote {
+                    http: &svc.http,
+                    source,
+                    requests: &mut log,
+                },
+                inline: &inline,
+            };
+            let fetched: Result<_, Reason> = match catalog.fetch(&mut ctx, id).await {
+                Ok(f) => catalog.normalize(source, id, &f),
+                Err(FetchError::Remote(reason)) => Err(reason),
+                Err(FetchError::Store(e)) => Err(Reason::new(
+                    crate::model::ReasonCode::StorageError,
+                    e.to_string(),
+                )),
+            };
             report.sample_resource = Some(id.clone());
             match fetched {
                 Ok(_) => report.sample_fetch_seconds = Some(started.elapsed().as_secs_f64()),
@@ -129,4 +169,15 @@ pub async fn check_source(
         report.estimated_seconds = Some(per_page * pages + fetching.as_secs_f64());
     }
     report
+}
+
+/// The one inline document the check keeps, in memory: a check writes nothing.
+#[derive(Default)]
+struct Inline(HashMap<String, Bytes>);
+
+#[async_trait]
+impl InlineDocuments for Inline {
+    async fn document(&self, resource_id: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.0.get(resource_id).cloned())
+    }
 }

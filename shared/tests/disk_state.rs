@@ -1,10 +1,9 @@
 //! The embedded run's state in SQLite (`DiskStore`): the same pipeline as the in-memory
-//! store, persisted as it goes, reopened by the next run, and the old `state.json` brought
-//! along.
+//! store, persisted as it goes and reopened by the next run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use trawl::local::{run::harvest_once, DiskStore, FileObjects, MemoryQueue, MemoryStore};
+use trawl::local::{run::harvest_once, DiskStore, FileObjects, MemoryQueue};
 use trawl::model::{Outcome, ResourceState, SourceSpec};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::Counting;
@@ -197,57 +196,5 @@ async fn a_batch_counts_each_resource_once_and_a_closed_sessions_markers_are_dro
     store.save().unwrap();
     let (gone, _) = store.session_markers(&session.id, None).await.unwrap();
     assert!(gone.is_empty(), "{gone:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[tokio::test]
-async fn an_old_state_json_is_imported_once_and_a_broken_one_stops_the_open() {
-    let dir = temp_dir("import");
-    std::fs::create_dir_all(&dir).unwrap();
-    let old = MemoryStore::default();
-    old.put_source(&source("http://127.0.0.1:1/erddap".into()))
-        .await
-        .unwrap();
-    let session = trawl::model::Session::start("ocean", chrono::Utc::now(), chrono::Utc::now());
-    old.create_session(&session).await.unwrap();
-    old.put_pending_markers(&session.id, &["a".to_string()])
-        .await
-        .unwrap();
-    old.record_outcome(&session.id, &state("a", &session.id))
-        .await
-        .unwrap();
-    old.close_session(&session.id, chrono::Utc::now())
-        .await
-        .unwrap();
-    let mut json = Vec::new();
-    old.write_snapshot(&mut json).unwrap();
-
-    // Broken: the open fails, saying which file, and leaves no database behind to hide it.
-    std::fs::write(dir.join("state.json"), &json[..json.len() / 2]).unwrap();
-    let err = DiskStore::open(&dir)
-        .err()
-        .expect("a broken state.json fails");
-    assert!(err.to_string().contains("state.json"), "{err}");
-    assert!(!dir.join("state.db").exists());
-
-    std::fs::write(dir.join("state.json"), &json).unwrap();
-    let store = DiskStore::open(&dir).unwrap();
-    assert!(store.get_resource("ocean", "a").await.unwrap().is_some());
-    assert_ne!(
-        store
-            .get_session(&session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        trawl::model::SessionStatus::Running
-    );
-    assert!(!dir.join("state.json").exists());
-    assert!(dir.join("state.json.imported").exists());
-    drop(store);
-    // Reopened: what was imported is in the database now.
-    let again = DiskStore::open(&dir).unwrap();
-    assert_eq!(again.list_sources().await.unwrap().len(), 1);
-    assert!(again.get_resource("ocean", "a").await.unwrap().is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }

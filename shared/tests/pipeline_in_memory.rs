@@ -1093,11 +1093,19 @@ async fn write_content_uncounted(
     else {
         panic!("{message:?}")
     };
-    let catalog = trawl::protocols::catalog_for(source.protocol);
-    let fetched = catalog
-        .fetch(&w.svc.http, source, resource_id, &mut Vec::new())
-        .await
-        .unwrap();
+    let catalog = trawl::protocols::open(source).unwrap();
+    let mut requests = Vec::new();
+    let mut ctx = trawl::protocols::FetchContext {
+        remote: trawl::protocols::Remote {
+            http: &w.svc.http,
+            source,
+            requests: &mut requests,
+        },
+        inline: &NoInline,
+    };
+    let Ok(fetched) = catalog.fetch(&mut ctx, resource_id).await else {
+        panic!("{resource_id} could not be fetched")
+    };
     let record = catalog.normalize(source, resource_id, &fetched).unwrap();
     trawl::pipeline::content::store_content(&w.svc, source, resource_id, &fetched, &record)
         .await
@@ -1582,4 +1590,14 @@ async fn a_record_the_store_refuses_once_is_stored_on_the_next_receive() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// For fetches outside a session: nothing was delivered inline.
+struct NoInline;
+
+#[async_trait::async_trait]
+impl trawl::protocols::InlineDocuments for NoInline {
+    async fn document(&self, _: &str) -> Result<Option<bytes::Bytes>, trawl::ports::StoreError> {
+        Ok(None)
+    }
 }

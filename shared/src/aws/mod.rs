@@ -93,7 +93,8 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 }
 
 /// The SDK's own HTTPS client with rustls on ring instead of its default aws-lc-rs, which
-/// made each function binary 1.5 MB larger; the same crypto library `trawl::http` uses.
+/// makes each function binary larger (BENCHMARKS.md); the same crypto library `trawl::http`
+/// uses.
 fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()

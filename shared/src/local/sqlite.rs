@@ -20,7 +20,7 @@
 //! `synchronous = NORMAL`: a power cut may lose the last commits, the same way.
 
 use super::rows::{Rows, Settled};
-use super::store::{LocalStore, Snapshot};
+use super::store::LocalStore;
 use crate::model::{ResourceState, Session, SessionStatus};
 use crate::ports::{SourceEntry, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -28,17 +28,15 @@ use std::path::Path;
 
 /// The file under the data directory.
 pub const STATE_DB: &str = "state.db";
-/// What the embedded run kept before `state.db`: read once, then renamed aside.
-const OLD_STATE_JSON: &str = "state.json";
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
     -- Each batch is a savepoint, and SQLite keeps a savepoint's undo pages in a temporary
-    -- file unless told otherwise: 2.7 writes per resource. They are a batch's pages, freed
-    -- when it ends, so memory is the right place.
+    -- file unless told otherwise. They are a batch's pages, freed when it ends, so memory
+    -- is the right place.
     PRAGMA temp_store = MEMORY;
-    -- A checkpoint every ~16 MB of WAL rather than 4 (fewer copies back into the file).
+    -- Checkpoints less often than the default (fewer copies back into the file).
     PRAGMA wal_autocheckpoint = 4000;
     CREATE TABLE IF NOT EXISTS resources (
         source_id TEXT NOT NULL, resource_id TEXT NOT NULL, state TEXT NOT NULL,
@@ -102,8 +100,8 @@ impl SqliteRows {
         Ok(SqliteRows { conn, group: None })
     }
 
-    /// A statement without parameters, prepared once (`execute_batch` parses it every time:
-    /// 4% of the embedded run, for two savepoint statements per batch).
+    /// A statement without parameters, prepared once (`execute_batch` parses it every time,
+    /// and savepoint statements run twice per batch).
     fn run_cached(&mut self, sql: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(sql)
@@ -397,26 +395,11 @@ impl Rows for SqliteRows {
 pub type DiskStore = LocalStore<SqliteRows>;
 
 impl DiskStore {
-    /// Opens (creating) `dir/state.db` and reads its sources and sessions. A `state.json`
-    /// the embedded run kept before is imported into a new database once, then renamed to
-    /// `state.json.imported`.
+    /// Opens (creating) `dir/state.db` and reads its sources and sessions.
     pub fn open(dir: &Path) -> Result<DiskStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::new(format!("creating {}: {e}", dir.display())))?;
         let db = dir.join(STATE_DB);
-        let old = dir.join(OLD_STATE_JSON);
-        // Read before the database exists, so a state file that cannot be read stops here
-        // and is tried again next time rather than left behind an empty database.
-        let import = if !db.exists() && old.exists() {
-            let body = std::fs::read(&old)
-                .map_err(|e| StoreError::new(format!("reading {}: {e}", old.display())))?;
-            let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| {
-                StoreError::permanent(format!("{} is not a Trawl state file: {e}", old.display()))
-            })?;
-            Some(snapshot)
-        } else {
-            None
-        };
         let rows = SqliteRows::open(&db)?;
         let (sources, sessions) = rows.load_runs()?;
         let store = LocalStore::with_rows(rows);
@@ -428,12 +411,6 @@ impl DiskStore {
             for session in sessions {
                 s.sessions.insert(session.id.clone(), session);
             }
-        }
-        if let Some(snapshot) = import {
-            store.import(snapshot)?;
-            store.save()?;
-            std::fs::rename(&old, old.with_extension("json.imported"))
-                .map_err(|e| StoreError::new(format!("renaming {}: {e}", old.display())))?;
         }
         Ok(store)
     }

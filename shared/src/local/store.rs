@@ -100,24 +100,6 @@ impl<R: Rows> LocalStore<R> {
         serde_json::from_slice(&json)
             .map_err(|e| StoreError::new(format!("reading a snapshot back: {e}")))
     }
-
-    /// Adds a snapshot's sources, sessions and resources (replacing same-named ones).
-    pub fn import(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        for entry in snapshot.sources {
-            s.sources.insert(entry.source.id.clone(), entry);
-        }
-        for session in snapshot.sessions {
-            s.sessions.insert(session.id.clone(), session);
-        }
-        s.rows.begin_batch()?;
-        let put = snapshot
-            .resources
-            .iter()
-            .try_for_each(|state| s.rows.put_resource(state));
-        s.rows.end_batch(put.is_ok())?;
-        put
-    }
 }
 
 /// The embedded run's state between runs (see [`LocalStore::snapshot`]).

@@ -1,68 +1,14 @@
 //! Sources: the remote catalogs operators register, validated when written.
 
 use super::schedule::Schedule;
+pub use crate::protocols::Protocol;
+use crate::protocols::ProtocolOptions;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Protocol {
-    #[serde(rename = "erddap")]
-    Erddap,
-    #[serde(rename = "ckan")]
-    Ckan,
-    #[serde(rename = "oai-pmh")]
-    OaiPmh,
-    #[serde(rename = "dcat")]
-    Dcat,
-    #[serde(rename = "csw")]
-    Csw,
-    #[serde(rename = "geonode")]
-    GeoNode,
-    #[serde(rename = "arcgis")]
-    ArcGis,
-}
-
-impl Protocol {
-    pub fn parse(s: &str) -> Option<Protocol> {
-        match s {
-            "erddap" => Some(Protocol::Erddap),
-            "ckan" => Some(Protocol::Ckan),
-            "oai-pmh" => Some(Protocol::OaiPmh),
-            "dcat" => Some(Protocol::Dcat),
-            "csw" => Some(Protocol::Csw),
-            "geonode" => Some(Protocol::GeoNode),
-            "arcgis" => Some(Protocol::ArcGis),
-            _ => None,
-        }
-    }
-
-    pub const ALL: &'static [&'static str] = &[
-        "erddap", "ckan", "oai-pmh", "dcat", "csw", "geonode", "arcgis",
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Erddap => "erddap",
-            Protocol::Ckan => "ckan",
-            Protocol::OaiPmh => "oai-pmh",
-            Protocol::Dcat => "dcat",
-            Protocol::Csw => "csw",
-            Protocol::GeoNode => "geonode",
-            Protocol::ArcGis => "arcgis",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Which of a source's resources to harvest (patterns are exact ids or globs with `*`), and
-/// how resources that disappear upstream are removed.
+/// how resources that disappear upstream are removed; beside them, the options of the
+/// source's protocol, which only the protocol reads (unknown names are refused there).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceOptions {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
@@ -92,6 +38,9 @@ pub struct SourceOptions {
     /// With `incremental`: list everything again once the last full listing is this old.
     #[serde(default = "default_full_listing_days")]
     pub full_listing_every_days: u32,
+    /// Options of the source's protocol (OAI-PMH `set`, CKAN `fq`, …), written beside these.
+    #[serde(flatten)]
+    pub protocol: ProtocolOptions,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -114,6 +63,7 @@ impl Default for SourceOptions {
             requests_per_second: None,
             incremental: false,
             full_listing_every_days: default_full_listing_days(),
+            protocol: ProtocolOptions::default(),
         }
     }
 }
@@ -232,7 +182,7 @@ impl SourceSpec {
                 format!(
                     "unknown protocol {:?}; supported: {}",
                     self.protocol,
-                    Protocol::ALL.join(", ")
+                    Protocol::names()
                 ),
             )
         })?;
@@ -289,7 +239,7 @@ impl SourceSpec {
                 return Err(ConfigError::new(field, format!("empty pattern {p:?}")));
             }
         }
-        Ok(Source {
+        let source = Source {
             id: self.id,
             protocol,
             base_url: url.as_str().trim_end_matches('/').to_string(),
@@ -297,7 +247,10 @@ impl SourceSpec {
             enabled: self.enabled,
             internal: self.internal,
             options: self.options,
-        })
+        };
+        // The protocol checks its own options.
+        crate::protocols::open(&(&source).into())?;
+        Ok(source)
     }
 }
 

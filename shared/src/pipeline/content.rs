@@ -19,7 +19,7 @@ use crate::keys;
 use crate::messages::SourceRef;
 use crate::model::{Record, ResourceState};
 use crate::ports::StoreError;
-use crate::protocols::{catalog_for, Fetched};
+use crate::protocols::Fetched;
 use bytes::Bytes;
 
 /// Where a resource's content lives and which content it is.
@@ -64,11 +64,7 @@ pub async fn store_content(
 }
 
 fn raw_key(source: &SourceRef, resource_id: &str) -> String {
-    keys::raw_key(
-        &source.id,
-        resource_id,
-        catalog_for(source.protocol).raw_extension(),
-    )
+    keys::raw_key(&source.id, resource_id, source.protocol.raw_extension())
 }
 
 /// The content the record object holds, if there is a readable one.

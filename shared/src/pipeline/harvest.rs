@@ -15,7 +15,7 @@ use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
 use crate::ports::{Counting, StoreError};
-use crate::protocols::catalog_for;
+use crate::protocols::{FetchContext, FetchError, InlineDocuments, Remote};
 use bytes::Bytes;
 use serde_json::json;
 use std::time::Duration;
@@ -175,7 +175,7 @@ pub async fn harvest_resource(
         return Ok(Harvested::Settled);
     }
 
-    let catalog = catalog_for(source.protocol);
+    let catalog = super::open_catalog(source)?;
     let mut requests = Vec::new();
     let result = if svc.session_aborted(session_id).await? {
         // Counted, not fetched: the operator wants this session over.
@@ -184,12 +184,23 @@ pub async fn harvest_resource(
             "the session was aborted by an operator",
         ))
     } else {
-        let fetched = if catalog.stages_documents() {
-            read_staged(svc, source, session_id, resource_id).await?
-        } else {
-            catalog
-                .fetch(&svc.http, source, resource_id, &mut requests)
-                .await
+        let inline = SessionInline {
+            svc,
+            source,
+            session_id,
+        };
+        let mut ctx = FetchContext {
+            remote: Remote {
+                http: &svc.http,
+                source,
+                requests: &mut requests,
+            },
+            inline: &inline,
+        };
+        let fetched = match catalog.fetch(&mut ctx, resource_id).await {
+            Ok(fetched) => Ok(fetched),
+            Err(FetchError::Remote(reason)) => Err(reason),
+            Err(FetchError::Store(e)) => return Err(e),
         };
         fetched.and_then(|f| {
             let record = catalog.normalize(source, resource_id, &f)?;
@@ -304,29 +315,23 @@ pub async fn harvest_resource(
 }
 
 /// The document the listing delivered for this resource (data.json), kept beside the session.
-async fn read_staged(
-    svc: &Services,
-    source: &SourceRef,
-    session_id: &str,
-    resource_id: &str,
-) -> Result<Result<crate::protocols::Fetched, Reason>, StoreError> {
-    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
-    Ok(
-        match svc
+/// The documents this session's listing delivered whole, kept beside the session.
+pub(crate) struct SessionInline<'a> {
+    svc: &'a Services,
+    source: &'a SourceRef,
+    session_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl InlineDocuments for SessionInline<'_> {
+    async fn document(&self, resource_id: &str) -> Result<Option<Bytes>, StoreError> {
+        let (_, stamp) =
+            split_session_id(self.session_id).unwrap_or((&self.source.id, self.session_id));
+        self.svc
             .objects
-            .get(&keys::staged_key(&source.id, stamp, resource_id))
-            .await?
-        {
-            Some(body) => Ok(crate::protocols::Fetched {
-                body,
-                content_type: "application/json",
-            }),
-            None => Err(Reason::new(
-                ReasonCode::Lost,
-                "the document the listing staged for this resource is gone",
-            )),
-        },
-    )
+            .get(&keys::staged_key(&self.source.id, stamp, resource_id))
+            .await
+    }
 }
 
 /// An unreadable message cannot be counted (we do not know its session), but it must not be

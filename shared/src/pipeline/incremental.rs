@@ -16,7 +16,6 @@ use crate::documents::{self, FailedIds};
 use crate::keys;
 use crate::model::Session;
 use crate::ports::{SourceEntry, StoreError};
-use crate::protocols::catalog_for;
 use chrono::{DateTime, Duration, Utc};
 
 /// How far before the base session's start an incremental window opens.
@@ -34,7 +33,7 @@ pub async fn window(
     now: DateTime<Utc>,
 ) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
     let options = &entry.source.options;
-    if !options.incremental || !catalog_for(entry.source.protocol).incremental() {
+    if !options.incremental || !entry.source.protocol.lists_incrementally() {
         return Ok(None);
     }
     let full_every = Duration::days(i64::from(options.full_listing_every_days));

@@ -12,7 +12,7 @@ use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
-use crate::protocols::{catalog_for, Listing};
+use crate::protocols::{Entry, ListingPage, Remote};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -64,25 +64,24 @@ pub async fn list_page(
             "the session was aborted by an operator",
         ))
     } else {
-        catalog_for(source.protocol)
-            .list_page(
-                &svc.http,
-                source,
-                cursor.as_deref(),
-                session.since,
-                &mut requests,
-            )
+        let mut remote = Remote {
+            http: &svc.http,
+            source,
+            requests: &mut requests,
+        };
+        super::open_catalog(source)?
+            .list_page(&mut remote, cursor.as_deref(), session.since)
             .await
     };
     let mut check = PageCheck::default();
     let (ids, next_cursor, error) = match listed {
         Ok(mut listing) => {
-            let staged = std::mem::take(&mut listing.staged);
-            if listing.deletions_declared && !listing.deleted.is_empty() {
+            let (inline, declared_deleted) = take_inline_and_declared(&mut listing);
+            if !declared_deleted.is_empty() {
                 check.deleted_upstream = super::stale::delete_reported(
                     svc,
                     &session,
-                    &listing.deleted,
+                    &declared_deleted,
                     source.options.on_stale,
                 )
                 .await?;
@@ -114,7 +113,7 @@ pub async fn list_page(
                 check.retried = retry.len() as u64;
                 ids.extend(retry);
             }
-            stage_documents(svc, session_id, source, staged, &ids).await?;
+            keep_inline_documents(svc, session_id, source, inline, &ids).await?;
             (ids, next_cursor, None)
         }
         Err(reason) if reason.retryable() && !final_attempt => {
@@ -186,21 +185,40 @@ pub async fn list_page(
     }
 }
 
-/// Keeps the documents a listing delivered whole (data.json) for the harvester, before the
-/// page is committed and its messages sent. Only the page's counted ids are kept.
-async fn stage_documents(
+/// Moves the documents delivered whole out of the page (they are kept apart, see
+/// [`keep_inline_documents`]) and gathers the deletions the server declared, which are acted
+/// on at once. The entries stay on the page for its check.
+fn take_inline_and_declared(listing: &mut ListingPage) -> (Vec<(String, Bytes)>, Vec<String>) {
+    let mut inline = Vec::new();
+    let mut declared_deleted = Vec::new();
+    for entry in &mut listing.entries {
+        match entry {
+            Entry::Inline { id, document } => {
+                inline.push((id.clone(), std::mem::take(document)));
+            }
+            Entry::Deleted { id, declared: true } => declared_deleted.push(id.clone()),
+            Entry::Listed(_) | Entry::Deleted { .. } => {}
+        }
+    }
+    (inline, declared_deleted)
+}
+
+/// Keeps the documents a listing delivered whole (data.json) beside the session, where the
+/// fetch reads them ([`super::harvest::SessionInline`]), before the page is committed and its
+/// messages sent. Only the page's counted ids are kept.
+async fn keep_inline_documents(
     svc: &Services,
     session_id: &str,
     source: &SourceRef,
-    staged: Vec<(String, Bytes)>,
+    inline: Vec<(String, Bytes)>,
     ids: &[String],
 ) -> Result<(), StoreError> {
-    if staged.is_empty() {
+    if inline.is_empty() {
         return Ok(());
     }
     let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
     let wanted: HashSet<&String> = ids.iter().collect();
-    let puts = staged
+    let puts = inline
         .into_iter()
         .filter(|(id, _)| wanted.contains(id))
         .map(|(id, body)| {
@@ -237,7 +255,7 @@ async fn check_page(
     session_id: &str,
     page: u32,
     cursor: Option<&str>,
-    listing: Listing,
+    listing: ListingPage,
     check: &mut PageCheck,
 ) -> Result<(Vec<String>, Option<String>), StoreError> {
     check.expected_total = listing.expected_total;
@@ -246,10 +264,19 @@ async fn check_page(
         .into_iter()
         .map(|p| format!("page {page}: {p}"))
         .collect();
-    let on_page = listing.resource_ids.len();
+    let mut live = Vec::new();
+    let mut deleted = HashSet::new();
+    for entry in listing.entries {
+        match entry {
+            Entry::Listed(id) | Entry::Inline { id, .. } => live.push(id),
+            Entry::Deleted { id, .. } => {
+                deleted.insert(id);
+            }
+        }
+    }
+    let on_page = live.len();
     let mut seen = HashSet::new();
-    let distinct: Vec<String> = listing
-        .resource_ids
+    let distinct: Vec<String> = live
         .into_iter()
         .filter(|id| seen.insert(id.clone()))
         .collect();
@@ -294,7 +321,6 @@ async fn check_page(
         next_cursor = None;
     }
     // Deleted entries are in the server's total too.
-    let deleted: HashSet<&String> = listing.deleted.iter().collect();
     check.listed = (new_ids.len() + deleted.len()) as u64;
     Ok((new_ids, next_cursor))
 }

@@ -132,3 +132,17 @@ impl AbortFlags {
         Ok(aborted)
     }
 }
+
+/// The source's catalog with its protocol options. Its options were checked when the source
+/// was registered, so a snapshot whose options no longer parse is a broken invariant: set
+/// aside, not retried.
+pub(crate) fn open_catalog(
+    source: &crate::messages::SourceRef,
+) -> Result<Box<dyn crate::protocols::Catalog>, StoreError> {
+    crate::protocols::open(source).map_err(|e| {
+        StoreError::permanent(format!(
+            "source {}'s snapshot no longer validates: {e}",
+            source.id
+        ))
+    })
+}

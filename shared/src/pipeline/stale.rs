@@ -79,7 +79,7 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
 
     // The session's markers and the source's resources both come in resource-id order: they
     // are walked side by side, so the check holds a page of each whatever the catalog's size
-    // (a set of every listed id cost 50 bytes per resource: 5 MB at 100k).
+    // (a set of every listed id would grow with the catalog).
     let mut listed = ListedIds::new(&session.id);
     let mut missing = Vec::new();
     let mut after = None;

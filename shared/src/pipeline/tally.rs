@@ -71,10 +71,8 @@ impl Tally {
 
     /// Counts as soon as half of the messages running are waiting. For the embedded run,
     /// where messages flow continuously: waiting for all of them would move them in lockstep,
-    /// each wave as slow as its slowest fetch (20% fewer datasets per second), while counting
-    /// each alone writes a log file per resource (a third of the file creations, which were
-    /// most of the run's time). Measured at 10k datasets: 7.2–7.7k/s, against 6.4–6.8k/s one
-    /// by one.
+    /// each wave as slow as its slowest fetch, while counting each alone writes a log file
+    /// per resource (BENCHMARKS.md has the figures for both).
     pub fn early() -> Tally {
         Tally {
             early: true,

@@ -9,9 +9,13 @@
 //! for one. Paging is sorted by id (stable while items are edited); a `nextStart` that does
 //! not move forward ends the listing and is reported.
 
-use super::{expect_success, plain_text, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, plain_text, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
+    NoOptions, ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::messages::SourceRef;
+use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, Record};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,27 +23,26 @@ use serde_json::Value;
 
 pub struct ArcGis;
 
+pub const RAW_EXTENSION: &str = "json";
+pub const LISTS_INCREMENTALLY: bool = true;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    options.parse::<NoOptions>("arcgis")?;
+    Ok(Box::new(ArcGis))
+}
+
 /// The portal's largest page.
 pub const PAGE_ITEMS: u32 = 100;
 
 #[async_trait]
 impl Catalog for ArcGis {
-    fn raw_extension(&self) -> &'static str {
-        "json"
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         let start: i64 = match cursor {
             None => 1,
             Some(c) => c
@@ -59,15 +62,15 @@ impl Catalog for ArcGis {
             "{root}/sharing/rest/search?f=json&q={}&num={PAGE_ITEMS}&start={start}&sortField=id&sortOrder=asc",
             encode(&q)
         );
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(remote.get(&url).await?)?;
         let body = checked_json(&response.body, "search")?;
         let results = body
             .get("results")
             .and_then(Value::as_array)
             .ok_or_else(|| Reason::parse("the search answer has no \"results\" array"))?;
-        let mut listing = Listing {
+        let mut listing = ListingPage {
             expected_total: body.get("total").and_then(Value::as_u64),
-            ..Listing::default()
+            ..ListingPage::default()
         };
         for (i, item) in results.iter().enumerate() {
             let id = item
@@ -77,7 +80,7 @@ impl Catalog for ArcGis {
                 .ok_or_else(|| {
                     Reason::parse(format!("search result {} (start {start}) has no id", i + 1))
                 })?;
-            listing.resource_ids.push(id.to_string());
+            listing.entries.push(Entry::Listed(id.to_string()));
         }
         let next = body.get("nextStart").and_then(Value::as_i64).unwrap_or(-1);
         listing.next_cursor = if next == -1 || results.is_empty() {
@@ -95,19 +98,19 @@ impl Catalog for ArcGis {
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         if resource_id.is_empty() || !resource_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Reason::parse(format!(
                 "ArcGIS item ids are alphanumeric; {resource_id:?} is not"
-            )));
+            ))
+            .into());
         }
         let (root, _) = portal(source)?;
         let url = format!("{root}/sharing/rest/content/items/{resource_id}?f=json");
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         checked_json(&response.body, "item")?;
         Ok(Fetched {
             body: response.body,

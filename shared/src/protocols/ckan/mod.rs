@@ -9,38 +9,57 @@
 //! announces is checked against what was gathered when the listing ends (the pipeline does
 //! that, and also catches a page the server repeats).
 
-use super::{expect_success, geojson_bbox, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, geojson_bbox, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
+    ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::messages::SourceRef;
-use crate::model::{Link, Reason, Record, TimeRange};
+use crate::model::{ConfigError, Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub struct Ckan;
+#[derive(Default)]
+pub struct Ckan {
+    options: CkanOptions,
+}
+
+/// A CKAN source's own options.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CkanOptions {
+    /// A Solr filter query scoping the harvest (`organization:noaa-gov`,
+    /// `res_format:NetCDF`), sent as `package_search`'s `fq`; an incremental listing adds its
+    /// `metadata_modified` window to it.
+    #[serde(default)]
+    pub fq: Option<String>,
+}
+
+pub const RAW_EXTENSION: &str = "json";
+pub const LISTS_INCREMENTALLY: bool = true;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    let options: CkanOptions = options.parse("ckan")?;
+    if options.fq.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(ConfigError::new("options.fq", "must not be empty"));
+    }
+    Ok(Box::new(Ckan { options }))
+}
 
 /// Rows asked for per page: CKAN's usual cap; servers with a lower one return fewer.
 pub const PAGE_ROWS: usize = 1000;
 
 #[async_trait]
 impl Catalog for Ckan {
-    fn raw_extension(&self) -> &'static str {
-        "json"
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         // The cursor is the next start and the id the previous page ended on. The next page
         // is asked for from one row earlier, and that row must still be the previous page's
         // last: if a package before it was removed meanwhile, every later one moved up a row
@@ -64,16 +83,23 @@ impl Catalog for Ckan {
             "{}/api/3/action/package_search?q=*:*&rows={PAGE_ROWS}&start={ask}&sort=id%20asc",
             base(source)
         );
-        if let Some(since) = since {
-            // Solr range syntax; CKAN stores metadata_modified in UTC.
-            let range = format!(
+        // Solr range syntax; CKAN stores metadata_modified in UTC.
+        let window = since.map(|since| {
+            format!(
                 "metadata_modified:[{} TO *]",
                 since.format("%Y-%m-%dT%H:%M:%SZ")
-            );
+            )
+        });
+        let fq = match (&self.options.fq, window) {
+            (Some(scope), Some(window)) => Some(format!("+({scope}) +{window}")),
+            (Some(scope), None) => Some(scope.clone()),
+            (None, window) => window,
+        };
+        if let Some(fq) = fq {
             url.push_str("&fq=");
-            url.extend(url::form_urlencoded::byte_serialize(range.as_bytes()));
+            url.extend(url::form_urlencoded::byte_serialize(fq.as_bytes()));
         }
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(remote.get(&url).await?)?;
         let search: SearchResult = result_of(&response.body, "package_search")?;
         let mut ids = Vec::with_capacity(search.results.len());
         for (i, package) in search.results.iter().enumerate() {
@@ -104,28 +130,26 @@ impl Catalog for Ckan {
                 ));
             }
         }
-        Ok(Listing {
-            resource_ids: ids,
+        Ok(ListingPage {
+            entries: ids.into_iter().map(Entry::Listed).collect(),
             next_cursor,
             expected_total: Some(search.count),
             problems,
-            ..Listing::default()
         })
     }
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         let url = format!(
             "{}/api/3/action/package_show?id={}",
             base(source),
             url::form_urlencoded::byte_serialize(resource_id.as_bytes()).collect::<String>()
         );
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         Ok(Fetched {
             body: response.body,
             content_type: "application/json",
@@ -298,7 +322,9 @@ mod tests {
             ],
             "resources": [{"url": "https://data.example.org/sst.csv", "format": "CSV"}, {"url": ""}]
         }}"#;
-        let r = Ckan.normalize(&source(), "0001", &fetched(body)).unwrap();
+        let r = Ckan::default()
+            .normalize(&source(), "0001", &fetched(body))
+            .unwrap();
         assert_eq!(r.title.as_deref(), Some("Sea temperature"));
         assert_eq!(r.summary.as_deref(), Some("Daily SST."));
         assert_eq!(r.keywords, ["ocean", "temperature"]);
@@ -331,7 +357,7 @@ mod tests {
 
     #[test]
     fn an_unsuccessful_or_foreign_answer_is_a_parse_error_with_ckans_message() {
-        let e = Ckan
+        let e = Ckan::default()
             .normalize(
                 &source(),
                 "x",
@@ -343,11 +369,11 @@ mod tests {
             e.detail.contains("Authorization Error: Access denied"),
             "{e}"
         );
-        let e = Ckan
+        let e = Ckan::default()
             .normalize(&source(), "x", &fetched("<html>login</html>"))
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
-        let e = Ckan
+        let e = Ckan::default()
             .normalize(
                 &source(),
                 "x",
@@ -355,5 +381,61 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+    use crate::model::{Protocol, SourceOptions};
+    use crate::protocols::recorded::list_one_page;
+
+    fn source(options: serde_json::Value) -> SourceRef {
+        SourceRef {
+            id: "ckan".into(),
+            protocol: Protocol::Ckan,
+            base_url: "https://catalog.example.org".into(),
+            internal: false,
+            options: SourceOptions {
+                protocol: crate::protocols::ProtocolOptions(
+                    options.as_object().cloned().unwrap_or_default(),
+                ),
+                ..SourceOptions::default()
+            },
+        }
+    }
+
+    const PAGE: &str = r#"{"success":true,"result":{"count":1,"results":[{"id":"p1"}]}}"#;
+
+    fn fq_of(url: &str) -> Option<String> {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "fq")
+            .map(|(_, v)| v.into_owned())
+    }
+
+    #[tokio::test]
+    async fn an_fq_scopes_every_page_and_joins_the_incremental_window() {
+        let scoped = source(serde_json::json!({"fq": "organization:noaa-gov"}));
+        let (page, urls) = list_one_page(&scoped, None, None, PAGE).await;
+        assert_eq!(page.unwrap().live_ids().collect::<Vec<_>>(), vec!["p1"]);
+        assert_eq!(fq_of(&urls[0]).as_deref(), Some("organization:noaa-gov"));
+
+        let since = "2026-11-01T00:00:00Z".parse().unwrap();
+        let (_, urls) = list_one_page(&scoped, Some("1000:p0"), Some(since), PAGE).await;
+        assert_eq!(
+            fq_of(&urls[0]).as_deref(),
+            Some("+(organization:noaa-gov) +metadata_modified:[2026-11-01T00:00:00Z TO *]")
+        );
+
+        let (_, urls) =
+            list_one_page(&source(serde_json::json!({})), None, Some(since), PAGE).await;
+        assert_eq!(
+            fq_of(&urls[0]).as_deref(),
+            Some("metadata_modified:[2026-11-01T00:00:00Z TO *]")
+        );
+        let (_, urls) = list_one_page(&source(serde_json::json!({})), None, None, PAGE).await;
+        assert_eq!(fq_of(&urls[0]), None);
     }
 }

@@ -14,15 +14,27 @@
 //! - an unstable sort (duplicates and gaps across pages): the pipeline's duplicate check and
 //!   the `numberOfRecordsMatched` comparison report it.
 
-use super::{expect_success, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
+    ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::messages::SourceRef;
+use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
 use crate::xml::{self, Node};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub struct Csw;
+
+pub const RAW_EXTENSION: &str = "xml";
+pub const LISTS_INCREMENTALLY: bool = true;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    options.parse::<NoOptions>("csw")?;
+    Ok(Box::new(Csw))
+}
 
 /// Records asked for per page (servers commonly cap at 100 or fewer).
 pub const PAGE_RECORDS: u64 = 100;
@@ -34,22 +46,13 @@ const GMD: &str = "http://www.isotc211.org/2005/gmd";
 
 #[async_trait]
 impl Catalog for Csw {
-    fn raw_extension(&self) -> &'static str {
-        "xml"
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         let start: u64 = match cursor {
             None => 1,
             Some(c) => c
@@ -68,7 +71,7 @@ impl Catalog for Csw {
             );
             url.push_str(&encode(&filter));
         }
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(remote.get(&url).await?)?;
         let text = xml::decode(&response.body)?;
         let doc = xml::parse(&text)?;
         let root = doc.root_element();
@@ -97,9 +100,9 @@ impl Catalog for Csw {
             .ok_or_else(|| Reason::parse("SearchResults has no numberOfRecordsMatched"))?;
         let next_record = number("nextRecord")?;
 
-        let mut listing = Listing {
+        let mut listing = ListingPage {
             expected_total: Some(matched),
-            ..Listing::default()
+            ..ListingPage::default()
         };
         for record in results.children().filter(|n| n.is_element()) {
             let id = xml::child(record, DC, "identifier")
@@ -110,9 +113,9 @@ impl Catalog for Csw {
                         record.tag_name().name()
                     ))
                 })?;
-            listing.resource_ids.push(id);
+            listing.entries.push(Entry::Listed(id));
         }
-        let returned = listing.resource_ids.len() as u64;
+        let returned = listing.entries.len() as u64;
         let by_count = start + returned;
         listing.next_cursor = match next_record {
             Some(0) => None,
@@ -132,24 +135,23 @@ impl Catalog for Csw {
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         let url = record_url(source, resource_id);
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         let text = xml::decode(&response.body)?;
         let doc = xml::parse(&text)?;
         let root = doc.root_element();
         if let Some(reason) = exception(root) {
-            return Err(reason);
+            return Err(reason.into());
         }
         // An unknown id is an empty response, not an error (pycsw, GeoNetwork).
         if xml::descendants(root, GMD, "MD_Metadata").next().is_none() {
-            return Err(Reason::not_found(
-                "GetRecordById returned no gmd:MD_Metadata for this id",
-            ));
+            return Err(
+                Reason::not_found("GetRecordById returned no gmd:MD_Metadata for this id").into(),
+            );
         }
         Ok(Fetched {
             body: response.body,

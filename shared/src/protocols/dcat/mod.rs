@@ -1,20 +1,23 @@
 //! DCAT-US 1.1 `data.json`: the whole catalog in one document, no paging and no per-record
 //! endpoint.
 //!
-//! The listing downloads the catalog once and hands each dataset's own JSON back as a
-//! *staged* document; the pipeline keeps it beside the session and the harvester reads it
-//! from there instead of fetching (see [`Catalog::stages_documents`]). Fetching would mean
-//! downloading the whole catalog again for every dataset.
+//! The listing downloads the catalog once and hands each dataset's own JSON back as an
+//! [`Entry::Inline`] document; the pipeline keeps it beside the session and the fetch reads
+//! it from there ([`FetchContext::inline`]). Fetching from the server would mean downloading
+//! the whole catalog again for every dataset.
 //!
 //! The source's base URL is the `data.json` URL itself, or a site root (then
 //! `{root}/data.json`). A dataset's id is its `identifier`. Datasets with no identifier, or
 //! repeating one, cannot be told apart from the next listing's: they are skipped and noted,
 //! which makes the listing incomplete (nothing is deleted on its account).
 
-use super::{expect_success, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog};
+use super::{
+    expect_success, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
+    ProtocolOptions, Remote,
+};
 use crate::messages::SourceRef;
-use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
+use crate::model::ConfigError;
+use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -23,25 +26,24 @@ use std::collections::HashSet;
 
 pub struct Dcat;
 
+pub const RAW_EXTENSION: &str = "json";
+pub const LISTS_INCREMENTALLY: bool = false;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    options.parse::<NoOptions>("dcat")?;
+    Ok(Box::new(Dcat))
+}
+
 #[async_trait]
 impl Catalog for Dcat {
-    fn raw_extension(&self) -> &'static str {
-        "json"
-    }
-
-    fn stages_documents(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         _cursor: Option<&str>,
         _since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
-        let response = http.get(source, &catalog_url(source), log).await?;
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
+        let response = remote.get(&catalog_url(source)).await?;
         if response.status == 404 {
             return Err(Reason {
                 http_status: Some(404),
@@ -55,9 +57,9 @@ impl Catalog for Dcat {
             .get("dataset")
             .and_then(Value::as_array)
             .ok_or_else(|| Reason::parse("data.json has no \"dataset\" array"))?;
-        let mut listing = Listing {
+        let mut listing = ListingPage {
             expected_total: Some(datasets.len() as u64),
-            ..Listing::default()
+            ..ListingPage::default()
         };
         let mut seen = HashSet::new();
         for (i, dataset) in datasets.iter().enumerate() {
@@ -81,25 +83,30 @@ impl Catalog for Dcat {
                 ));
                 continue;
             }
-            listing.resource_ids.push(id.to_string());
-            listing.staged.push((
-                id.to_string(),
-                Bytes::from(serde_json::to_vec(dataset).expect("values serialize")),
-            ));
+            listing.entries.push(Entry::Inline {
+                id: id.to_string(),
+                document: Bytes::from(serde_json::to_vec(dataset).expect("values serialize")),
+            });
         }
         Ok(listing)
     }
 
     async fn fetch(
         &self,
-        _http: &HttpClient,
-        _source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        _log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
-        Err(Reason::parse(format!(
-            "data.json has no per-record endpoint; {resource_id} is read from the listing"
-        )))
+    ) -> Result<Fetched, FetchError> {
+        match ctx.inline.document(resource_id).await? {
+            Some(body) => Ok(Fetched {
+                body,
+                content_type: "application/json",
+            }),
+            None => Err(Reason::new(
+                ReasonCode::Lost,
+                "the document the listing delivered for this resource is gone",
+            )
+            .into()),
+        }
     }
 
     fn normalize(

@@ -2,7 +2,7 @@
 //! and fetches each dataset's `info/{id}/index.json` attribute table.
 //!
 //! Why not `tabledap/allDatasets`, which peers use: it has no paging, so the whole catalog
-//! arrives as one response the scheduler must hold (~280 bytes per dataset: 28 MB at 100k).
+//! arrives as one response the scheduler must hold, growing with the catalog.
 //! Pages keep the scheduler's memory flat. What paging costs: ERDDAP sorts the list by title,
 //! so a dataset added or removed mid-listing shifts the pages after it. An addition repeats an
 //! id on the next page, which the pipeline flags, and the listing then deletes nothing; a
@@ -11,16 +11,28 @@
 
 mod table;
 
-use super::{expect_success, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, Catalog, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
+    ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::keys::key_segment;
 use crate::messages::SourceRef;
+use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use table::Table;
 
 pub struct Erddap;
+
+pub const RAW_EXTENSION: &str = "json";
+pub const LISTS_INCREMENTALLY: bool = false;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    options.parse::<NoOptions>("erddap")?;
+    Ok(Box::new(Erddap))
+}
 
 /// The pseudo-dataset real ERDDAP servers list first, in `info/index` as in `allDatasets`.
 const ALL_DATASETS: &str = "allDatasets";
@@ -30,18 +42,13 @@ pub const PAGE_ITEMS: usize = 1000;
 
 #[async_trait]
 impl Catalog for Erddap {
-    fn raw_extension(&self) -> &'static str {
-        "json"
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         _since: Option<chrono::DateTime<chrono::Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         let page: u32 = match cursor {
             None => 1,
             Some(c) => c
@@ -54,12 +61,12 @@ impl Catalog for Erddap {
             "{}/info/index.json?page={page}&itemsPerPage={PAGE_ITEMS}",
             source.base_url
         );
-        let response = match ok_or_reason(http.get(source, &url, log).await?) {
+        let response = match ok_or_reason(remote.get(&url).await?) {
             Ok(response) => response,
             // Past the last page ERDDAP answers "no matching results": the page before was
             // full and was the last. On page 1 it means the listing itself is missing.
             Err(reason) if page > 1 && reason.code == ReasonCode::NotFound => {
-                return Ok(Listing::default())
+                return Ok(ListingPage::default())
             }
             Err(reason) => return Err(reason),
         };
@@ -90,27 +97,25 @@ impl Catalog for Erddap {
         // A short page is the last one; a full one may be too, which the next request's
         // "no matching results" says.
         let next_cursor = (table.rows.len() >= PAGE_ITEMS).then(|| (page + 1).to_string());
-        Ok(Listing {
-            resource_ids: ids,
+        Ok(ListingPage {
             next_cursor,
-            ..Listing::default()
+            ..ListingPage::of_ids(ids)
         })
     }
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         // Dataset ids are letters, digits and `_`; escaping keeps anything else inside its segment.
         let url = format!(
             "{}/info/{}/index.json",
             source.base_url,
             key_segment(resource_id)
         );
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         Ok(Fetched {
             body: response.body,
             content_type: "application/json",

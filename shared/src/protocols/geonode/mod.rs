@@ -9,9 +9,13 @@
 //! `links.next` URL is only read as "there is a next page"; the page number is ours, so a
 //! server that writes another host into its links cannot redirect the harvest.
 
-use super::{expect_success, geojson_value_bbox, plain_text, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, geojson_value_bbox, plain_text, Catalog, Entry, FetchContext, FetchError,
+    Fetched, ListingPage, NoOptions, ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::messages::SourceRef;
+use crate::model::ConfigError;
 use crate::model::{Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,27 +23,26 @@ use serde_json::Value;
 
 pub struct GeoNode;
 
+pub const RAW_EXTENSION: &str = "json";
+pub const LISTS_INCREMENTALLY: bool = true;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    options.parse::<NoOptions>("geonode")?;
+    Ok(Box::new(GeoNode))
+}
+
 /// GeoNode's largest page.
 pub const PAGE_SIZE: u32 = 100;
 
 #[async_trait]
 impl Catalog for GeoNode {
-    fn raw_extension(&self) -> &'static str {
-        "json"
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         let page: u32 = match cursor {
             None => 1,
             Some(c) => c
@@ -54,21 +57,21 @@ impl Catalog for GeoNode {
             url.push_str("&filter%7Blast_updated.gte%7D=");
             url.push_str(&since.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(remote.get(&url).await?)?;
         let body = json(&response.body, "resources")?;
         let resources = body
             .get("resources")
             .and_then(Value::as_array)
             .ok_or_else(|| Reason::parse("the resources answer has no \"resources\" array"))?;
-        let mut listing = Listing {
+        let mut listing = ListingPage {
             expected_total: body.get("total").and_then(Value::as_u64),
-            ..Listing::default()
+            ..ListingPage::default()
         };
         for (i, resource) in resources.iter().enumerate() {
             let pk = pk_of(resource).ok_or_else(|| {
                 Reason::parse(format!("resource {} on page {page} has no pk", i + 1))
             })?;
-            listing.resource_ids.push(pk);
+            listing.entries.push(Entry::Listed(pk));
         }
         let has_next = body
             .get("links")
@@ -80,18 +83,17 @@ impl Catalog for GeoNode {
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         if resource_id.is_empty() || !resource_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Reason::parse(format!(
-                "GeoNode pks are numbers; {resource_id:?} is not"
-            )));
+            return Err(
+                Reason::parse(format!("GeoNode pks are numbers; {resource_id:?} is not")).into(),
+            );
         }
         let url = format!("{}/api/v2/datasets/{resource_id}/", base(source));
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         Ok(Fetched {
             body: response.body,
             content_type: "application/json",

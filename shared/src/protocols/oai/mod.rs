@@ -11,15 +11,42 @@
 //! is deleted on its account; 503 with `Retry-After` is the protocol's flow control. Headers
 //! with `status="deleted"` are part of the announced total but are not harvested.
 
-use super::{expect_success, Catalog, Fetched, Listing};
-use crate::http::{HttpClient, RequestLog, Response};
+use super::{
+    expect_success, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
+    ProtocolOptions, Remote,
+};
+use crate::http::Response;
 use crate::messages::SourceRef;
-use crate::model::{Link, Reason, Record};
+use crate::model::{ConfigError, Link, Reason, Record};
 use crate::xml::{self, Node};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
-pub struct OaiPmh;
+#[derive(Default)]
+pub struct OaiPmh {
+    options: OaiOptions,
+}
+
+/// An OAI-PMH source's own options.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OaiOptions {
+    /// Harvest only this set (its `setSpec`, as `ListSets` names it).
+    #[serde(default)]
+    pub set: Option<String>,
+}
+
+pub const RAW_EXTENSION: &str = "xml";
+pub const LISTS_INCREMENTALLY: bool = true;
+
+pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
+    let options: OaiOptions = options.parse("oai-pmh")?;
+    if options.set.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(ConfigError::new("options.set", "must not be empty"));
+    }
+    Ok(Box::new(OaiPmh { options }))
+}
 
 const OAI: &str = "http://www.openarchives.org/OAI/2.0/";
 const OAI_DC: &str = "http://www.openarchives.org/OAI/2.0/oai_dc/";
@@ -27,58 +54,52 @@ const DC: &str = "http://purl.org/dc/elements/1.1/";
 
 #[async_trait]
 impl Catalog for OaiPmh {
-    fn raw_extension(&self) -> &'static str {
-        "xml"
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     async fn list_page(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        remote: &mut Remote<'_>,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Listing, Reason> {
+    ) -> Result<ListingPage, Reason> {
+        let source = remote.source;
         let url = match cursor {
-            // The token alone carries the window of the first request.
-            None => match since {
-                Some(from) => format!(
-                    "{}?verb=ListIdentifiers&metadataPrefix=oai_dc&from={}",
-                    source.base_url,
-                    encode(&from.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                ),
-                None => format!(
+            // The token alone carries the window and set of the first request.
+            None => {
+                let mut url = format!(
                     "{}?verb=ListIdentifiers&metadataPrefix=oai_dc",
                     source.base_url
-                ),
-            },
+                );
+                if let Some(set) = &self.options.set {
+                    url.push_str(&format!("&set={}", encode(set)));
+                }
+                if let Some(from) = since {
+                    let from = from.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    url.push_str(&format!("&from={}", encode(&from)));
+                }
+                url
+            }
             Some(token) => format!(
                 "{}?verb=ListIdentifiers&resumptionToken={}",
                 source.base_url,
                 encode(token)
             ),
         };
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(remote.get(&url).await?)?;
         let text = xml::decode(&response.body)?;
         let doc = xml::parse(&text)?;
         let root = envelope(&doc)?;
         match protocol_error(root) {
             Some((code, _)) if code == "noRecordsMatch" => {
-                return Ok(Listing {
+                return Ok(ListingPage {
                     expected_total: Some(0),
-                    ..Listing::default()
+                    ..ListingPage::default()
                 })
             }
             Some((code, message)) if code == "badResumptionToken" => {
-                return Ok(Listing {
+                return Ok(ListingPage {
                     problems: vec![format!(
                         "the server rejected the resumption token (badResumptionToken: {message}); the listing ends incomplete"
                     )],
-                    ..Listing::default()
+                    ..ListingPage::default()
                 })
             }
             Some((code, message)) => return Err(oai_error(&code, &message)),
@@ -86,23 +107,29 @@ impl Catalog for OaiPmh {
         }
         let list = xml::child(root, OAI, "ListIdentifiers")
             .ok_or_else(|| Reason::parse("ListIdentifiers answer has no <ListIdentifiers>"))?;
-        let mut listing = Listing::default();
+        let mut listing = ListingPage::default();
+        let mut deleted = Vec::new();
         for header in xml::children(list, OAI, "header") {
             let id = xml::child(header, OAI, "identifier")
                 .and_then(xml::text)
                 .ok_or_else(|| Reason::parse("a ListIdentifiers header has no identifier"))?;
             if header.attribute("status") == Some("deleted") {
-                listing.deleted.push(id);
+                deleted.push(id);
             } else {
-                listing.resource_ids.push(id);
+                listing.entries.push(Entry::Listed(id));
             }
         }
-        if !listing.deleted.is_empty() {
+        if !deleted.is_empty() {
             // Deleted headers are only authoritative from a server that says it tracks
             // deletions; asked only when a page carries some.
-            listing.deletions_declared = matches!(
-                deleted_record(http, source, log).await?.as_str(),
+            let declared = matches!(
+                deleted_record(remote).await?.as_str(),
                 "transient" | "persistent"
+            );
+            listing.entries.extend(
+                deleted
+                    .into_iter()
+                    .map(|id| Entry::Deleted { id, declared }),
             );
         }
         if let Some(token) = xml::child(list, OAI, "resumptionToken") {
@@ -116,25 +143,24 @@ impl Catalog for OaiPmh {
 
     async fn fetch(
         &self,
-        http: &HttpClient,
-        source: &SourceRef,
+        ctx: &mut FetchContext<'_>,
         resource_id: &str,
-        log: &mut Vec<RequestLog>,
-    ) -> Result<Fetched, Reason> {
+    ) -> Result<Fetched, FetchError> {
+        let source = ctx.remote.source;
         let url = record_url(source, resource_id);
-        let response = ok_or_reason(http.get(source, &url, log).await?)?;
+        let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         // Errors and deleted records come back as 200: find them now, so they are counted
         // for what they are (not found), not as unreadable records.
         let text = xml::decode(&response.body)?;
         let doc = xml::parse(&text)?;
         let root = envelope(&doc)?;
         if let Some((code, message)) = protocol_error(root) {
-            return Err(oai_error(&code, &message));
+            return Err(oai_error(&code, &message).into());
         }
         let deleted =
             xml::descendants(root, OAI, "header").any(|h| h.attribute("status") == Some("deleted"));
         if deleted {
-            return Err(Reason::not_found("the record is marked deleted upstream"));
+            return Err(Reason::not_found("the record is marked deleted upstream").into());
         }
         Ok(Fetched {
             body: response.body,
@@ -159,13 +185,10 @@ impl Catalog for OaiPmh {
 }
 
 /// Identify's `deletedRecord`: `no`, `transient` or `persistent`.
-async fn deleted_record(
-    http: &HttpClient,
-    source: &SourceRef,
-    log: &mut Vec<RequestLog>,
-) -> Result<String, Reason> {
+async fn deleted_record(remote: &mut Remote<'_>) -> Result<String, Reason> {
+    let source = remote.source;
     let url = format!("{}?verb=Identify", source.base_url);
-    let response = ok_or_reason(http.get(source, &url, log).await?)?;
+    let response = ok_or_reason(remote.get(&url).await?)?;
     let text = xml::decode(&response.body)?;
     let doc = xml::parse(&text)?;
     let root = envelope(&doc)?;
@@ -303,7 +326,7 @@ mod tests {
 
     #[test]
     fn an_oai_dc_record_maps_onto_the_record_model() {
-        let r = OaiPmh
+        let r = OaiPmh::default()
             .normalize(&source(), "oai:repo:1", &fetched(RECORD))
             .unwrap();
         assert_eq!(r.title.as_deref(), Some("Tides at Québec"));
@@ -329,12 +352,12 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
             "<?xml version=\"1.0\"?><!DOCTYPE OAI-PMH [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>",
         ).replace("Hourly tide gauge data.", "&x;");
-        let e = OaiPmh
+        let e = OaiPmh::default()
             .normalize(&source(), "oai:repo:1", &fetched(&xxe))
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
         assert!(e.detail.contains("DTD"), "{e}");
-        let e = OaiPmh
+        let e = OaiPmh::default()
             .normalize(
                 &source(),
                 "x",
@@ -342,9 +365,83 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.detail.contains("not an OAI-PMH answer"), "{e}");
-        let e = OaiPmh
+        let e = OaiPmh::default()
             .normalize(&source(), "x", &fetched(&RECORD[..RECORD.len() / 2]))
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+    use crate::model::{Protocol, SourceOptions};
+    use crate::protocols::recorded::list_one_page;
+    use crate::protocols::Entry;
+
+    fn source(options: serde_json::Value) -> SourceRef {
+        SourceRef {
+            id: "oai".into(),
+            protocol: Protocol::OaiPmh,
+            base_url: "https://repo.example.org/oai".into(),
+            internal: false,
+            options: SourceOptions {
+                protocol: crate::protocols::ProtocolOptions(
+                    options.as_object().cloned().unwrap_or_default(),
+                ),
+                ..SourceOptions::default()
+            },
+        }
+    }
+
+    const PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">
+  <responseDate>2026-11-23T12:00:00Z</responseDate>
+  <request verb="ListIdentifiers">https://repo.example.org/oai</request>
+  <ListIdentifiers>
+    <header><identifier>oai:repo:1</identifier><datestamp>2026-01-01</datestamp><setSpec>ocean</setSpec></header>
+    <header status="deleted"><identifier>oai:repo:2</identifier><datestamp>2026-01-02</datestamp></header>
+    <resumptionToken completeListSize="3">tok-1</resumptionToken>
+  </ListIdentifiers>
+  <Identify><deletedRecord>persistent</deletedRecord></Identify>
+</OAI-PMH>"#;
+
+    #[tokio::test]
+    async fn a_set_scopes_the_first_request_and_the_token_carries_it_after() {
+        let since = "2026-11-01T00:00:00Z".parse().unwrap();
+        let source = source(serde_json::json!({"set": "ocean:tides"}));
+        let (page, urls) = list_one_page(&source, None, Some(since), PAGE).await;
+        let page = page.unwrap();
+        assert_eq!(
+            urls[0],
+            "https://repo.example.org/oai?verb=ListIdentifiers&metadataPrefix=oai_dc&set=ocean%3Atides&from=2026-11-01T00%3A00%3A00Z"
+        );
+        assert_eq!(page.next_cursor.as_deref(), Some("tok-1"));
+        assert_eq!(page.expected_total, Some(3));
+        let (_, urls) = list_one_page(&source, Some("tok-1"), Some(since), PAGE).await;
+        assert_eq!(
+            urls[0],
+            "https://repo.example.org/oai?verb=ListIdentifiers&resumptionToken=tok-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleted_headers_are_typed_entries_acted_on_only_when_declared() {
+        let (page, urls) = list_one_page(&source(serde_json::json!({})), None, None, PAGE).await;
+        let page = page.unwrap();
+        assert!(!urls[0].contains("set="), "{}", urls[0]);
+        // The recorded server answers Identify with the same document: `persistent`.
+        assert!(urls[1].ends_with("?verb=Identify"), "{urls:?}");
+        assert_eq!(
+            page.entries,
+            vec![
+                Entry::Listed("oai:repo:1".into()),
+                Entry::Deleted {
+                    id: "oai:repo:2".into(),
+                    declared: true
+                }
+            ]
+        );
+        assert_eq!(page.live_ids().collect::<Vec<_>>(), vec!["oai:repo:1"]);
     }
 }
