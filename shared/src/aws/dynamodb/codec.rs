@@ -51,7 +51,7 @@ pub(super) fn session_item(session: &Session) -> Item {
 /// listing's findings, an abort).
 pub(super) fn parse_session(item: &Item) -> Result<Session, StoreError> {
     let id = get_s(item, "pk")
-        .and_then(|pk| pk.strip_prefix("SESSION#").map(str::to_string))
+        .and_then(|pk| keys::session_id_of_pk(&pk).map(str::to_string))
         .ok_or_else(|| StoreError::permanent("session item without pk"))?;
     let time = |k: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
         get_s(item, k)
