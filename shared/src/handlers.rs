@@ -184,7 +184,7 @@ pub fn completed_session(record: &Value) -> Option<String> {
     let status = new.pointer("/status/S")?.as_str()?;
     let remaining = new.pointer("/remaining/N")?.as_str()?;
     (sk == crate::keys::SESSION_SK && status == "running" && remaining == "0")
-        .then(|| pk.strip_prefix("SESSION#").map(str::to_string))
+        .then(|| crate::keys::session_id_of_pk(pk).map(str::to_string))
         .flatten()
 }
 

@@ -1,19 +1,48 @@
-//! Where things live: DynamoDB keys of the single state table and S3 object keys.
+//! Where things live: every key of the state table and every object key of the bucket. The
+//! code spells keys only here (the finalizer's stream filter in `template.yaml` repeats the
+//! session item's `SESSION`), so this is the whole layout.
 //!
-//! Table layout (one table, `pk`/`sk`):
-//! - source:   `SOURCES` / `{source_id}`
-//! - session:  `SESSION#{session_id}` / `SESSION` (the only items the finalizer's stream filter passes)
-//! - page:     `SESSION#{session_id}` / `PAGE#{n:08}`
-//! - marker:   `SESSION#{session_id}` / `RESOURCE#{resource_id}` (pending until counted, then the outcome)
-//! - resource: `RESOURCES#{source_id}` / `{resource_id}`
+//! Table items (one table, `pk` / `sk`):
+//! - source:    `SOURCES` / `{source_id}`: its configuration and its run state
+//! - session:   `SESSION#{session_id}` / `SESSION` (the only items the finalizer's stream filter
+//!   in `template.yaml` passes)
+//! - page:      `SESSION#{session_id}` / `PAGE#{n:08}` (a committed listing page)
+//! - marker:    `SESSION#{session_id}` / `RESOURCE#{resource_id}` (pending until counted, then
+//!   the outcome)
+//! - resource:  `RESOURCES#{source_id}` / `{resource_id}` (its state)
+//! - gate slot: `GATE#{source_id}` / `SLOT#{n:04}` (a lease on one in-flight request)
+//! - gate pace: `GATE#{source_id}` / `PACE` (when the source's next request may be sent)
+//!
+//! Bucket objects (`{id}` is a [`key_segment`], `{stamp}` a session id's stamp):
+//! - `records/{source_id}/{id}.json`: a resource's record
+//! - `raw/{source_id}/{id}.{ext}`: the response it was made from
+//! - `logs/{source_id}/{stamp}/{first_id}-{random:08x}.ndjson`: one batch's log lines
+//! - `sessions/{source_id}/{stamp}/`: one session's documents (a source's sessions are the
+//!   folders under `sessions/{source_id}/`):
+//!   - `summary.json`, `stale.json`, `failed.json`
+//!   - `pages/{n:08}-{attempt:016x}.json`: a listing page's ids, one object per listing attempt
+//!     (`pipeline::listing` adds the attempt's random part to [`page_ids_key`])
+//!   - `staged/{id}.json`: a resource's document as the listing delivered it
+//! - `deleted/{key}`: a stale resource's object, moved aside
+//! - `rejected/{day}/{message_id}.json`: an unreadable work message
 
 pub const SOURCES_PK: &str = "SOURCES";
 pub const SESSION_SK: &str = "SESSION";
+pub const SESSION_PREFIX: &str = "SESSION#";
 pub const MARKER_PREFIX: &str = "RESOURCE#";
 pub const PAGE_PREFIX: &str = "PAGE#";
+pub const RESOURCES_PREFIX: &str = "RESOURCES#";
+pub const GATE_PREFIX: &str = "GATE#";
+pub const SLOT_PREFIX: &str = "SLOT#";
+pub const PACE_SK: &str = "PACE";
 
 pub fn session_pk(session_id: &str) -> String {
-    format!("SESSION#{session_id}")
+    format!("{SESSION_PREFIX}{session_id}")
+}
+
+/// The session id of a session partition's key (the inverse of [`session_pk`]).
+pub fn session_id_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix(SESSION_PREFIX)
 }
 
 pub fn page_sk(page: u32) -> String {
@@ -25,7 +54,16 @@ pub fn marker_sk(resource_id: &str) -> String {
 }
 
 pub fn resources_pk(source_id: &str) -> String {
-    format!("RESOURCES#{source_id}")
+    format!("{RESOURCES_PREFIX}{source_id}")
+}
+
+/// The partition of a source's request gate: its slots and its pace.
+pub fn gate_pk(source_id: &str) -> String {
+    format!("{GATE_PREFIX}{source_id}")
+}
+
+pub fn slot_sk(slot: u32) -> String {
+    format!("{SLOT_PREFIX}{slot:04}")
 }
 
 /// Remote ids can hold `/`, `:` or spaces (OAI identifiers, CSW UUID URNs): escape everything
@@ -43,7 +81,16 @@ pub fn key_segment(id: &str) -> String {
 }
 
 pub fn record_key(source_id: &str, resource_id: &str) -> String {
-    format!("records/{source_id}/{}.json", key_segment(resource_id))
+    format!(
+        "{}{}.json",
+        records_prefix(source_id),
+        key_segment(resource_id)
+    )
+}
+
+/// The folder of a source's records.
+pub fn records_prefix(source_id: &str) -> String {
+    format!("records/{source_id}/")
 }
 
 pub fn raw_key(source_id: &str, resource_id: &str, extension: &str) -> String {
@@ -61,28 +108,42 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
     )
 }
 
+/// The folder whose subfolders are a source's sessions, one per stamp.
+pub fn sessions_prefix(source_id: &str) -> String {
+    format!("sessions/{source_id}/")
+}
+
+/// The folder of one session's documents.
+fn session_folder(source_id: &str, session_stamp: &str) -> String {
+    format!("{}{session_stamp}/", sessions_prefix(source_id))
+}
+
 pub fn summary_key(source_id: &str, session_stamp: &str) -> String {
-    format!("sessions/{source_id}/{session_stamp}/summary.json")
+    format!("{}summary.json", session_folder(source_id, session_stamp))
 }
 
 /// The stale check's report of a session (`documents::StaleReport`).
 pub fn stale_report_key(source_id: &str, session_stamp: &str) -> String {
-    format!("sessions/{source_id}/{session_stamp}/stale.json")
+    format!("{}stale.json", session_folder(source_id, session_stamp))
 }
 
 /// A session's failed resource ids (`documents::FailedIds`).
 pub fn failed_ids_key(source_id: &str, session_stamp: &str) -> String {
-    format!("sessions/{source_id}/{session_stamp}/failed.json")
+    format!("{}failed.json", session_folder(source_id, session_stamp))
 }
 
 pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {
-    format!("sessions/{source_id}/{session_stamp}/pages/{page:08}.json")
+    format!(
+        "{}pages/{page:08}.json",
+        session_folder(source_id, session_stamp)
+    )
 }
 
 /// A resource's document as the listing delivered it (data.json), for the harvester.
 pub fn staged_key(source_id: &str, session_stamp: &str, resource_id: &str) -> String {
     format!(
-        "sessions/{source_id}/{session_stamp}/staged/{}.json",
+        "{}staged/{}.json",
+        session_folder(source_id, session_stamp),
         key_segment(resource_id)
     )
 }
@@ -108,6 +169,46 @@ mod tests {
         assert_eq!(key_segment("oai:a/b c"), "oai%3Aa%2Fb%20c");
         assert_ne!(key_segment("a/b"), key_segment("a%2Fb"));
         assert_eq!(record_key("s", "urn:x"), "records/s/urn%3Ax.json");
+    }
+
+    #[test]
+    fn table_keys_are_spelled_as_documented() {
+        assert_eq!(session_pk("s@1"), "SESSION#s@1");
+        assert_eq!(session_id_of_pk("SESSION#s@1"), Some("s@1"));
+        assert_eq!(session_id_of_pk("RESOURCES#s"), None);
+        assert_eq!(marker_sk("oai:x"), "RESOURCE#oai:x");
+        assert_eq!(resources_pk("s"), "RESOURCES#s");
+        assert_eq!(gate_pk("s"), "GATE#s");
+        assert_eq!(slot_sk(7), "SLOT#0007");
+        assert_eq!(PACE_SK, "PACE");
+    }
+
+    #[test]
+    fn object_keys_are_spelled_as_documented() {
+        assert_eq!(records_prefix("s"), "records/s/");
+        assert_eq!(raw_key("s", "a/b", "xml"), "raw/s/a%2Fb.xml");
+        assert_eq!(sessions_prefix("s"), "sessions/s/");
+        assert_eq!(summary_key("s", "1"), "sessions/s/1/summary.json");
+        assert_eq!(stale_report_key("s", "1"), "sessions/s/1/stale.json");
+        assert_eq!(failed_ids_key("s", "1"), "sessions/s/1/failed.json");
+        assert_eq!(
+            page_ids_key("s", "1", 2),
+            "sessions/s/1/pages/00000002.json"
+        );
+        assert_eq!(
+            staged_key("s", "1", "a b"),
+            "sessions/s/1/staged/a%20b.json"
+        );
+        assert_eq!(deleted_key("records/s/x.json"), "deleted/records/s/x.json");
+        assert_eq!(
+            rejected_key("2026-01-02", "m/1"),
+            "rejected/2026-01-02/m%2F1.json"
+        );
+        let log = batch_log_key("s", "1", "a:b");
+        assert!(
+            log.starts_with("logs/s/1/a%3Ab-") && log.ends_with(".ndjson"),
+            "{log}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub async fn recent_sessions(
     source_id: &str,
     limit: usize,
 ) -> Result<Vec<Session>, StoreError> {
-    let prefix = format!("sessions/{source_id}/");
+    let prefix = crate::keys::sessions_prefix(source_id);
     let mut stamps: Vec<String> = svc
         .objects
         .folders(&prefix)

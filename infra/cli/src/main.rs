@@ -507,7 +507,7 @@ async fn print_summary(
     println!(
         "records   {}",
         data_dir
-            .join(format!("records/{}/", session.source_id))
+            .join(trawl::keys::records_prefix(&session.source_id))
             .display()
     );
     println!("summary   {}", data_dir.join(&summary_key).display());

@@ -565,7 +565,7 @@ impl Runner {
                     .is_some_and(|s| s != "running");
             if let Some(id) = d["Keys"]["pk"]["S"]
                 .as_str()
-                .and_then(|pk| pk.strip_prefix("SESSION#"))
+                .and_then(trawl::keys::session_id_of_pk)
                 .filter(|_| closed)
             {
                 *closes.entry(id.to_string()).or_default() += 1;

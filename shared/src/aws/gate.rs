@@ -4,6 +4,7 @@
 //! moved on by a conditional update per request. Everything expires by TTL.
 
 use super::dynamodb::{condition_met, if_condition_met};
+use crate::keys;
 use crate::politeness::{pace_interval, token, Admission, Limits, Permit, RequestGate};
 use crate::ports::StoreError;
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ pub struct DynamoGate {
 const SLOT_TRIES: u32 = 3;
 
 fn gate_pk(source_id: &str) -> AttributeValue {
-    AttributeValue::S(format!("GATE#{source_id}"))
+    AttributeValue::S(keys::gate_pk(source_id))
 }
 
 fn now_millis() -> u64 {
@@ -64,7 +65,7 @@ impl DynamoGate {
                 .put_item()
                 .table_name(&self.table)
                 .item("pk", gate_pk(source_id))
-                .item("sk", AttributeValue::S(format!("SLOT#{slot:04}")))
+                .item("sk", AttributeValue::S(keys::slot_sk(slot)))
                 .item("holder", AttributeValue::S(token.to_string()))
                 .item("lease_until", n(now + lease.as_millis() as u64))
                 .item("expires_at", n(now / 1000 + lease.as_secs() + 3600))
@@ -85,7 +86,7 @@ impl DynamoGate {
             .update_item()
             .table_name(&self.table)
             .key("pk", gate_pk(source_id))
-            .key("sk", AttributeValue::S("PACE".into()))
+            .key("sk", AttributeValue::S(keys::PACE_SK.into()))
     }
 
     /// Reserves the request's place in the source's pace: now if the source is idle, else one
@@ -193,7 +194,7 @@ impl RequestGate for DynamoGate {
             .delete_item()
             .table_name(&self.table)
             .key("pk", gate_pk(&permit.source_id))
-            .key("sk", AttributeValue::S(format!("SLOT#{slot:04}")))
+            .key("sk", AttributeValue::S(keys::slot_sk(slot)))
             .condition_expression("holder = :me")
             .expression_attribute_values(":me", AttributeValue::S(permit.token.clone()))
             .send()

@@ -118,7 +118,7 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
         failed_resources: failed,
         pending_markers: pending,
         stale,
-        records_prefix: format!("records/{}/", session.source_id),
+        records_prefix: keys::records_prefix(&session.source_id),
     };
     let key = keys::summary_key(&session.source_id, &session.stamp());
     documents::put_readable(svc.objects.as_ref(), &key, &summary).await?;
