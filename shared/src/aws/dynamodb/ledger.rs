@@ -219,11 +219,10 @@ impl SessionLedger for DynamoStore {
             Ok(TransactWriteItem::builder().put(put).build())
         };
         // Conditional puts, a transaction of up to 100 at a time: an existing marker (maybe
-        // counted by a copy of the page that delivered first) must never be reset to pending,
-        // which unconditional batch writes did. A transaction whose condition fails on some
-        // markers says which: those exist, and the rest are written again without them. A
-        // page of 1,000 costs 10 requests where one conditional put per marker cost 1,000
-        // (a redelivered page then outlived the harvester's timeout on every receive).
+        // counted by a copy of the page that delivered first) must never be reset to pending.
+        // A transaction whose condition fails on some markers says which: those exist, and
+        // the rest are written again without them. One put per marker would make a
+        // redelivered page outlive the harvester's timeout.
         let chunks: Vec<Vec<String>> = resource_ids.chunks(100).map(<[String]>::to_vec).collect();
         let writes: Vec<BoxFuture<'_, Result<(), StoreError>>> = chunks
             .into_iter()
