@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(e.message, "source ocean: bad or missing base_url");
 
         let mut item = registered(&ocean());
-        item.insert("options".into(), s("{\"nope\": 1}"));
+        item.insert("options".into(), s("{\"on_stale\": \"shred\"}"));
         let e = source_entry(&item).unwrap_err();
         assert_eq!(e.message, "source ocean: bad or missing options");
     }
