@@ -66,8 +66,18 @@ pub fn slot_sk(slot: u32) -> String {
     format!("{SLOT_PREFIX}{slot:04}")
 }
 
+/// The longest resource id Trawl keeps (bytes): a DynamoDB sort key holds at most 1,024, and
+/// the marker's carries a prefix. A longer id is a listing problem (`pipeline::listing`).
+pub const MAX_RESOURCE_ID_BYTES: usize = 1000;
+
+/// The longest object key segment (bytes): a file name holds at most 255, and a segment is
+/// followed by an extension or an attempt's random part.
+const MAX_SEGMENT_BYTES: usize = 160;
+
 /// Remote ids can hold `/`, `:` or spaces (OAI identifiers, CSW UUID URNs): escape everything
-/// outside a safe set so each id maps to exactly one key segment.
+/// outside a safe set so each id maps to exactly one key segment. An id whose escaped form is
+/// longer than a file name allows keeps a readable prefix and gets a hash of the whole id:
+/// `~` is always escaped, so a shortened segment never equals another id's full one.
 pub fn key_segment(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
@@ -77,7 +87,17 @@ pub fn key_segment(id: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    if out.len() <= MAX_SEGMENT_BYTES {
+        return out;
+    }
+    use sha2::Digest;
+    let hash = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16]);
+    // Cut before an escape that would be split.
+    let mut cut = 96;
+    while out.as_bytes()[cut - 1] == b'%' || out.as_bytes()[cut - 2] == b'%' {
+        cut -= 1;
+    }
+    format!("{}~{hash}", &out[..cut])
 }
 
 pub fn record_key(source_id: &str, resource_id: &str) -> String {
@@ -162,6 +182,40 @@ pub fn rejected_key(day: &str, message_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_ids_get_a_bounded_stable_segment_distinct_per_id() {
+        for id in [
+            "x".repeat(300),
+            "%".repeat(90),
+            format!("oai:{}", "é/".repeat(200)),
+            "a".repeat(MAX_RESOURCE_ID_BYTES),
+        ] {
+            let seg = key_segment(&id);
+            assert!(seg.len() <= MAX_SEGMENT_BYTES, "{} bytes: {seg}", seg.len());
+            assert_eq!(seg, key_segment(&id), "stable");
+            assert!(seg.contains('~'), "{seg}");
+            // A readable prefix, never a split escape.
+            let prefix = seg.split('~').next().unwrap();
+            assert!(
+                !prefix.ends_with('%') && prefix.rfind('%').is_none_or(|i| i + 3 <= prefix.len()),
+                "{prefix}"
+            );
+            let record = record_key("src", &id);
+            let name = record.rsplit('/').next().unwrap();
+            assert!(name.len() <= 255, "{record}");
+        }
+        // Ids that share the readable prefix differ in the hash.
+        let a = key_segment(&format!("{}a", "x".repeat(300)));
+        let b = key_segment(&format!("{}b", "x".repeat(300)));
+        assert_ne!(a, b);
+        // Short ids are unchanged, and no short id can spell a shortened segment.
+        assert_eq!(
+            key_segment(&"y".repeat(MAX_SEGMENT_BYTES)),
+            "y".repeat(MAX_SEGMENT_BYTES)
+        );
+        assert!(key_segment(&a).contains("%7E"));
+    }
 
     #[test]
     fn unsafe_characters_are_escaped_reversibly_distinct() {

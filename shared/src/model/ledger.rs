@@ -307,6 +307,64 @@ pub fn may_remove(entry: &SourceEntry) -> bool {
     entry.running_session.is_none()
 }
 
+/// Where a listing must stop however long the server goes on: after `max_pages` pages, after
+/// `max_resources` resources, or once the listing has run past its deadline (a share of the
+/// session's, so what was listed still has time to be harvested).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingBounds {
+    pub max_pages: u32,
+    pub max_resources: u64,
+    pub deadline: chrono::Duration,
+}
+
+/// What the bounds make of one page: how many of its new ids to keep, and, when the listing
+/// stops here, why (a listing problem: the listing is incomplete and deletes nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageBound {
+    pub keep: usize,
+    pub stop: Option<String>,
+}
+
+/// Applies `bounds` to page `page`, which brings `new_ids` ids after `listed_before` and has
+/// a next page or not, `elapsed` into its session.
+pub fn bound_page(
+    bounds: &ListingBounds,
+    page: u32,
+    listed_before: u64,
+    new_ids: usize,
+    has_next: bool,
+    elapsed: chrono::Duration,
+) -> PageBound {
+    let allowed = bounds.max_resources.saturating_sub(listed_before);
+    if new_ids as u64 > allowed {
+        return PageBound {
+            keep: allowed as usize,
+            stop: Some(format!(
+                "stopped at {} resources (options.max_resources) on page {page}: the server kept listing new ids",
+                bounds.max_resources
+            )),
+        };
+    }
+    let stop = if !has_next {
+        None
+    } else if page >= bounds.max_pages {
+        Some(format!(
+            "stopped after {page} pages (options.max_pages): the server kept sending new pages"
+        ))
+    } else if elapsed >= bounds.deadline {
+        Some(format!(
+            "stopped after {page} pages at the listing deadline ({} minutes into the session): the server kept sending new pages",
+            bounds.deadline.num_minutes()
+        ))
+    } else {
+        None
+    };
+    PageBound {
+        keep: new_ids,
+        stop,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +492,45 @@ mod tests {
         let r = release(&s);
         assert!(!r.incremental_base);
         assert_eq!(r.full_listing_at, None);
+    }
+
+    fn bounds() -> ListingBounds {
+        ListingBounds {
+            max_pages: 3,
+            max_resources: 2_500,
+            deadline: chrono::Duration::minutes(180),
+        }
+    }
+
+    #[test]
+    fn a_listing_stops_at_its_page_resource_and_time_bounds() {
+        let minute = chrono::Duration::minutes(1);
+        // Within every bound: everything kept, the listing goes on.
+        let b = bound_page(&bounds(), 2, 1_000, 1_000, true, minute);
+        assert_eq!(
+            b,
+            PageBound {
+                keep: 1_000,
+                stop: None
+            }
+        );
+        // The last allowed page with more to come stops the listing.
+        let b = bound_page(&bounds(), 3, 2_000, 400, true, minute);
+        assert_eq!(b.keep, 400);
+        assert!(b.stop.unwrap().contains("stopped after 3 pages"));
+        // A last page within the bound is simply the end.
+        assert_eq!(
+            bound_page(&bounds(), 3, 2_000, 400, false, minute).stop,
+            None
+        );
+        // Past max_resources: only what fits is kept.
+        let b = bound_page(&bounds(), 2, 2_000, 1_000, true, minute);
+        assert_eq!(b.keep, 500);
+        assert!(b.stop.unwrap().contains("max_resources"));
+        let b = bound_page(&bounds(), 2, 2_500, 1_000, false, minute);
+        assert_eq!(b.keep, 0);
+        // Past the deadline with more to come.
+        let b = bound_page(&bounds(), 2, 10, 10, true, chrono::Duration::minutes(181));
+        assert!(b.stop.unwrap().contains("listing deadline (180 minutes"));
     }
 }

@@ -38,6 +38,13 @@ pub struct SourceOptions {
     /// With `incremental`: list everything again once the last full listing is this old.
     #[serde(default = "default_full_listing_days")]
     pub full_listing_every_days: u32,
+    /// A listing stops (incomplete: nothing is deleted on its account) after this many
+    /// pages, so a server that keeps handing out pages cannot hold a session forever.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// … and after this many resources.
+    #[serde(default = "default_max_resources")]
+    pub max_resources: u64,
     /// Options of the source's protocol (OAI-PMH `set`, CKAN `fq`, …), written beside these.
     #[serde(flatten)]
     pub protocol: ProtocolOptions,
@@ -49,6 +56,14 @@ fn is_false(b: &bool) -> bool {
 
 fn default_full_listing_days() -> u32 {
     7
+}
+
+fn default_max_pages() -> u32 {
+    20_000
+}
+
+fn default_max_resources() -> u64 {
+    5_000_000
 }
 
 impl Default for SourceOptions {
@@ -63,6 +78,8 @@ impl Default for SourceOptions {
             requests_per_second: None,
             incremental: false,
             full_listing_every_days: default_full_listing_days(),
+            max_pages: default_max_pages(),
+            max_resources: default_max_resources(),
             protocol: ProtocolOptions::default(),
         }
     }
@@ -222,6 +239,13 @@ impl SourceSpec {
                 ));
             }
         }
+        if self.options.max_pages == 0 || self.options.max_resources == 0 {
+            let field = match self.options.max_pages {
+                0 => "options.max_pages",
+                _ => "options.max_resources",
+            };
+            return Err(ConfigError::new(field, "must be at least 1"));
+        }
         if self.options.max_shrink_percent > 100 {
             return Err(ConfigError::new(
                 "options.max_shrink_percent",
@@ -286,6 +310,8 @@ fn field_in_serde_error(msg: &str) -> &'static str {
         "on_stale",
         "max_in_flight",
         "requests_per_second",
+        "max_pages",
+        "max_resources",
         "options",
     ] {
         if msg.contains(&format!("`{f}`")) {

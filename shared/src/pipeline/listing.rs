@@ -10,6 +10,7 @@ use super::Services;
 use crate::documents::{self, PageDocument};
 use crate::keys;
 use crate::messages::{SourceRef, WorkMessage};
+use crate::model::ledger::{bound_page, ListingBounds};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
 use crate::protocols::{Entry, ListingPage, Remote};
@@ -86,7 +87,7 @@ pub async fn list_page(
                 )
                 .await?;
             }
-            let (new_ids, next_cursor) = check_page(
+            let (mut new_ids, mut next_cursor) = check_page(
                 svc,
                 session_id,
                 page,
@@ -95,6 +96,26 @@ pub async fn list_page(
                 &mut check,
             )
             .await?;
+            let bounds = ListingBounds {
+                max_pages: source.options.max_pages,
+                max_resources: source.options.max_resources,
+                deadline: svc.settings.listing_deadline(),
+            };
+            let bound = bound_page(
+                &bounds,
+                page,
+                session.listing.listed,
+                new_ids.len(),
+                next_cursor.is_some(),
+                svc.clock.now() - session.started_at,
+            );
+            if let Some(stop) = bound.stop {
+                tracing::warn!(session = %session_id, page, problem = %stop, "listing stopped");
+                check.listed -= (new_ids.len() - bound.keep) as u64;
+                new_ids.truncate(bound.keep);
+                check.problems.push(format!("page {page}: {stop}"));
+                next_cursor = None;
+            }
             let mut ids: Vec<String> = new_ids
                 .into_iter()
                 .filter(|id| source.options.selects(id))
@@ -273,6 +294,23 @@ async fn check_page(
                 deleted.insert(id);
             }
         }
+    }
+    // An id too long to key is a listing problem (the listing is then incomplete, so its
+    // absence deletes nothing), not a failure of the whole page.
+    let too_long: Vec<String> = live
+        .iter()
+        .filter(|id| id.len() > keys::MAX_RESOURCE_ID_BYTES)
+        .cloned()
+        .collect();
+    if let Some(example) = too_long.first() {
+        live.retain(|id| id.len() <= keys::MAX_RESOURCE_ID_BYTES);
+        let head: String = example.chars().take(60).collect();
+        check.problems.push(format!(
+            "page {page}: {} ids are longer than {} bytes and cannot be kept; skipped (e.g. {head:?}…, {} bytes)",
+            too_long.len(),
+            keys::MAX_RESOURCE_ID_BYTES,
+            example.len()
+        ));
     }
     let on_page = live.len();
     let mut seen = HashSet::new();

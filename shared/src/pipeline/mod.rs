@@ -54,6 +54,14 @@ pub struct Settings {
     pub max_retry_delay: Duration,
 }
 
+impl Settings {
+    /// How long a session's listing may run: half its deadline, so what was listed has the
+    /// other half to be harvested.
+    pub fn listing_deadline(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.session_deadline_minutes) / 2)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {

@@ -4,6 +4,25 @@ use crate::http::Response;
 use crate::model::{BoundingBox, Reason};
 use serde_json::Value;
 
+/// A remote id placed as one URL path segment: percent-encoded outside the unreserved
+/// characters, so it can never add a segment or a query. `None` for ids that no encoding keeps
+/// one segment: empty, `.` and `..` (URL parsers resolve dot segments, escaped or not, so
+/// `info/../index.json` would fetch the server's index).
+pub fn path_segment(id: &str) -> Option<String> {
+    if id.is_empty() || id.bytes().all(|b| b == b'.') {
+        return None;
+    }
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
 /// A 2xx answer as it is; any other as a reason. Its detail is the server's own error message
 /// when `message` can read one from the body, else the body's first 200 characters. A 404 is
 /// NOT_FOUND; any other status keeps its code (and `Retry-After`, see `status_reason`).
@@ -119,6 +138,35 @@ mod tests {
         );
         assert_eq!(geojson_bbox("POLYGON((0 0, 1 1))"), None);
         assert_eq!(geojson_bbox(r#"{"type": "Polygon"}"#), None);
+    }
+
+    #[test]
+    fn a_path_segment_never_leaves_its_segment() {
+        assert_eq!(path_segment("ds_0001").as_deref(), Some("ds_0001"));
+        assert_eq!(
+            path_segment("a/../b?c#d").as_deref(),
+            Some("a%2F..%2Fb%3Fc%23d")
+        );
+        for id in ["", ".", "..", "..."] {
+            assert_eq!(path_segment(id), None, "{id:?}");
+        }
+        // What the URL parser makes of it: the segment stays where it was put.
+        for id in ["..%2F", "a b", "%2e%2e", "x/..", "\\.."] {
+            let url = format!(
+                "https://h/erddap/info/{}/index.json",
+                path_segment(id).unwrap()
+            );
+            let parsed = url::Url::parse(&url).unwrap();
+            assert_eq!(
+                parsed.path_segments().unwrap().count(),
+                4,
+                "{id:?} → {parsed}"
+            );
+            assert!(
+                parsed.path().starts_with("/erddap/info/"),
+                "{id:?} → {parsed}"
+            );
+        }
     }
 
     #[test]

@@ -12,11 +12,10 @@
 mod table;
 
 use super::{
-    expect_success, Catalog, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
-    ProtocolOptions, Remote,
+    expect_success, path_segment, Catalog, FetchContext, FetchError, Fetched, ListingPage,
+    NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::keys::key_segment;
 use crate::messages::SourceRef;
 use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
@@ -77,6 +76,7 @@ impl Catalog for Erddap {
         // Servers with `listPrivateDatasets` list private datasets too, marked "log in".
         let accessible = table.column("Accessible");
         let mut ids = Vec::with_capacity(table.rows.len());
+        let mut problems = Vec::new();
         for (i, row) in table.rows.iter().enumerate() {
             let public = accessible
                 .and_then(|a| row.get(a))
@@ -84,6 +84,10 @@ impl Catalog for Erddap {
                 .is_none_or(|a| a == "public");
             match row.get(column).and_then(|v| v.as_text()) {
                 Some(id) if id == ALL_DATASETS || id.is_empty() => {}
+                Some(id) if path_segment(&id).is_none() => problems.push(format!(
+                    "dataset id {id:?} (row {}) cannot be requested: it would be a dot segment in the URL; skipped",
+                    i + 1
+                )),
                 Some(id) if public => ids.push(id),
                 Some(_) => {}
                 None => {
@@ -99,6 +103,7 @@ impl Catalog for Erddap {
         let next_cursor = (table.rows.len() >= PAGE_ITEMS).then(|| (page + 1).to_string());
         Ok(ListingPage {
             next_cursor,
+            problems,
             ..ListingPage::of_ids(ids)
         })
     }
@@ -110,11 +115,10 @@ impl Catalog for Erddap {
     ) -> Result<Fetched, FetchError> {
         let source = ctx.remote.source;
         // Dataset ids are letters, digits and `_`; escaping keeps anything else inside its segment.
-        let url = format!(
-            "{}/info/{}/index.json",
-            source.base_url,
-            key_segment(resource_id)
-        );
+        let segment = path_segment(resource_id).ok_or_else(|| {
+            Reason::parse(format!("{resource_id:?} cannot be an ERDDAP dataset id"))
+        })?;
+        let url = format!("{}/info/{segment}/index.json", source.base_url);
         let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         Ok(Fetched {
             body: response.body,
@@ -267,7 +271,7 @@ impl Info {
             })
             .collect();
         let base = &source.base_url;
-        let seg = key_segment(id);
+        let seg = path_segment(id).unwrap_or_default();
         let mut links = vec![Link {
             rel: "info".into(),
             href: format!("{base}/info/{seg}/index.html"),
