@@ -1,0 +1,202 @@
+//! Resources gone upstream, against the in-memory adapters and a fixture ERDDAP server over
+//! real HTTP: tombstoned, then moved aside or removed after enough complete listings, and
+//! never deleted on a listing that failed or shrank too much.
+
+mod common;
+
+use common::{erddap_world, t};
+use trawl::model::{SessionStatus, SourceOptions, StaleAction};
+use trawl::pipeline::finalize::finalize_session;
+use trawl::pipeline::schedule::run_now;
+use trawl::pipeline::stale;
+use trawl::ports::{ObjectStore, ResourceStates};
+use trawl_fixtures::Failure;
+
+#[tokio::test]
+async fn a_dataset_gone_upstream_is_tombstoned_then_moved_aside_after_two_complete_listings() {
+    let w = erddap_world(10, &[]).await;
+    w.harvest("2026-11-01").await;
+    w.fixture.remove_dataset("ds_0004");
+
+    // First listing without it: a tombstone, nothing deleted. A repeated check (a
+    // redelivered finalizer) does not advance the tombstone.
+    let report = run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    w.drain().await;
+    let second = w.session(&report.started[0]).await;
+    stale::settle(&w.svc, &second).await.unwrap();
+    finalize_session(&w.svc, &second.id).await.unwrap();
+    let stale = w.stale_report(&second).await;
+    assert_eq!(
+        (
+            stale.known,
+            stale.missing,
+            stale.tombstoned.clone(),
+            stale.deleted.len()
+        ),
+        (10, 1, vec!["ds_0004".to_string()], 0)
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.missing_listings, 1);
+    assert!(state.is_live());
+    assert_eq!(
+        w.objects.keys("records/src/ds_0004").len(),
+        1,
+        "kept for now"
+    );
+
+    // Second consecutive complete listing without it: moved under deleted/.
+    let third = w.harvest("2026-11-03").await;
+    let stale = w.stale_report(&third).await;
+    assert_eq!(stale.deleted, ["ds_0004"]);
+    assert!(w.objects.keys("records/src/ds_0004").is_empty());
+    assert!(w.objects.keys("raw/src/ds_0004").is_empty());
+    assert_eq!(w.objects.keys("deleted/records/src/ds_0004.json").len(), 1);
+    assert_eq!(w.objects.keys("deleted/raw/src/ds_0004.json").len(), 1);
+    let state = w
+        .store
+        .get_resource("src", "ds_0004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!state.is_live());
+    assert_eq!(
+        state.record_key.as_deref(),
+        Some("deleted/records/src/ds_0004.json")
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &w.objects
+            .get("sessions/src/20261103T120000Z/summary.json")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["stale"]["deleted"], serde_json::json!(["ds_0004"]));
+
+    // A deleted resource is no longer known: the next listing finds nothing missing.
+    let fourth = w.harvest("2026-11-04").await;
+    let stale = w.stale_report(&fourth).await;
+    assert_eq!((stale.known, stale.missing), (9, 0));
+}
+
+#[tokio::test]
+async fn a_resource_listed_again_loses_its_tombstone() {
+    let w = erddap_world(6, &[]).await;
+    w.harvest("2026-11-01").await;
+    let hide = SourceOptions {
+        exclude: vec!["ds_0002".into()],
+        ..SourceOptions::default()
+    };
+    w.set_options(hide.clone()).await;
+    w.harvest("2026-11-02").await;
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.missing_listings, 1);
+
+    w.set_options(SourceOptions::default()).await;
+    w.harvest("2026-11-03").await;
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.missing_listings, state.missing_session), (0, None));
+
+    // Missing again: the count starts over, so it is not deleted yet.
+    w.set_options(hide).await;
+    let session = w.harvest("2026-11-04").await;
+    assert_eq!(w.stale_report(&session).await.tombstoned, ["ds_0002"]);
+    assert!(w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_live());
+}
+
+#[tokio::test]
+async fn a_listing_that_shrank_by_more_than_half_deletes_nothing_and_says_why() {
+    let w = erddap_world(10, &[]).await;
+    w.harvest("2026-11-01").await;
+    for i in 1..=6 {
+        w.fixture.remove_dataset(&format!("ds_{i:04}"));
+    }
+    for day in ["2026-11-02", "2026-11-03", "2026-11-04"] {
+        let session = w.harvest(day).await;
+        let stale = w.stale_report(&session).await;
+        assert_eq!((stale.known, stale.missing), (10, 6));
+        assert!(stale.tombstoned.is_empty() && stale.deleted.is_empty());
+        let why = stale.skipped.unwrap();
+        assert!(why.contains("max_shrink_percent"), "{why}");
+    }
+    assert_eq!(w.objects.keys("records/src/").len(), 10);
+    assert_eq!(
+        w.store
+            .get_resource("src", "ds_0001")
+            .await
+            .unwrap()
+            .unwrap()
+            .missing_listings,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_listing_deletes_nothing() {
+    let w = erddap_world(5, &[]).await;
+    w.harvest("2026-11-01").await;
+    w.fixture
+        .set_failure(trawl_fixtures::ALL_DATASETS, Some(Failure::ServerError));
+    for day in ["2026-11-02", "2026-11-03"] {
+        let session = w.harvest(day).await;
+        assert_eq!(session.status, SessionStatus::Failed);
+        let stale = w.stale_report(&session).await;
+        assert!(
+            stale
+                .skipped
+                .as_deref()
+                .is_some_and(|s| s.contains("incomplete")),
+            "{stale:?}"
+        );
+        assert_eq!(stale.missing, 0, "nothing was even compared");
+    }
+    assert_eq!(w.objects.keys("records/src/").len(), 5);
+}
+
+#[tokio::test]
+async fn a_source_set_to_remove_deletes_for_good_after_its_own_count() {
+    let w = erddap_world(5, &[]).await;
+    w.set_options(SourceOptions {
+        stale_after_listings: 1,
+        on_stale: StaleAction::Remove,
+        ..SourceOptions::default()
+    })
+    .await;
+    w.harvest("2026-11-01").await;
+    w.fixture.remove_dataset("ds_0005");
+    let session = w.harvest("2026-11-02").await;
+    assert_eq!(w.stale_report(&session).await.deleted, ["ds_0005"]);
+    assert!(w.objects.keys("records/src/ds_0005").is_empty());
+    assert!(w.objects.keys("deleted/").is_empty());
+    let state = w
+        .store
+        .get_resource("src", "ds_0005")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.record_key, state.raw_key), (None, None));
+    assert!(state.deleted_at.is_some());
+}
