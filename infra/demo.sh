@@ -12,7 +12,7 @@ infra/localstack.sh start
 infra/deploy.sh
 # Built for the whole workspace, so the demo shares the test suite's compiled dependencies.
 cargo build -q --workspace --bins
-target/debug/trawl-local demo "$@"
+target/debug/trawl-runner demo "$@"
 echo
 echo "LocalStack is still running (infra/localstack.sh stop to end it)."
 bucket=$(python3 -c 'import json; print(json.load(open(".local/stack.json"))["BucketName"])')

@@ -2,7 +2,7 @@
 //! through the source's protocol adapter and fetches one resource, exactly as a session
 //! would, but writes nothing anywhere.
 
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::Reason;
 use crate::pipeline::Services;
 use crate::ports::StoreError;
@@ -38,7 +38,7 @@ pub struct CheckReport {
 /// Lists at most `max_pages` pages and fetches the first resource listed.
 pub async fn check_source(
     svc: &Services,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     max_pages: u32,
     concurrency: u32,
 ) -> CheckReport {

@@ -3,7 +3,7 @@
 //! cloud-metadata addresses (unless the source is marked internal), and errors mapped to
 //! reasons.
 
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{Reason, ReasonCode};
 use crate::politeness::{self, Limits, RequestGate};
 use bytes::{Bytes, BytesMut};
@@ -154,7 +154,7 @@ impl HttpClient {
     /// reasons; every status comes back as a [`Response`].
     pub async fn get(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         url: &str,
         log: &mut Vec<RequestLog>,
     ) -> Result<Response, Reason> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The part of a source a harvester needs, snapshotted when the session starts so a source
 /// edited mid-session does not change how the session's remaining work is done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceRef {
+pub struct SourceSnapshot {
     pub id: String,
     pub protocol: Protocol,
     pub base_url: String,
@@ -17,9 +17,9 @@ pub struct SourceRef {
     pub options: SourceOptions,
 }
 
-impl From<&Source> for SourceRef {
-    fn from(s: &Source) -> SourceRef {
-        SourceRef {
+impl From<&Source> for SourceSnapshot {
+    fn from(s: &Source) -> SourceSnapshot {
+        SourceSnapshot {
             id: s.id.clone(),
             protocol: s.protocol,
             base_url: s.base_url.clone(),
@@ -34,7 +34,7 @@ impl From<&Source> for SourceRef {
 pub enum WorkMessage {
     Resource {
         session_id: String,
-        source: SourceRef,
+        source: SourceSnapshot,
         resource_id: String,
         /// Times this resource was put back because the server asked us to wait
         /// (`Retry-After`); bounded, so a server that always says "later" still gets counted.
@@ -43,7 +43,7 @@ pub enum WorkMessage {
     },
     ListPage {
         session_id: String,
-        source: SourceRef,
+        source: SourceSnapshot,
         /// 1-based page number: the page's identity within the session.
         page: u32,
         /// The protocol's own cursor (start position, resumption token, next URL).
@@ -82,7 +82,7 @@ mod tests {
     fn messages_round_trip_and_reject_unknown_kinds() {
         let m = WorkMessage::ListPage {
             session_id: "s@1".into(),
-            source: SourceRef {
+            source: SourceSnapshot {
                 id: "s".into(),
                 protocol: Protocol::Erddap,
                 base_url: "http://h/erddap".into(),

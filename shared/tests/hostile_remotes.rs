@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use trawl::http::HttpClient;
-use trawl::messages::SourceRef;
+use trawl::messages::SourceSnapshot;
 use trawl::model::{Protocol, ReasonCode, SourceOptions};
 
 /// Serves canned raw responses by path until the test ends; returns the base URL.
@@ -65,8 +65,8 @@ async fn hostile_server() -> String {
     base
 }
 
-fn internal_source(base: &str) -> SourceRef {
-    SourceRef {
+fn internal_source(base: &str) -> SourceSnapshot {
+    SourceSnapshot {
         id: "hostile".into(),
         protocol: Protocol::Erddap,
         base_url: base.into(),

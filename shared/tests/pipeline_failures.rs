@@ -26,7 +26,7 @@ async fn an_unreadable_message_is_set_aside_not_retried() {
     assert!(kept[0].ends_with("/msg-1.json"));
     let unknown = WorkMessage::Resource {
         session_id: "nope@1".into(),
-        source: trawl::messages::SourceRef::from(
+        source: trawl::messages::SourceSnapshot::from(
             &w.store.get_source("src").await.unwrap().unwrap().source,
         ),
         resource_id: "ds_0001".into(),

@@ -21,8 +21,9 @@ async fn a_redelivered_listing_page_sends_nothing_new() {
         .await
         .unwrap();
     let id = &report.started[0];
-    let source =
-        trawl::messages::SourceRef::from(&w.store.get_source("src").await.unwrap().unwrap().source);
+    let source = trawl::messages::SourceSnapshot::from(
+        &w.store.get_source("src").await.unwrap().unwrap().source,
+    );
     let again = list_page(&w.svc, id, &source, 1, None, false)
         .await
         .unwrap();

@@ -169,7 +169,7 @@ async fn a_listing_page_whose_message_died_is_sent_again_by_a_tick_within_the_se
     }
     let page = WorkMessage::ListPage {
         session_id: id.clone(),
-        source: trawl::messages::SourceRef::from(
+        source: trawl::messages::SourceSnapshot::from(
             &w.store.get_source("src").await.unwrap().unwrap().source,
         ),
         page: 2,

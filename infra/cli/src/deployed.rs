@@ -305,7 +305,7 @@ pub async fn check(d: &Deployed, source_id: &str, max_pages: u32) -> Result<Show
         .get_source(source_id)
         .await?
         .ok_or_else(|| anyhow!("no source {source_id}"))?;
-    let source = trawl::messages::SourceRef::from(&entry.source);
+    let source = trawl::messages::SourceSnapshot::from(&entry.source);
     // The deployment's concurrency per source: up to 10 messages per batch, several batches.
     let report = trawl::catalog_check::check_source(&d.svc, &source, max_pages, 10).await;
     let mut text = vec![

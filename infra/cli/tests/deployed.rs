@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 use trawl_e2e::{lock_stack, runner, unique_source_id};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
-use trawl_local::{repo_root, Faults};
+use trawl_runner::{repo_root, Faults};
 
 async fn trawl(args: &[&str]) -> Output {
     let mut all: Vec<String> = vec![

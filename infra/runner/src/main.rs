@@ -1,12 +1,12 @@
-//! `trawl-local`: run Trawl's pipeline against the stack deployed into LocalStack.
+//! `trawl-runner`: run Trawl's pipeline against the stack deployed into LocalStack.
 //!
-//!   trawl-local demo [--datasets N]     harvest a bundled sample ERDDAP catalog end to end
-//!   trawl-local add-source FILE.json    register (validate and store) a source
-//!   trawl-local run SOURCE_ID           start a session now and drain it
-//!   trawl-local tick [--at TIME]        invoke the scheduler like the EventBridge schedule
-//!   trawl-local drain SESSION_ID...     run the harvester and finalizer until those sessions close
-//!   trawl-local dlq list|replay         show, or move back to the work queue, dead-lettered work
-//!   trawl-local abort SESSION_ID        abort a running session
+//!   trawl-runner demo [--datasets N]     harvest a bundled sample ERDDAP catalog end to end
+//!   trawl-runner add-source FILE.json    register (validate and store) a source
+//!   trawl-runner run SOURCE_ID           start a session now and drain it
+//!   trawl-runner tick [--at TIME]        invoke the scheduler like the EventBridge schedule
+//!   trawl-runner drain SESSION_ID...     run the harvester and finalizer until those sessions close
+//!   trawl-runner dlq list|replay         show, or move back to the work queue, dead-lettered work
+//!   trawl-runner abort SESSION_ID        abort a running session
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use trawl::model::SourceSpec;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
-use trawl_local::{connect_local, Faults, Runner};
+use trawl_runner::{connect_local, Faults, Runner};
 
 #[derive(Parser)]
 #[command(
-    name = "trawl-local",
+    name = "trawl-runner",
     about = "Run Trawl's pipeline against the local emulator"
 )]
 struct Cli {

@@ -16,7 +16,7 @@
 
 use super::Services;
 use crate::keys;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{Record, ResourceState};
 use crate::ports::StoreError;
 use crate::protocols::Fetched;
@@ -40,7 +40,7 @@ impl StoredContent {
 /// Writes the raw response and the normalized record.
 pub async fn store_content(
     svc: &Services,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     resource_id: &str,
     fetched: &Fetched,
     record: &Record,
@@ -63,14 +63,14 @@ pub async fn store_content(
     })
 }
 
-fn raw_key(source: &SourceRef, resource_id: &str) -> String {
+fn raw_key(source: &SourceSnapshot, resource_id: &str) -> String {
     keys::raw_key(&source.id, resource_id, source.protocol.raw_extension())
 }
 
 /// The content the record object holds, if there is a readable one.
 async fn stored_content(
     svc: &Services,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     resource_id: &str,
 ) -> Result<Option<StoredContent>, StoreError> {
     let record_key = keys::record_key(&source.id, resource_id);
@@ -102,7 +102,7 @@ fn names(state: &ResourceState, content: &StoredContent) -> bool {
 /// never counted. Read when counting a failure, so the failure keeps it named.
 pub async fn unclaimed_content(
     svc: &Services,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     resource_id: &str,
     previous: Option<&ResourceState>,
 ) -> Result<Option<StoredContent>, StoreError> {
@@ -115,7 +115,7 @@ pub async fn unclaimed_content(
 /// the whole state, so a racing counter or reconciler is never overwritten blindly.
 pub async fn reconcile(
     svc: &Services,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     resource_id: &str,
     session_id: &str,
 ) -> Result<(), StoreError> {

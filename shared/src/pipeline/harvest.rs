@@ -8,11 +8,11 @@
 
 use super::content::{reconcile, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
-use super::tally::{Outcome as TallyOutcome, Tally};
+use super::tally::{OutcomeToCount, Tally};
 use super::Services;
 use crate::documents::ResourceLog;
 use crate::keys;
-use crate::messages::{SourceRef, WorkMessage};
+use crate::messages::{SourceSnapshot, WorkMessage};
 use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
 use crate::ports::{Counting, StoreError};
 use crate::protocols::{FetchContext, FetchError, InlineDocuments, Remote};
@@ -81,12 +81,12 @@ pub async fn handle_in_batch(
         } => match harvest_resource(svc, tally, session_id, source, resource_id, receive_count)
             .await
         {
-            Ok(Harvested::Throttled(wait)) if *deferrals < MAX_DEFERRALS => {
+            Ok(ResourceAttempt::Throttled(wait)) if *deferrals < MAX_DEFERRALS => {
                 defer(svc, &message, wait).await
             }
-            Ok(Harvested::Throttled(_)) => Ok(Disposition::Retry),
-            Ok(Harvested::Settled) => Ok(Disposition::Done),
-            Ok(Harvested::Retry) => Ok(Disposition::Retry),
+            Ok(ResourceAttempt::Throttled(_)) => Ok(Disposition::Retry),
+            Ok(ResourceAttempt::Counted | ResourceAttempt::AlreadyCounted) => Ok(Disposition::Done),
+            Ok(ResourceAttempt::Retry) => Ok(Disposition::Retry),
             Err(e) => Err(e),
         },
         WorkMessage::ListPage {
@@ -122,9 +122,11 @@ pub async fn handle_in_batch(
 
 /// What became of one resource message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Harvested {
-    /// Counted now, or found counted before.
-    Settled,
+pub enum ResourceAttempt {
+    /// Its outcome (harvested, unchanged or failed) was counted now.
+    Counted,
+    /// A redelivery: its outcome was counted before.
+    AlreadyCounted,
     /// A transient failure: try again.
     Retry,
     /// The server said when to come back (seconds).
@@ -152,10 +154,10 @@ pub async fn harvest_resource(
     svc: &Services,
     tally: &Tally,
     session_id: &str,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     resource_id: &str,
     receive_count: u32,
-) -> Result<Harvested, StoreError> {
+) -> Result<ResourceAttempt, StoreError> {
     let previous = tally
         .previous(svc.store.as_ref(), &source.id, resource_id)
         .await?;
@@ -172,7 +174,7 @@ pub async fn harvest_resource(
         if receive_count > 1 {
             reconcile(svc, source, resource_id, session_id).await?;
         }
-        return Ok(Harvested::Settled);
+        return Ok(ResourceAttempt::AlreadyCounted);
     }
 
     let catalog = super::open_catalog(source)?;
@@ -235,8 +237,8 @@ pub async fn harvest_resource(
         Err(reason) if reason.retryable() && receive_count < svc.settings.max_receive_count => {
             tracing::warn!(session = %session_id, resource = %resource_id, %reason, receive_count, "transient failure; will retry");
             return Ok(match reason.retry_after_secs {
-                Some(secs) => Harvested::Throttled(secs),
-                None => Harvested::Retry,
+                Some(secs) => ResourceAttempt::Throttled(secs),
+                None => ResourceAttempt::Retry,
             });
         }
         // Counted as failed, but an uncounted attempt may have written content: keep it named.
@@ -286,7 +288,7 @@ pub async fn harvest_resource(
         .count(
             svc.store.as_ref(),
             svc.objects.as_ref(),
-            TallyOutcome {
+            OutcomeToCount {
                 session_id: session_id.to_string(),
                 state,
                 log,
@@ -311,14 +313,14 @@ pub async fn harvest_resource(
             }
         }
     }
-    Ok(Harvested::Settled)
+    Ok(ResourceAttempt::Counted)
 }
 
 /// The document the listing delivered for this resource (data.json), kept beside the session.
 /// The documents this session's listing delivered whole, kept beside the session.
 pub(crate) struct SessionInline<'a> {
     svc: &'a Services,
-    source: &'a SourceRef,
+    source: &'a SourceSnapshot,
     session_id: &'a str,
 }
 

@@ -9,7 +9,7 @@
 use super::Services;
 use crate::documents::{self, PageDocument};
 use crate::keys;
-use crate::messages::{SourceRef, WorkMessage};
+use crate::messages::{SourceSnapshot, WorkMessage};
 use crate::model::ledger::{bound_page, ListingBounds};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
@@ -35,7 +35,7 @@ pub enum PageResult {
 pub async fn list_page(
     svc: &Services,
     session_id: &str,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     page: u32,
     cursor: Option<String>,
     final_attempt: bool,
@@ -230,7 +230,7 @@ fn take_inline_and_declared(listing: &mut ListingPage) -> (Vec<(String, Bytes)>,
 async fn keep_inline_documents(
     svc: &Services,
     session_id: &str,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     inline: Vec<(String, Bytes)>,
     ids: &[String],
 ) -> Result<(), StoreError> {
@@ -367,7 +367,7 @@ async fn check_page(
 async fn deliver(
     svc: &Services,
     session_id: &str,
-    source: &SourceRef,
+    source: &SourceSnapshot,
     page: &PageState,
     ids: &[String],
 ) -> Result<(), StoreError> {

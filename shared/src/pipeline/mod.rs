@@ -145,7 +145,7 @@ impl AbortFlags {
 /// was registered, so a snapshot whose options no longer parse is a broken invariant: set
 /// aside, not retried.
 pub(crate) fn open_catalog(
-    source: &crate::messages::SourceRef,
+    source: &crate::messages::SourceSnapshot,
 ) -> Result<Box<dyn crate::protocols::Catalog>, StoreError> {
     crate::protocols::open(source).map_err(|e| {
         StoreError::permanent(format!(

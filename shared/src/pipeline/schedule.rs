@@ -2,7 +2,7 @@
 
 use super::listing::{list_page, PageResult};
 use super::Services;
-use crate::messages::{SourceRef, WorkMessage};
+use crate::messages::{SourceSnapshot, WorkMessage};
 use crate::model::Session;
 use crate::ports::{SessionStart, SourceEntry, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -104,7 +104,7 @@ async fn start(
             return Ok(());
         }
     };
-    let source = SourceRef::from(&entry.source);
+    let source = SourceSnapshot::from(&entry.source);
     tracing::info!(session = %session.id, resume, since = ?session.since, "session started");
     // The first page is listed right here; when the remote is flaky, it is handed to the work
     // queue instead so SQS retries it like any other unit of work.

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
 
 /// One resource's outcome, ready to be counted.
-pub struct Outcome {
+pub struct OutcomeToCount {
     pub session_id: String,
     pub state: ResourceState,
     /// Its log line; `None` writes no log (an unchanged resource keeps its last log).
@@ -35,7 +35,7 @@ type Reply = oneshot::Sender<Result<Counting, StoreError>>;
 struct Waiting {
     /// Messages entered and not yet finished (waiting ones included).
     running: usize,
-    pending: Vec<(Outcome, Reply)>,
+    pending: Vec<(OutcomeToCount, Reply)>,
 }
 
 /// A batch's counting point. Cheap to create: one per SQS batch, one per embedded run.
@@ -129,7 +129,7 @@ impl Tally {
         &self,
         store: &dyn StateStore,
         objects: &dyn ObjectStore,
-        outcome: Outcome,
+        outcome: OutcomeToCount,
     ) -> Result<Counting, StoreError> {
         let (reply, mut answer) = oneshot::channel();
         self.lock().pending.push((outcome, reply));
@@ -163,8 +163,12 @@ impl Tally {
     }
 }
 
-async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Outcome, Reply)>) {
-    let (outcomes, replies): (Vec<Outcome>, Vec<Reply>) = batch.into_iter().unzip();
+async fn flush(
+    store: &dyn StateStore,
+    objects: &dyn ObjectStore,
+    batch: Vec<(OutcomeToCount, Reply)>,
+) {
+    let (outcomes, replies): (Vec<OutcomeToCount>, Vec<Reply>) = batch.into_iter().unzip();
     let results = count_together(store, objects, outcomes).await;
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
@@ -178,7 +182,7 @@ async fn flush(store: &dyn StateStore, objects: &dyn ObjectStore, batch: Vec<(Ou
 pub async fn count_together(
     store: &dyn StateStore,
     objects: &dyn ObjectStore,
-    mut outcomes: Vec<Outcome>,
+    mut outcomes: Vec<OutcomeToCount>,
 ) -> Vec<Result<Counting, StoreError>> {
     let mut results: Vec<Option<Result<Counting, StoreError>>> =
         outcomes.iter().map(|_| None).collect();

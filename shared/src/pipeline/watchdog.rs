@@ -19,7 +19,7 @@ use super::tally;
 use super::Services;
 use crate::documents::ResourceLog;
 use crate::keys;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{
     session::split_session_id, Outcome, Reason, ReasonCode, ResourceState, Session, SessionStatus,
 };
@@ -154,7 +154,7 @@ async fn resume_listing(
     svc.queue
         .send(&[crate::messages::WorkMessage::ListPage {
             session_id: session.id.clone(),
-            source: SourceRef::from(&entry.source),
+            source: SourceSnapshot::from(&entry.source),
             page,
             cursor,
         }])
@@ -211,7 +211,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
         .store
         .get_source(&session.source_id)
         .await?
-        .map(|entry| SourceRef::from(&entry.source));
+        .map(|entry| SourceSnapshot::from(&entry.source));
     let mut lost_resources = 0;
     let mut after = None;
     loop {
@@ -259,7 +259,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 now,
                 unclaimed.map(|c| c.into_parts()),
             );
-            lost.push(tally::Outcome {
+            lost.push(tally::OutcomeToCount {
                 session_id: session.id.clone(),
                 state,
                 log: Some(log),

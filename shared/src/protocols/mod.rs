@@ -14,7 +14,7 @@ pub mod oai;
 pub use common::{expect_success, geojson_bbox, geojson_value_bbox, path_segment, plain_text};
 
 use crate::http::{HttpClient, RequestLog, Response};
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{ConfigError, Reason, Record};
 use crate::ports::StoreError;
 use async_trait::async_trait;
@@ -59,7 +59,7 @@ macro_rules! registry {
         }
 
         /// The source's catalog, configured with its protocol's own options.
-        pub fn open(source: &SourceRef) -> Result<Box<dyn Catalog>, ConfigError> {
+        pub fn open(source: &SourceSnapshot) -> Result<Box<dyn Catalog>, ConfigError> {
             match source.protocol {
                 $(Protocol::$variant => $module::open(&source.options.protocol)),*
             }
@@ -219,7 +219,7 @@ pub struct Fetched {
 /// through the source's politeness limits and into the attempt's request log.
 pub struct Remote<'a> {
     pub http: &'a HttpClient,
-    pub source: &'a SourceRef,
+    pub source: &'a SourceSnapshot,
     pub requests: &'a mut Vec<RequestLog>,
 }
 
@@ -283,7 +283,7 @@ pub trait Catalog: Send + Sync {
     /// Maps the fetched document onto the common record model.
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason>;
@@ -318,7 +318,7 @@ pub(crate) mod recorded {
     /// Lists one page of `source` against a server answering `body`; returns the page and
     /// every URL requested.
     pub async fn list_one_page(
-        source: &SourceRef,
+        source: &SourceSnapshot,
         cursor: Option<&str>,
         since: Option<DateTime<Utc>>,
         body: &'static str,
@@ -387,10 +387,10 @@ mod tests {
         assert_eq!(e.field, "options.colour", "{e}");
         assert!(spec("ckan", r#"{"fq":"organization:noaa-gov"}"#).is_ok());
         // A snapshot carries them: what the work messages hold opens the same catalog.
-        let snapshot: SourceRef = (&source).into();
+        let snapshot: SourceSnapshot = (&source).into();
         let json = serde_json::to_string(&snapshot).unwrap();
         assert!(json.contains(r#""set":"physical-oceanography""#), "{json}");
-        let back: SourceRef = serde_json::from_str(&json).unwrap();
+        let back: SourceSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snapshot);
         assert_eq!(
             SourceOptions::default().protocol,

@@ -22,10 +22,10 @@ const DYNAMODB_RRU_PER_MILLION: f64 = 0.125;
 const LAMBDA_REQUESTS_PER_MILLION: f64 = 0.20;
 
 pub async fn run(datasets: usize) -> Result<Value> {
-    trawl_local::default_to_local_emulator();
-    let root = trawl_local::repo_root();
-    let stack = trawl_local::Stack::load(&root.join(".local/stack.json"))?;
-    let sources = trawl_local::EventSources::from_file(&root.join("template.yaml"))?;
+    trawl_runner::default_to_local_emulator();
+    let root = trawl_runner::repo_root();
+    let stack = trawl_runner::Stack::load(&root.join(".local/stack.json"))?;
+    let sources = trawl_runner::EventSources::from_file(&root.join("template.yaml"))?;
 
     let mut fixture = Command::new(sibling("fixture-erddap")?);
     fixture.args(["--port", "0", "--datasets", &datasets.to_string()]);
@@ -33,7 +33,7 @@ pub async fn run(datasets: usize) -> Result<Value> {
 
     let functions = RequestCounter::default();
     let event_sources = RequestCounter::default();
-    let runner = trawl_local::Runner::connect_counted(
+    let runner = trawl_runner::Runner::connect_counted(
         stack,
         sources,
         Default::default(),

@@ -185,7 +185,7 @@ impl Drop for Function {
 /// The environment `infra/deploy.sh` prepared for the functions (`.local/functions.env`),
 /// plus what a Lambda sandbox always has.
 fn function_env() -> Result<Vec<(String, String)>> {
-    let file = trawl_local::repo_root().join(".local/functions.env");
+    let file = trawl_runner::repo_root().join(".local/functions.env");
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
             "reading {} (run infra/localstack.sh start && infra/deploy.sh)",
@@ -282,7 +282,8 @@ impl Invocations {
         let mut fixture = Command::new(sibling("fixture-erddap")?);
         fixture.args(["--port", "0", "--datasets", "100"]);
         let fixture = Server::start(fixture)?;
-        let stack = trawl_local::Stack::load(&trawl_local::repo_root().join(".local/stack.json"))?;
+        let stack =
+            trawl_runner::Stack::load(&trawl_runner::repo_root().join(".local/stack.json"))?;
         let config = trawl::aws::sdk_config().await;
         let svc = trawl::aws::services(&config, &stack.resources()?, stack.settings()?);
         let source = trawl::model::SourceSpec::from_json(

@@ -186,7 +186,7 @@ fn harvest(options: &Options, base: &str, n: usize) -> Result<Value> {
 }
 
 fn peer(python: &Path, base: &str) -> Result<Value> {
-    let script = trawl_local::repo_root().join("tests/bench/peer/erddapy_peer.py");
+    let script = trawl_runner::repo_root().join("tests/bench/peer/erddapy_peer.py");
     let mut command = Command::new(python);
     command.arg(script).args(["--server", base]);
     let finished = run_measured(command)?;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fs::File;
-use trawl_local::{connect_local, repo_root, Faults, Runner};
+use trawl_runner::{connect_local, repo_root, Faults, Runner};
 
 /// Held for the duration of a test: other e2e tests (threads or processes) wait.
 pub struct StackLock(#[allow(dead_code)] File);

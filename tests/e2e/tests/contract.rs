@@ -11,7 +11,7 @@ use trawl::aws::dynamodb::DynamoStore;
 const TABLE: &str = "trawl-contract";
 
 async fn store() -> DynamoStore {
-    trawl_local::default_to_local_emulator();
+    trawl_runner::default_to_local_emulator();
     let client = Client::new(&trawl::aws::sdk_config().await);
     let key = |name: &str, kind| {
         KeySchemaElement::builder()

@@ -26,7 +26,7 @@ use trawl::model::{Outcome, ReasonCode, Record, SessionStatus, SourceSpec};
 use trawl::pipeline::watchdog;
 use trawl_e2e::{list_objects, lock_stack, runner, unique_source_id};
 use trawl_fixtures::{Chaos, ErddapConfig, ErddapFixture, Failure};
-use trawl_local::{Faults, Runner};
+use trawl_runner::{Faults, Runner};
 
 const RESOURCES: usize = 2000;
 

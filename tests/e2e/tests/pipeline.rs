@@ -9,7 +9,7 @@ use trawl::model::{Outcome, ReasonCode, Session, SessionStatus, SourceSpec};
 use trawl::pipeline::finalize::{finalize_session, Finalized};
 use trawl_e2e::{get_json, list_objects, lock_stack, runner, unique_source_id};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
-use trawl_local::{Faults, Runner};
+use trawl_runner::{Faults, Runner};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -400,7 +400,7 @@ async fn dead_lettered_work_can_be_listed_and_replayed_without_double_counting()
     // A copy of one of the session's work messages sits in the dead-letter queue.
     let message = trawl::messages::WorkMessage::Resource {
         session_id: session_id.clone(),
-        source: trawl::messages::SourceRef::from(
+        source: trawl::messages::SourceSnapshot::from(
             &runner
                 .services
                 .store

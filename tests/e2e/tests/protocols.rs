@@ -10,7 +10,7 @@ use trawl_e2e::{get_json, list_objects, lock_stack, runner, unique_source_id};
 use trawl_fixtures::ckan::{CkanConfig, CkanFixture, CkanQuirks};
 use trawl_fixtures::oai::{OaiConfig, OaiFixture};
 use trawl_fixtures::Failure;
-use trawl_local::{Faults, Runner};
+use trawl_runner::{Faults, Runner};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 

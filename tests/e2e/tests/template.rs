@@ -2,7 +2,7 @@
 //! code expects, and run the linters on it.
 
 use serde_yaml::Value;
-use trawl_local::repo_root;
+use trawl_runner::repo_root;
 
 fn template() -> Value {
     let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();

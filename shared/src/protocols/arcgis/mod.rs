@@ -14,7 +14,7 @@ use super::{
     NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, Record};
 use async_trait::async_trait;
@@ -120,7 +120,7 @@ impl Catalog for ArcGis {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -134,7 +134,7 @@ impl Catalog for ArcGis {
 }
 
 /// The portal root and the search scope (`q`) the base URL carries, if any.
-fn portal(source: &SourceRef) -> Result<(String, Option<String>), Reason> {
+fn portal(source: &SourceSnapshot) -> Result<(String, Option<String>), Reason> {
     let url = url::Url::parse(&source.base_url)
         .map_err(|e| Reason::parse(format!("bad portal URL {:?}: {e}", source.base_url)))?;
     let scope = url
@@ -181,7 +181,7 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// text, else `snippet`) → summary, `tags` → keywords, `accessInformation` → institution,
 /// `licenseInfo` (HTML → text) → license, `extent` `[[xmin, ymin], [xmax, ymax]]` → bounding
 /// box, `{portal}/home/item.html?id=` → `landing`, the service `url` → `data`.
-fn to_record(source: &SourceRef, root: &str, resource_id: &str, item: &Value) -> Record {
+fn to_record(source: &SourceSnapshot, root: &str, resource_id: &str, item: &Value) -> Record {
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .map(|s| s.trim().to_string())
@@ -238,8 +238,8 @@ mod tests {
     use super::*;
     use crate::model::{Protocol, ReasonCode, SourceOptions};
 
-    fn source(base_url: &str) -> SourceRef {
-        SourceRef {
+    fn source(base_url: &str) -> SourceSnapshot {
+        SourceSnapshot {
             id: "agol".into(),
             protocol: Protocol::ArcGis,
             base_url: base_url.into(),

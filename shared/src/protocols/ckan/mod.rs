@@ -14,7 +14,7 @@ use super::{
     ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{ConfigError, Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -158,7 +158,7 @@ impl Catalog for Ckan {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -167,7 +167,7 @@ impl Catalog for Ckan {
     }
 }
 
-fn base(source: &SourceRef) -> &str {
+fn base(source: &SourceSnapshot) -> &str {
     source.base_url.trim_end_matches('/')
 }
 
@@ -222,7 +222,7 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// institution, `license_title` (else `license_id`) → license, the `spatial` extra (GeoJSON)
 /// → bounding box, `temporal_start`/`temporal_end` extras → time range, `resources[].url` →
 /// `data` links, `{site}/dataset/{name}` → the `landing` link.
-fn to_record(source: &SourceRef, resource_id: &str, package: &Value) -> Record {
+fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Record {
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .map(|s| s.trim().to_string())
@@ -292,8 +292,8 @@ mod tests {
     use super::*;
     use crate::model::{BoundingBox, Protocol, ReasonCode, SourceOptions};
 
-    fn source() -> SourceRef {
-        SourceRef {
+    fn source() -> SourceSnapshot {
+        SourceSnapshot {
             id: "ckan".into(),
             protocol: Protocol::Ckan,
             base_url: "https://catalog.example.org/".into(),
@@ -390,8 +390,8 @@ mod listing_tests {
     use crate::model::{Protocol, SourceOptions};
     use crate::protocols::recorded::list_one_page;
 
-    fn source(options: serde_json::Value) -> SourceRef {
-        SourceRef {
+    fn source(options: serde_json::Value) -> SourceSnapshot {
+        SourceSnapshot {
             id: "ckan".into(),
             protocol: Protocol::Ckan,
             base_url: "https://catalog.example.org".into(),

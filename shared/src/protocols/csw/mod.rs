@@ -19,7 +19,7 @@ use super::{
     ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, Record, TimeRange};
 use crate::xml::{self, Node};
@@ -161,7 +161,7 @@ impl Catalog for Csw {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -178,7 +178,7 @@ fn encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn record_url(source: &SourceRef, id: &str) -> String {
+fn record_url(source: &SourceSnapshot, id: &str) -> String {
     format!(
         "{}?service=CSW&version=2.0.2&request=GetRecordById&id={}&elementSetName=full&outputSchema={}",
         source.base_url,
@@ -236,7 +236,7 @@ fn gmd_text(node: Node<'_, '_>, local: &str) -> Option<String> {
 /// `useLimitation`/`otherConstraints` → license, `EX_GeographicBoundingBox` → bounding box,
 /// `gml:TimePeriod` begin/end → time range, every `onLine//linkage/URL` → `data` links and
 /// the GetRecordById URL → `info`.
-fn to_record(source: &SourceRef, resource_id: &str, md: Node<'_, '_>) -> Record {
+fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Record {
     let ident = xml::descendants(md, GMD, "identificationInfo").next();
     let within = ident.unwrap_or(md);
     let title = xml::descendants(within, GMD, "citation")
@@ -313,8 +313,8 @@ mod tests {
     use super::*;
     use crate::model::{Protocol, ReasonCode, SourceOptions};
 
-    fn source() -> SourceRef {
-        SourceRef {
+    fn source() -> SourceSnapshot {
+        SourceSnapshot {
             id: "csw".into(),
             protocol: Protocol::Csw,
             base_url: "https://host/csw".into(),

@@ -15,7 +15,7 @@ use super::{
     expect_success, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
     ProtocolOptions, Remote,
 };
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange};
 use async_trait::async_trait;
@@ -111,7 +111,7 @@ impl Catalog for Dcat {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -124,7 +124,7 @@ impl Catalog for Dcat {
     }
 }
 
-fn catalog_url(source: &SourceRef) -> String {
+fn catalog_url(source: &SourceSnapshot) -> String {
     if source.base_url.ends_with(".json") {
         source.base_url.clone()
     } else {
@@ -144,7 +144,7 @@ fn title_of(dataset: &Value) -> String {
 /// summary, `keyword` → keywords, `publisher.name` → institution, `license`, `spatial` as
 /// `W,S,E,N` → bounding box, `temporal` as `start/end` → time range, `landingPage` →
 /// `landing`, each distribution's `downloadURL` (else `accessURL`) → `data`.
-fn to_record(source: &SourceRef, resource_id: &str, d: &Value) -> Record {
+fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .map(|s| s.trim().to_string())
@@ -220,8 +220,8 @@ mod tests {
     use super::*;
     use crate::model::{Protocol, SourceOptions};
 
-    fn source(base_url: &str) -> SourceRef {
-        SourceRef {
+    fn source(base_url: &str) -> SourceSnapshot {
+        SourceSnapshot {
             id: "dcat".into(),
             protocol: Protocol::Dcat,
             base_url: base_url.into(),

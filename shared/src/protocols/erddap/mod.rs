@@ -16,7 +16,7 @@ use super::{
     NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
 use async_trait::async_trait;
@@ -128,7 +128,7 @@ impl Catalog for Erddap {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -220,7 +220,7 @@ impl Info {
         Ok(info)
     }
 
-    fn into_record(self, source: &SourceRef, id: &str) -> Record {
+    fn into_record(self, source: &SourceSnapshot, id: &str) -> Record {
         let g = |k: &str| {
             self.globals
                 .get(k)
@@ -311,8 +311,8 @@ mod tests {
     use super::*;
     use crate::model::{Protocol, ReasonCode, SourceOptions};
 
-    fn source() -> SourceRef {
-        SourceRef {
+    fn source() -> SourceSnapshot {
+        SourceSnapshot {
             id: "test".into(),
             protocol: Protocol::Erddap,
             base_url: "https://erddap.example.org/erddap".into(),

@@ -14,7 +14,7 @@ use super::{
     Fetched, ListingPage, NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
 use crate::model::{Link, Reason, Record, TimeRange};
 use async_trait::async_trait;
@@ -102,7 +102,7 @@ impl Catalog for GeoNode {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -115,7 +115,7 @@ impl Catalog for GeoNode {
     }
 }
 
-fn base(source: &SourceRef) -> &str {
+fn base(source: &SourceSnapshot) -> &str {
     source.base_url.trim_end_matches('/')
 }
 
@@ -146,7 +146,7 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// `license.name` (else identifier) → license, `ll_bbox_polygon` → bounding box,
 /// `temporal_extent_start/end` → time range, `detail_url` → `landing`, `links[]` → `data`
 /// (download links), `wms` (OGC:WMS) or `metadata`.
-fn to_record(source: &SourceRef, resource_id: &str, d: &Value) -> Record {
+fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .map(|s| s.trim().to_string())
@@ -219,8 +219,8 @@ mod tests {
     use super::*;
     use crate::model::{BoundingBox, Protocol, ReasonCode, SourceOptions};
 
-    fn source() -> SourceRef {
-        SourceRef {
+    fn source() -> SourceSnapshot {
+        SourceSnapshot {
             id: "gn".into(),
             protocol: Protocol::GeoNode,
             base_url: "https://geonode.example.org/".into(),

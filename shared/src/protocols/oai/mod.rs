@@ -16,7 +16,7 @@ use super::{
     ProtocolOptions, Remote,
 };
 use crate::http::Response;
-use crate::messages::SourceRef;
+use crate::messages::SourceSnapshot;
 use crate::model::{ConfigError, Link, Reason, Record};
 use crate::xml::{self, Node};
 use async_trait::async_trait;
@@ -170,7 +170,7 @@ impl Catalog for OaiPmh {
 
     fn normalize(
         &self,
-        source: &SourceRef,
+        source: &SourceSnapshot,
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
@@ -205,7 +205,7 @@ fn encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn record_url(source: &SourceRef, id: &str) -> String {
+fn record_url(source: &SourceSnapshot, id: &str) -> String {
     format!(
         "{}?verb=GetRecord&identifier={}&metadataPrefix=oai_dc",
         source.base_url,
@@ -249,7 +249,7 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// `dc:description` → summary, `dc:subject` → keywords, `dc:publisher` (else the first
 /// `dc:creator`) → institution, `dc:rights` → license, `dc:identifier` URLs → `landing` links,
 /// the GetRecord URL → the `info` link.
-fn to_record(source: &SourceRef, resource_id: &str, dc: Node<'_, '_>) -> Record {
+fn to_record(source: &SourceSnapshot, resource_id: &str, dc: Node<'_, '_>) -> Record {
     let all = |local: &str| -> Vec<String> {
         xml::children(dc, DC, local).filter_map(xml::text).collect()
     };
@@ -287,8 +287,8 @@ mod tests {
     use super::*;
     use crate::model::{Protocol, ReasonCode, SourceOptions};
 
-    fn source() -> SourceRef {
-        SourceRef {
+    fn source() -> SourceSnapshot {
+        SourceSnapshot {
             id: "oai".into(),
             protocol: Protocol::OaiPmh,
             base_url: "https://repo.example.org/oai".into(),
@@ -379,8 +379,8 @@ mod listing_tests {
     use crate::protocols::recorded::list_one_page;
     use crate::protocols::Entry;
 
-    fn source(options: serde_json::Value) -> SourceRef {
-        SourceRef {
+    fn source(options: serde_json::Value) -> SourceSnapshot {
+        SourceSnapshot {
             id: "oai".into(),
             protocol: Protocol::OaiPmh,
             base_url: "https://repo.example.org/oai".into(),
