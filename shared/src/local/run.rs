@@ -1,6 +1,8 @@
 //! The embedded run: one session of one source with every stage in this process. The same
 //! pipeline functions the Lambda handlers call do the work; an in-process queue stands in
-//! for SQS (with the same receive counting and backoff, held in the queue), and the finalizer is called when
+//! for SQS (with the same receive counting and backoff, held in the queue, and the same
+//! `maxReceiveCount`: a message out of receives is set aside as the DLQ would keep it, and
+//! what it owed is counted `LOST` as the watchdog would), and the finalizer is called when
 //! the queue is drained, as the table stream would.
 
 use super::MemoryQueue;
@@ -108,7 +110,10 @@ pub async fn harvest_once(
         if matches!(message, WorkMessage::Resource { .. }) {
             resource_times.push(took);
         }
-        if disposition == Disposition::Retry {
+        if disposition == Disposition::Retry && receive >= svc.settings.max_receive_count {
+            tracing::error!(session = %session_id, receive, "a message is out of receives; set aside, its work is counted LOST");
+            receives.remove(&body);
+        } else if disposition == Disposition::Retry {
             let wait = retry_delay(receive, svc.settings.max_retry_delay);
             queue.send_delayed(&[message], wait).await?;
         } else {
@@ -120,6 +125,13 @@ pub async fn harvest_once(
         }
     }
 
+    // Work set aside still holds the session open: settle it now rather than at a deadline,
+    // since nothing else will deliver it.
+    if let Some(open) = svc.store.get_session(&session_id).await? {
+        if open.ended_at.is_none() && open.counters.remaining > 0 {
+            crate::pipeline::watchdog::expire(svc, &open).await?;
+        }
+    }
     finalize_session(svc, &session_id).await?;
     let session = svc
         .store

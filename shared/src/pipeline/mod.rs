@@ -3,15 +3,20 @@
 //! 1. A tick starts a session ([`schedule`]): `ledger::start` decides, the store claims the
 //!    source, and the first listing page is queued.
 //! 2. A listing page is fetched and committed ([`listing`]): the protocol lists
-//!    (`protocols/<name>`), the page's ids are saved (`documents::PageDocument`),
+//!    ([`crate::protocols::Catalog::list_page`], typed entries), the page is checked and
+//!    bounded (`ledger::bound_page`), its ids are saved (`documents::PageDocument`),
 //!    `ledger::commit_page` counts them in the session, and one message per resource is sent.
-//! 3. A resource is harvested ([`harvest`]): fetched and normalized by its protocol, its
-//!    record and raw response stored unless unchanged ([`content`]).
+//! 3. A resource is harvested ([`harvest`]): fetched through a
+//!    [`crate::protocols::FetchContext`] and normalized by its protocol, its record and raw
+//!    response stored unless unchanged ([`content`]).
 //! 4. A batch of outcomes is counted together ([`tally`]): one log object for the batch
 //!    (`documents::ResourceLog`), then `ledger::Tally` settles the markers in one
 //!    transaction.
 //! 5. The session closes when nothing remains ([`finalize`]): the stale check ([`stale`]),
 //!    the summary (`documents::SessionSummary`), `ledger::close` and `ledger::release`.
+//!
+//! Each ledger change is persisted by a store under its condition: `local::store` (memory
+//! and SQLite) or `aws::dynamodb` (`expressions.rs`), both proved by `testing::contract`.
 //!
 //! Beside them: [`incremental`] (listing changes since a base session) and [`watchdog`]
 //! (every tick: stalled listings resent, sessions past their deadline wound up).
