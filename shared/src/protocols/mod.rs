@@ -315,6 +315,24 @@ pub(crate) mod recorded {
         }
     }
 
+    /// A source of `protocol` at `base_url` with protocol options `options` (a JSON object).
+    pub fn source(
+        protocol: Protocol,
+        base_url: &str,
+        options: serde_json::Value,
+    ) -> SourceSnapshot {
+        SourceSnapshot {
+            id: "test".into(),
+            protocol,
+            base_url: base_url.into(),
+            internal: false,
+            options: crate::model::SourceOptions {
+                protocol: ProtocolOptions(options.as_object().cloned().unwrap_or_default()),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Lists one page of `source` against a server answering `body`; returns the page and
     /// every URL requested.
     pub async fn list_one_page(

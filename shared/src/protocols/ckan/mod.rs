@@ -387,22 +387,11 @@ mod tests {
 #[cfg(test)]
 mod listing_tests {
     use super::*;
-    use crate::model::{Protocol, SourceOptions};
-    use crate::protocols::recorded::list_one_page;
+    use crate::model::Protocol;
+    use crate::protocols::recorded::{self, list_one_page};
 
     fn source(options: serde_json::Value) -> SourceSnapshot {
-        SourceSnapshot {
-            id: "ckan".into(),
-            protocol: Protocol::Ckan,
-            base_url: "https://catalog.example.org".into(),
-            internal: false,
-            options: SourceOptions {
-                protocol: crate::protocols::ProtocolOptions(
-                    options.as_object().cloned().unwrap_or_default(),
-                ),
-                ..SourceOptions::default()
-            },
-        }
+        recorded::source(Protocol::Ckan, "https://catalog.example.org", options)
     }
 
     const PAGE: &str = r#"{"success":true,"result":{"count":1,"results":[{"id":"p1"}]}}"#;

@@ -375,23 +375,12 @@ mod tests {
 #[cfg(test)]
 mod listing_tests {
     use super::*;
-    use crate::model::{Protocol, SourceOptions};
-    use crate::protocols::recorded::list_one_page;
+    use crate::model::Protocol;
+    use crate::protocols::recorded::{self, list_one_page};
     use crate::protocols::Entry;
 
     fn source(options: serde_json::Value) -> SourceSnapshot {
-        SourceSnapshot {
-            id: "oai".into(),
-            protocol: Protocol::OaiPmh,
-            base_url: "https://repo.example.org/oai".into(),
-            internal: false,
-            options: SourceOptions {
-                protocol: crate::protocols::ProtocolOptions(
-                    options.as_object().cloned().unwrap_or_default(),
-                ),
-                ..SourceOptions::default()
-            },
-        }
+        recorded::source(Protocol::OaiPmh, "https://repo.example.org/oai", options)
     }
 
     const PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
