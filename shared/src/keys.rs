@@ -21,7 +21,7 @@
 //!   folders under `sessions/{source_id}/`):
 //!   - `summary.json`, `stale.json`, `failed.json`
 //!   - `pages/{n:08}-{attempt:016x}.json`: a listing page's ids, one object per listing attempt
-//!     (`pipeline::listing` adds the attempt's random part to [`page_ids_key`])
+//!     ([`page_attempt_ids_key`]; [`page_ids_key`] names a page the watchdog gave up on)
 //!   - `staged/{id}.json`: a resource's document as the listing delivered it
 //! - `deleted/{key}`: a stale resource's object, moved aside
 //! - `rejected/{day}/{message_id}.json`: an unreadable work message
@@ -155,6 +155,20 @@ pub fn failed_ids_key(source_id: &str, session_stamp: &str) -> String {
 pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {
     format!(
         "{}pages/{page:08}.json",
+        session_folder(source_id, session_stamp)
+    )
+}
+
+/// One listing attempt's copy of a page's ids: two racing attempts must not overwrite each
+/// other's, because the committed page points at the ids that were counted.
+pub fn page_attempt_ids_key(
+    source_id: &str,
+    session_stamp: &str,
+    page: u32,
+    attempt: u64,
+) -> String {
+    format!(
+        "{}pages/{page:08}-{attempt:016x}.json",
         session_folder(source_id, session_stamp)
     )
 }

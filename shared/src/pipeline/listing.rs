@@ -151,13 +151,7 @@ pub async fn list_page(
     }
 
     let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
-    // A key per attempt: two racing attempts must not overwrite each other's ids, because the
-    // committed page points at the ids that were counted.
-    let ids_key = format!(
-        "{}-{:016x}",
-        keys::page_ids_key(&source.id, stamp, page).trim_end_matches(".json"),
-        crate::random::u64()
-    ) + ".json";
+    let ids_key = keys::page_attempt_ids_key(&source.id, stamp, page, crate::random::u64());
     let document = PageDocument {
         session_id: session_id.to_string(),
         page,
