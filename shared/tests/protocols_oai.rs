@@ -12,6 +12,7 @@ use trawl::pipeline::harvest::{handle_message, Disposition};
 use trawl::pipeline::schedule::run_now;
 use trawl::ports::{ObjectStore, ResourceStates, SessionLedger, WorkQueue};
 use trawl_fixtures::oai::{OaiConfig, OaiFixture, OaiQuirks};
+use trawl_fixtures::Failure;
 
 #[tokio::test]
 async fn an_oai_repository_is_listed_by_resumption_token_with_deleted_headers_in_its_total() {
@@ -79,6 +80,7 @@ async fn an_expired_resumption_token_ends_the_listing_incomplete_and_the_session
 
     fixture.set_quirks(OaiQuirks {
         expire_tokens_after: Some(1),
+        ..Default::default()
     });
     let s = w.harvest("2026-11-24").await;
     assert_eq!(s.counters.remaining, 0);
@@ -124,39 +126,64 @@ async fn an_oai_record_gone_or_deleted_upstream_is_not_found() {
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
 }
 
+/// With OAI errors sent as the protocol says (200) and as Invenio sends them (422).
 #[tokio::test]
 async fn an_incremental_oai_source_with_nothing_new_gets_no_records_match_and_an_empty_complete_session(
 ) {
-    let fixture = OaiFixture::start(OaiConfig {
-        records: 12,
-        page_size: 5,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let ids = fixture.identifiers();
-    let w = world("oai-pmh", fixture.base_url()).await;
-    w.set_options(incremental(7)).await;
-    assert_eq!(w.harvest("2026-11-23").await.counters.harvested, 12);
+    for error_status in [None, Some(422)] {
+        let fixture = OaiFixture::start(OaiConfig {
+            records: 12,
+            page_size: 5,
+            quirks: OaiQuirks {
+                error_status,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let ids = fixture.identifiers();
+        let w = world("oai-pmh", fixture.base_url()).await;
+        w.set_options(incremental(7)).await;
+        assert_eq!(w.harvest("2026-11-23").await.counters.harvested, 12);
 
-    let quiet = w.harvest("2026-11-24").await;
-    assert!(quiet.since.is_some());
-    assert_eq!(quiet.status, SessionStatus::Succeeded);
-    assert_eq!(quiet.counters.total, 0);
-    assert!(quiet.listing_problems().is_empty());
+        let quiet = w.harvest("2026-11-24").await;
+        assert!(quiet.since.is_some());
+        assert_eq!(
+            quiet.status,
+            SessionStatus::Succeeded,
+            "{error_status:?}: {quiet:?}"
+        );
+        assert_eq!(quiet.counters.total, 0);
+        assert!(quiet.listing_problems().is_empty(), "{error_status:?}");
 
-    fixture.touch(&ids[7]);
-    let changed = w.harvest("2026-11-25").await;
-    assert_eq!((changed.counters.total, changed.counters.harvested), (1, 1));
-    assert_eq!(
-        w.store
-            .get_resource("src", &ids[7])
-            .await
-            .unwrap()
-            .unwrap()
-            .last_session,
-        changed.id
-    );
+        fixture.touch(&ids[7]);
+        // A record gone meanwhile is `idDoesNotExist`: not found, not an HTTP error.
+        fixture.set_failure(&ids[8], Some(Failure::NotFound));
+        fixture.touch(&ids[8]);
+        let changed = w.harvest("2026-11-25").await;
+        assert_eq!(
+            (changed.counters.total, changed.counters.harvested),
+            (2, 1),
+            "{error_status:?}"
+        );
+        assert_eq!(
+            w.store
+                .get_resource("src", &ids[7])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_session,
+            changed.id
+        );
+        let gone = w.store.get_resource("src", &ids[8]).await.unwrap().unwrap();
+        let reason = gone.last_reason.unwrap();
+        assert_eq!(
+            reason.code,
+            ReasonCode::NotFound,
+            "{error_status:?}: {reason:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -241,8 +241,26 @@ fn oai_error(code: &str, message: &str) -> Reason {
     }
 }
 
+/// A 2xx answer, or one whose body is an OAI error whatever its status: Invenio-based
+/// repositories (Zenodo among them) send `idDoesNotExist` and `noRecordsMatch` with 422, and
+/// those mean what they say (an unknown record, an empty incremental listing). Callers read
+/// the `<error>` from the body. A 429 stays flow control.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
+    let client_error = (400..500).contains(&response.status) && response.status != 429;
+    if client_error && carries_oai_error(&response.body) {
+        return Ok(response);
+    }
     expect_success(response, |_| None)
+}
+
+fn carries_oai_error(body: &[u8]) -> bool {
+    let Ok(text) = xml::decode(body) else {
+        return false;
+    };
+    let Ok(doc) = xml::parse(&text) else {
+        return false;
+    };
+    envelope(&doc).is_ok_and(|root| protocol_error(root).is_some())
 }
 
 /// Field mapping (documented in the README's protocol table): `dc:title` → title,
