@@ -43,6 +43,19 @@ const CSW: &str = "http://www.opengis.net/cat/csw/2.0.2";
 const DC: &str = "http://purl.org/dc/elements/1.1/";
 const OWS: &str = "http://www.opengis.net/ows";
 const GMD: &str = "http://www.isotc211.org/2005/gmd";
+/// ISO 19115-2's namespace: `gmi:MI_Metadata` extends `gmd:MD_Metadata` (acquisition and
+/// quality for imagery and gridded data) with the same content in `gmd`; NOAA/IOOS and
+/// satellite catalogs answer `outputSchema=gmd` with it.
+const GMI: &str = "http://www.isotc211.org/2005/gmi";
+
+/// The ISO record in an answer: `gmd:MD_Metadata` or ISO 19115-2's `gmi:MI_Metadata`.
+fn iso_metadata<'a, 'i>(root: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    root.descendants().find(|n| {
+        n.is_element()
+            && ((n.tag_name().namespace() == Some(GMD) && n.tag_name().name() == "MD_Metadata")
+                || (n.tag_name().namespace() == Some(GMI) && n.tag_name().name() == "MI_Metadata"))
+    })
+}
 
 #[async_trait]
 impl Catalog for Csw {
@@ -148,10 +161,11 @@ impl Catalog for Csw {
             return Err(reason.into());
         }
         // An unknown id is an empty response, not an error (pycsw, GeoNetwork).
-        if xml::descendants(root, GMD, "MD_Metadata").next().is_none() {
-            return Err(
-                Reason::not_found("GetRecordById returned no gmd:MD_Metadata for this id").into(),
-            );
+        if iso_metadata(root).is_none() {
+            return Err(Reason::not_found(
+                "GetRecordById returned no gmd:MD_Metadata (nor gmi:MI_Metadata) for this id",
+            )
+            .into());
         }
         Ok(Fetched {
             body: response.body,
@@ -167,9 +181,9 @@ impl Catalog for Csw {
     ) -> Result<Record, Reason> {
         let text = xml::decode(&fetched.body)?;
         let doc = xml::parse(&text)?;
-        let md = xml::descendants(doc.root_element(), GMD, "MD_Metadata")
-            .next()
-            .ok_or_else(|| Reason::parse("no gmd:MD_Metadata in the record"))?;
+        let md = iso_metadata(doc.root_element()).ok_or_else(|| {
+            Reason::parse("no gmd:MD_Metadata (nor gmi:MI_Metadata) in the record")
+        })?;
         Ok(to_record(source, resource_id, md))
     }
 }
@@ -372,6 +386,35 @@ mod tests {
         let t = r.time_range.unwrap();
         assert_eq!((t.start.as_deref(), t.end), (Some("2019-05-01"), None));
         assert_eq!(r.links[1].href, "https://data.example.org/bathy.zip");
+    }
+
+    #[test]
+    fn an_iso_19115_2_record_maps_like_its_19139_core() {
+        let mi = ISO
+            .replace(
+                "<gmd:MD_Metadata xmlns:gmd",
+                "<gmi:MI_Metadata xmlns:gmi=\"http://www.isotc211.org/2005/gmi\" xmlns:gmd",
+            )
+            .replace(
+                "</gmd:MD_Metadata>",
+                "<gmi:acquisitionInformation><gmi:MI_AcquisitionInformation/></gmi:acquisitionInformation></gmi:MI_Metadata>",
+            );
+        assert!(mi.contains("<gmi:MI_Metadata") && !mi.contains("MD_Metadata"));
+        let f = |body: &str| Fetched {
+            body: body.to_string().into(),
+            content_type: "application/xml",
+        };
+        let iso = Csw.normalize(&source(), "abc", &f(ISO)).unwrap();
+        let r = Csw.normalize(&source(), "abc", &f(&mi)).unwrap();
+        assert_eq!(r.title.as_deref(), Some("Bathymetry of Baie-Comeau"));
+        assert_eq!(r.content_hash(), iso.content_hash());
+        let doc = xml::parse(&mi).unwrap();
+        assert!(iso_metadata(doc.root_element()).is_some());
+        let doc = xml::parse(
+            "<csw:GetRecordByIdResponse xmlns:csw=\"http://www.opengis.net/cat/csw/2.0.2\"/>",
+        )
+        .unwrap();
+        assert!(iso_metadata(doc.root_element()).is_none());
     }
 
     #[test]
