@@ -48,10 +48,19 @@ pub enum WorkMessage {
         page: u32,
         /// The protocol's own cursor (start position, resumption token, next URL).
         cursor: Option<String>,
+        /// How many of the committed page's ids earlier messages delivered: a page larger
+        /// than the delivery chunk is fanned out a chunk a message, so neither the queue nor
+        /// one invocation holds all of its messages (see `pipeline::listing::deliver`).
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        delivered: u64,
     },
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -91,6 +100,7 @@ mod tests {
             },
             page: 2,
             cursor: Some("start=1000".into()),
+            delivered: 0,
         };
         let json = m.to_json();
         assert!(json.contains(r#""kind":"list_page""#), "{json}");

@@ -24,7 +24,7 @@ async fn a_redelivered_listing_page_sends_nothing_new() {
     let source = trawl::messages::SourceSnapshot::from(
         &w.store.get_source("src").await.unwrap().unwrap().source,
     );
-    let again = list_page(&w.svc, id, &source, 1, None, false)
+    let again = list_page(&w.svc, id, &source, 1, None, 0, false)
         .await
         .unwrap();
     assert!(matches!(again, PageResult::AlreadyListed), "{again:?}");
@@ -185,4 +185,57 @@ async fn a_late_copy_of_a_page_never_resets_markers_already_counted() {
         "{markers:?}"
     );
     assert_eq!(w.session(&id).await.counters, before);
+}
+
+/// A page larger than the delivery chunk is fanned out a chunk a message: the queue never
+/// holds more than a chunk of its resources, a copy of any of those messages counts nothing
+/// twice, and every resource is counted once.
+#[tokio::test]
+async fn a_page_larger_than_the_delivery_chunk_is_fanned_out_a_chunk_at_a_time() {
+    let mut w = erddap_world(25, &[]).await;
+    w.svc.settings.delivery_chunk = 10;
+    let report = run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let id = report.started[0].clone();
+    // The page is counted whole, delivered a chunk at a time.
+    assert_eq!(w.session(&id).await.counters.total, 25);
+    assert!(!w.store.get_page(&id, 1).await.unwrap().unwrap().sent);
+    assert_eq!(
+        w.queue.len(),
+        11,
+        "ten resources and the next chunk's message"
+    );
+    let mut most_queued = w.queue.len();
+    let mut continuations = Vec::new();
+    while let Some(message) = w.queue.pop() {
+        if let WorkMessage::ListPage { delivered, .. } = &message {
+            continuations.push(*delivered);
+        }
+        let body = message.to_json();
+        // Every message arrives twice: a copy changes nothing.
+        for _ in 0..2 {
+            assert_eq!(
+                handle_message(&w.svc, "m", &body, 1).await,
+                Disposition::Done
+            );
+        }
+        most_queued = most_queued.max(w.queue.len());
+    }
+    // Ten resources and one continuation at most; the duplicate continuations re-send a
+    // chunk, which the markers make harmless.
+    assert!(most_queued <= 2 * 11, "{most_queued}");
+    assert!(
+        continuations.contains(&10) && continuations.contains(&20),
+        "{continuations:?}"
+    );
+    assert!(w.store.get_page(&id, 1).await.unwrap().unwrap().sent);
+    finalize_session(&w.svc, &id).await.unwrap();
+    let s = w.session(&id).await;
+    assert_eq!(
+        (s.counters.harvested, s.counters.remaining),
+        (25, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.status, SessionStatus::Succeeded);
 }

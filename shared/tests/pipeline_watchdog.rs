@@ -174,6 +174,7 @@ async fn a_listing_page_whose_message_died_is_sent_again_by_a_tick_within_the_se
         ),
         page: 2,
         cursor: Some("2".into()),
+        delivered: 0,
     };
     handle_message(&w.svc, "m", &page.to_json(), 1).await;
     w.drain().await;

@@ -94,12 +94,14 @@ pub async fn handle_in_batch(
             source,
             page,
             cursor,
+            delivered,
         } => match list_page(
             svc,
             session_id,
             source,
             *page,
             cursor.clone(),
+            *delivered,
             final_attempt,
         )
         .await

@@ -30,14 +30,16 @@ pub enum PageResult {
     Retry(Reason),
 }
 
-/// Lists page `page` of `source` for the session. `final_attempt` turns a transient failure
-/// into a failed listing (the session then closes as failed) instead of a retry.
+/// Lists page `page` of `source` for the session, or, when it is committed, delivers what is
+/// left of it from `delivered` on. `final_attempt` turns a transient failure into a failed
+/// listing (the session then closes as failed) instead of a retry.
 pub async fn list_page(
     svc: &Services,
     session_id: &str,
     source: &SourceSnapshot,
     page: u32,
     cursor: Option<String>,
+    delivered: u64,
     final_attempt: bool,
 ) -> Result<PageResult, StoreError> {
     if let Some(existing) = svc.store.get_page(session_id, page).await? {
@@ -45,7 +47,13 @@ pub async fn list_page(
             return Ok(PageResult::AlreadyListed);
         }
         let ids = read_ids(svc, &existing.ids_key).await?;
-        deliver(svc, session_id, source, &existing, &ids).await?;
+        let from = (delivered as usize).min(ids.len());
+        let delivery = Delivery {
+            session_id,
+            source,
+            cursor: cursor.as_deref(),
+        };
+        delivery.deliver(svc, &existing, &ids, from).await?;
         return Ok(PageResult::Listed {
             resources: existing.count,
             has_next: existing.next_cursor.is_some(),
@@ -178,8 +186,13 @@ pub async fn list_page(
         problems: check.problems,
         listed_at: Some(svc.clock.now()),
     };
+    let delivery = Delivery {
+        session_id,
+        source,
+        cursor: cursor.as_deref(),
+    };
     if svc.store.commit_page(session_id, &state).await? {
-        deliver(svc, session_id, source, &state, &ids).await?;
+        delivery.deliver(svc, &state, &ids, 0).await?;
         Ok(PageResult::Listed {
             resources: state.count,
             has_next: state.next_cursor.is_some(),
@@ -192,7 +205,7 @@ pub async fn list_page(
             .await?
             .ok_or_else(|| StoreError::new("page vanished after a failed commit"))?;
         let ids = read_ids(svc, &committed.ids_key).await?;
-        deliver(svc, session_id, source, &committed, &ids).await?;
+        delivery.deliver(svc, &committed, &ids, 0).await?;
         Ok(PageResult::Listed {
             resources: committed.count,
             has_next: committed.next_cursor.is_some(),
@@ -357,36 +370,64 @@ async fn check_page(
     Ok((new_ids, next_cursor))
 }
 
-/// Writes the page's pending markers, sends its messages, and records that it did.
-async fn deliver(
-    svc: &Services,
-    session_id: &str,
-    source: &SourceSnapshot,
-    page: &PageState,
-    ids: &[String],
-) -> Result<(), StoreError> {
-    // Only missing markers are added: a copy of this page that delivered first may have
-    // had some of them counted already.
-    svc.store.put_pending_markers(session_id, ids).await?;
-    let mut messages: Vec<WorkMessage> = ids
-        .iter()
-        .map(|id| WorkMessage::Resource {
-            session_id: session_id.to_string(),
-            source: source.clone(),
-            resource_id: id.clone(),
-            deferrals: 0,
-        })
-        .collect();
-    if let Some(cursor) = &page.next_cursor {
-        messages.push(WorkMessage::ListPage {
-            session_id: session_id.to_string(),
-            source: source.clone(),
-            page: page.page + 1,
-            cursor: Some(cursor.clone()),
-        });
+/// Where a committed page's messages go: its session and source, and the cursor it was
+/// listed with (carried by a continuation, so it is the same page's message).
+struct Delivery<'a> {
+    session_id: &'a str,
+    source: &'a SourceSnapshot,
+    cursor: Option<&'a str>,
+}
+
+impl Delivery<'_> {
+    /// Writes the pending markers of the page's ids from `from` on, up to one delivery chunk,
+    /// and sends their messages; then either a message that delivers the next chunk, or the
+    /// next page's message and the record that this page is delivered. A page within one
+    /// chunk (every protocol's normal page) is one send, as it always was.
+    async fn deliver(
+        &self,
+        svc: &Services,
+        page: &PageState,
+        ids: &[String],
+        from: usize,
+    ) -> Result<(), StoreError> {
+        let end = (from + svc.settings.delivery_chunk.max(1)).min(ids.len());
+        let chunk = &ids[from..end];
+        // Only missing markers are added: a copy of this page that delivered first may have
+        // had some of them counted already.
+        svc.store
+            .put_pending_markers(self.session_id, chunk)
+            .await?;
+        let mut messages: Vec<WorkMessage> = chunk
+            .iter()
+            .map(|id| WorkMessage::Resource {
+                session_id: self.session_id.to_string(),
+                source: self.source.clone(),
+                resource_id: id.clone(),
+                deferrals: 0,
+            })
+            .collect();
+        if end < ids.len() {
+            messages.push(WorkMessage::ListPage {
+                session_id: self.session_id.to_string(),
+                source: self.source.clone(),
+                page: page.page,
+                cursor: self.cursor.map(str::to_string),
+                delivered: end as u64,
+            });
+            return svc.queue.send(&messages).await;
+        }
+        if let Some(cursor) = &page.next_cursor {
+            messages.push(WorkMessage::ListPage {
+                session_id: self.session_id.to_string(),
+                source: self.source.clone(),
+                page: page.page + 1,
+                cursor: Some(cursor.clone()),
+                delivered: 0,
+            });
+        }
+        svc.queue.send(&messages).await?;
+        svc.store.mark_page_sent(self.session_id, page.page).await
     }
-    svc.queue.send(&messages).await?;
-    svc.store.mark_page_sent(session_id, page.page).await
 }
 
 /// The resource ids a committed page counted (saved before its commit).

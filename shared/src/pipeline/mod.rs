@@ -52,6 +52,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How many messages of one batch are worked on at once.
     pub batch_concurrency: usize,
+    /// The most resource messages one listing message sends: a larger page is fanned out a
+    /// chunk at a time, so memory and the queue stay bounded however large one answer is.
+    pub delivery_chunk: usize,
     /// A session still running this long after it started is wound up by the watchdog.
     pub session_deadline_minutes: u32,
     /// The longest backoff before a transient failure is retried: the work queue's
@@ -75,6 +78,7 @@ impl Default for Settings {
             http_timeout: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             batch_concurrency: 10,
+            delivery_chunk: 10_000,
             session_deadline_minutes: 360,
             max_retry_delay: Duration::from_secs(180),
         }

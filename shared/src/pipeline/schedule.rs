@@ -108,7 +108,7 @@ async fn start(
     tracing::info!(session = %session.id, resume, since = ?session.since, "session started");
     // The first page is listed right here; when the remote is flaky, it is handed to the work
     // queue instead so SQS retries it like any other unit of work.
-    match list_page(svc, &session.id, &source, 1, None, false).await? {
+    match list_page(svc, &session.id, &source, 1, None, 0, false).await? {
         PageResult::Retry(reason) => {
             tracing::warn!(session = %session.id, %reason, "first listing failed; retrying through the queue");
             svc.queue
@@ -117,6 +117,7 @@ async fn start(
                     source,
                     page: 1,
                     cursor: None,
+                    delivered: 0,
                 }])
                 .await?;
         }

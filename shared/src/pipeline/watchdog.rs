@@ -157,6 +157,7 @@ async fn resume_listing(
             source: SourceSnapshot::from(&entry.source),
             page,
             cursor,
+            delivered: 0,
         }])
         .await?;
     Ok(true)

@@ -42,6 +42,27 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
         markers.insert(s.id.clone(), all);
     }
 
+    // Which resources had a message, and which sessions had a listing message die.
+    let mut sent = std::collections::HashSet::new();
+    for body in ctx.queue.sent() {
+        if let Ok(WorkMessage::Resource {
+            session_id,
+            resource_id,
+            ..
+        }) = serde_json::from_str::<WorkMessage>(&body)
+        {
+            sent.insert((session_id, resource_id));
+        }
+    }
+    let listing_died: std::collections::HashSet<String> = ctx
+        .queue
+        .dlq()
+        .iter()
+        .filter_map(|m| match serde_json::from_str::<WorkMessage>(&m.body) {
+            Ok(WorkMessage::ListPage { session_id, .. }) => Some(session_id),
+            _ => None,
+        })
+        .collect();
     for s in &sessions {
         let c = &s.counters;
         let mine = &markers[&s.id];
@@ -104,6 +125,31 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     "{}: {} counted but has no state",
                     s.id, m.resource_id
                 )),
+            }
+        }
+        // A resource counted LOST had a message that was lost (or its session's listing
+        // message died): work the pipeline forgot to send (a page's later chunk, a next page)
+        // is only healed by the deadline, and must not happen.
+        for m in mine.values() {
+            if m.outcome != Some(Outcome::Failed)
+                || sent.contains(&(s.id.clone(), m.resource_id.clone()))
+            {
+                continue;
+            }
+            let lost = match store.get_resource(&s.source_id, &m.resource_id).await {
+                Ok(Some(state)) => state.history.iter().any(|h| {
+                    h.session_id == s.id
+                        && h.reason
+                            .as_ref()
+                            .is_some_and(|r| r.code == trawl::model::ReasonCode::Lost)
+                }),
+                _ => false,
+            };
+            if lost && !listing_died.contains(&s.id) {
+                violation(format!(
+                    "{}: {} was counted LOST but never had a message",
+                    s.id, m.resource_id
+                ));
             }
         }
         // The summary was written.

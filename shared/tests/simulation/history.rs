@@ -107,6 +107,9 @@ fn build(world: Arc<World>) -> Ctx {
         max_receive_count: MAX_RECEIVES,
         http_timeout: Duration::from_secs(10),
         batch_concurrency: 10,
+        // Small, so most listing pages are fanned out in several chunks, each its own message
+        // that can die, be duplicated or race its copies.
+        delivery_chunk: 3,
         // Short enough that the watchdog's deadline falls inside a history.
         session_deadline_minutes: 120,
         max_retry_delay: VISIBILITY,

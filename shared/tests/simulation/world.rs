@@ -675,6 +675,8 @@ struct QueueState {
     next_id: u64,
     messages: Vec<QueuedMessage>,
     pub dlq: Vec<QueuedMessage>,
+    /// Every message body ever sent, for the checks (which resources had a message).
+    sent: Vec<String>,
 }
 
 impl SimQueue {
@@ -696,6 +698,7 @@ impl SimQueue {
         let mut state = self.lock();
         state.next_id += 1;
         let message_id = format!("m{}", state.next_id);
+        state.sent.push(body.clone());
         state.messages.push(QueuedMessage {
             message_id,
             body,
@@ -772,6 +775,11 @@ impl SimQueue {
 
     pub fn dlq(&self) -> Vec<QueuedMessage> {
         self.lock().dlq.clone()
+    }
+
+    /// Every message body sent so far (copies included).
+    pub fn sent(&self) -> Vec<String> {
+        self.lock().sent.clone()
     }
 }
 
