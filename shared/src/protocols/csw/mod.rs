@@ -248,8 +248,31 @@ fn gmd_text(node: Node<'_, '_>, local: &str) -> Option<String> {
 /// `//descriptiveKeywords//keyword` → keywords, the identification's `pointOfContact`
 /// `organisationName` (else the record's `contact`) → institution, `//resourceConstraints`
 /// `useLimitation`/`otherConstraints` → license, `EX_GeographicBoundingBox` → bounding box,
-/// `gml:TimePeriod` begin/end → time range, every `onLine//linkage/URL` → `data` links and
-/// the GetRecordById URL → `info`.
+/// `gml:TimePeriod` begin/end → time range, the distribution's transfer options'
+/// `onLine//linkage/URL` → `data` links (see [`data_links`]) and the GetRecordById URL →
+/// `info`.
+/// The record's data links: only the distribution's online resources, in document order,
+/// each once, and only what is a URL. Other `linkage`s in a record are not data: a contact's
+/// web site, a service's connect point, a registry's page.
+fn data_links(md: Node<'_, '_>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    xml::descendants(md, GMD, "distributionInfo")
+        .flat_map(|d| xml::descendants(d, GMD, "onLine"))
+        .filter_map(|online| {
+            xml::descendants(online, GMD, "linkage")
+                .next()
+                .and_then(|l| xml::child(l, GMD, "URL"))
+                .and_then(xml::text)
+        })
+        .map(|href| href.trim().to_string())
+        .filter(|href| {
+            url::Url::parse(href)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "ftp") && u.has_host())
+        })
+        .filter(|href| seen.insert(href.clone()))
+        .collect()
+}
+
 fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Record {
     let ident = xml::descendants(md, GMD, "identificationInfo").next();
     let within = ident.unwrap_or(md);
@@ -299,14 +322,10 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Re
         rel: "info".into(),
         href: record_url(source, resource_id),
     }];
-    links.extend(
-        xml::descendants(md, GMD, "linkage")
-            .filter_map(|l| xml::child(l, GMD, "URL").and_then(xml::text))
-            .map(|href| Link {
-                rel: "data".into(),
-                href,
-            }),
-    );
+    links.extend(data_links(md).into_iter().map(|href| Link {
+        rel: "data".into(),
+        href,
+    }));
     Record {
         id: resource_id.to_string(),
         source_id: source.id.clone(),
@@ -415,6 +434,47 @@ mod tests {
         )
         .unwrap();
         assert!(iso_metadata(doc.root_element()).is_none());
+    }
+
+    #[test]
+    fn data_links_are_the_distributions_urls_once_and_nothing_else() {
+        let online = |url: &str| {
+            format!("<gmd:onLine><gmd:CI_OnlineResource><gmd:linkage><gmd:URL>{url}</gmd:URL></gmd:linkage></gmd:CI_OnlineResource></gmd:onLine>")
+        };
+        let contact_site = "<gmd:contactInfo><gmd:CI_Contact><gmd:onlineResource><gmd:CI_OnlineResource><gmd:linkage><gmd:URL>https://agency.example.org/</gmd:URL></gmd:linkage></gmd:CI_OnlineResource></gmd:onlineResource></gmd:CI_Contact></gmd:contactInfo>";
+        let body = ISO
+            .replace(
+                "<gmd:organisationName><gco:CharacterString>Catalog Office",
+                &format!("{contact_site}<gmd:organisationName><gco:CharacterString>Catalog Office"),
+            )
+            .replace(
+                "</gmd:MD_DigitalTransferOptions>",
+                &format!(
+                    "{}{}{}{}</gmd:MD_DigitalTransferOptions>",
+                    online("https://data.example.org/bathy.zip"),
+                    online(" https://data.example.org/wms?service=WMS "),
+                    online("see the attached file"),
+                    online("https://data.example.org/wms?service=WMS"),
+                ),
+            );
+        let f = Fetched {
+            body: body.into(),
+            content_type: "application/xml",
+        };
+        let r = Csw.normalize(&source(), "abc", &f).unwrap();
+        let data: Vec<&str> = r
+            .links
+            .iter()
+            .filter(|l| l.rel == "data")
+            .map(|l| l.href.as_str())
+            .collect();
+        assert_eq!(
+            data,
+            [
+                "https://data.example.org/bathy.zip",
+                "https://data.example.org/wms?service=WMS"
+            ]
+        );
     }
 
     #[test]
