@@ -126,16 +126,18 @@ async fn an_oai_record_gone_or_deleted_upstream_is_not_found() {
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
 }
 
-/// With OAI errors sent as the protocol says (200) and as Invenio sends them (422).
+/// With OAI errors sent as the protocol says (200) and as Invenio sends them (422), and from a
+/// repository whose granularity is days.
 #[tokio::test]
 async fn an_incremental_oai_source_with_nothing_new_gets_no_records_match_and_an_empty_complete_session(
 ) {
-    for error_status in [None, Some(422)] {
+    for (error_status, day_granularity) in [(None, false), (Some(422), false), (None, true)] {
         let fixture = OaiFixture::start(OaiConfig {
             records: 12,
             page_size: 5,
             quirks: OaiQuirks {
                 error_status,
+                day_granularity,
                 ..Default::default()
             },
             ..Default::default()

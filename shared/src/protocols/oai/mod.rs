@@ -72,7 +72,13 @@ impl Catalog for OaiPmh {
                     url.push_str(&format!("&set={}", encode(set)));
                 }
                 if let Some(from) = since {
-                    let from = from.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    // At the granularity the repository declares: a day-only one refuses
+                    // a time (`badArgument`), and a day is always supported.
+                    let format = match identify(remote).await?.granularity.as_str() {
+                        "YYYY-MM-DD" => "%Y-%m-%d",
+                        _ => "%Y-%m-%dT%H:%M:%SZ",
+                    };
+                    let from = from.format(format).to_string();
                     url.push_str(&format!("&from={}", encode(&from)));
                 }
                 url
@@ -123,7 +129,7 @@ impl Catalog for OaiPmh {
             // Deleted headers are only authoritative from a server that says it tracks
             // deletions; asked only when a page carries some.
             let declared = matches!(
-                deleted_record(remote).await?.as_str(),
+                identify(remote).await?.deleted_record.as_str(),
                 "transient" | "persistent"
             );
             listing.entries.extend(
@@ -184,8 +190,15 @@ impl Catalog for OaiPmh {
     }
 }
 
-/// Identify's `deletedRecord`: `no`, `transient` or `persistent`.
-async fn deleted_record(remote: &mut Remote<'_>) -> Result<String, Reason> {
+/// What `Identify` says that matters here.
+struct Identity {
+    /// `no`, `transient` or `persistent`.
+    deleted_record: String,
+    /// `YYYY-MM-DD` or `YYYY-MM-DDThh:mm:ssZ`.
+    granularity: String,
+}
+
+async fn identify(remote: &mut Remote<'_>) -> Result<Identity, Reason> {
     let source = remote.source;
     let url = format!("{}?verb=Identify", source.base_url);
     let response = ok_or_reason(remote.get(&url).await?)?;
@@ -195,10 +208,16 @@ async fn deleted_record(remote: &mut Remote<'_>) -> Result<String, Reason> {
     if let Some((code, message)) = protocol_error(root) {
         return Err(oai_error(&code, &message));
     }
-    xml::child(root, OAI, "Identify")
-        .and_then(|i| xml::child(i, OAI, "deletedRecord"))
-        .and_then(xml::text)
-        .ok_or_else(|| Reason::parse("Identify answer has no deletedRecord"))
+    let identify = xml::child(root, OAI, "Identify")
+        .ok_or_else(|| Reason::parse("Identify answer has no <Identify>"))?;
+    let field = |name: &str| xml::child(identify, OAI, name).and_then(xml::text);
+    Ok(Identity {
+        deleted_record: field("deletedRecord")
+            .ok_or_else(|| Reason::parse("Identify answer has no deletedRecord"))?,
+        // Required by the protocol; a repository leaving it out is read as day-only, which
+        // every repository supports.
+        granularity: field("granularity").unwrap_or_else(|| "YYYY-MM-DD".into()),
+    })
 }
 
 fn encode(value: &str) -> String {
@@ -410,7 +429,7 @@ mod listing_tests {
     <header status="deleted"><identifier>oai:repo:2</identifier><datestamp>2026-01-02</datestamp></header>
     <resumptionToken completeListSize="3">tok-1</resumptionToken>
   </ListIdentifiers>
-  <Identify><deletedRecord>persistent</deletedRecord></Identify>
+  <Identify><deletedRecord>persistent</deletedRecord><granularity>YYYY-MM-DDThh:mm:ssZ</granularity></Identify>
 </OAI-PMH>"#;
 
     #[tokio::test]
@@ -419,8 +438,10 @@ mod listing_tests {
         let source = source(serde_json::json!({"set": "ocean:tides"}));
         let (page, urls) = list_one_page(&source, None, Some(since), PAGE).await;
         let page = page.unwrap();
+        // The repository's granularity first, for `from`.
+        assert_eq!(urls[0], "https://repo.example.org/oai?verb=Identify");
         assert_eq!(
-            urls[0],
+            urls[1],
             "https://repo.example.org/oai?verb=ListIdentifiers&metadataPrefix=oai_dc&set=ocean%3Atides&from=2026-11-01T00%3A00%3A00Z"
         );
         assert_eq!(page.next_cursor.as_deref(), Some("tok-1"));
