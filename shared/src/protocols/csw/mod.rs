@@ -240,17 +240,28 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// The text of the first descendant element `gmd:{local}` under `node`, read through its
 /// `gco:CharacterString` (or any other child holding the text).
 fn gmd_text(node: Node<'_, '_>, local: &str) -> Option<String> {
-    xml::descendants(node, GMD, local).find_map(xml::text)
+    xml::descendants(node, GMD, local).find_map(iso_text)
 }
 
-/// Field mapping (documented in the README's protocol table), all under `gmd:MD_Metadata`:
-/// `identificationInfo//citation//title` → title, `//abstract` → summary, every
-/// `//descriptiveKeywords//keyword` → keywords, the identification's `pointOfContact`
-/// `organisationName` (else the record's `contact`) → institution, `//resourceConstraints`
-/// `useLimitation`/`otherConstraints` → license, `EX_GeographicBoundingBox` → bounding box,
-/// `gml:TimePeriod` begin/end → time range, the distribution's transfer options'
-/// `onLine//linkage/URL` → `data` links (see [`data_links`]) and the GetRecordById URL →
-/// `info`.
+const GCO: &str = "http://www.isotc211.org/2005/gco";
+const GMX: &str = "http://www.isotc211.org/2005/gmx";
+
+/// A character string property's main-language text: its `gco:CharacterString` (or
+/// `gmx:Anchor`), not the `gmd:PT_FreeText` translations an INSPIRE record puts beside it,
+/// which a plain text read would run into one string.
+fn iso_text(property: Node<'_, '_>) -> Option<String> {
+    xml::child(property, GCO, "CharacterString")
+        .or_else(|| xml::child(property, GMX, "Anchor"))
+        .and_then(xml::text)
+        .or_else(|| {
+            // Only translations: the first of them.
+            xml::descendants(property, GMD, "LocalisedCharacterString")
+                .next()
+                .and_then(xml::text)
+        })
+        .or_else(|| xml::text(property))
+}
+
 /// The record's data links: only the distribution's online resources, in document order,
 /// each once, and only what is a URL. Other `linkage`s in a record are not data: a contact's
 /// web site, a service's connect point, a registry's page.
@@ -273,6 +284,14 @@ fn data_links(md: Node<'_, '_>) -> Vec<String> {
         .collect()
 }
 
+/// Field mapping (documented in the README's protocol table), all under `gmd:MD_Metadata`:
+/// `identificationInfo//citation//title` → title, `//abstract` → summary, every
+/// `//descriptiveKeywords//keyword` → keywords, the identification's `pointOfContact`
+/// `organisationName` (else the record's `contact`) → institution, `//resourceConstraints`
+/// `useLimitation`/`otherConstraints` → license, `EX_GeographicBoundingBox` → bounding box,
+/// `gml:TimePeriod` begin/end → time range, the distribution's transfer options'
+/// `onLine//linkage/URL` → `data` links (see [`data_links`]) and the GetRecordById URL →
+/// `info`.
 fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Record {
     let ident = xml::descendants(md, GMD, "identificationInfo").next();
     let within = ident.unwrap_or(md);
@@ -280,7 +299,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Re
         .next()
         .and_then(|c| gmd_text(c, "title"));
     let keywords = xml::descendants(within, GMD, "keyword")
-        .filter_map(xml::text)
+        .filter_map(iso_text)
         .collect();
     let institution = ident
         .and_then(|i| xml::descendants(i, GMD, "pointOfContact").next())
@@ -475,6 +494,36 @@ mod tests {
                 "https://data.example.org/wms?service=WMS"
             ]
         );
+    }
+
+    #[test]
+    fn a_multilingual_record_keeps_its_main_language_not_every_language_run_together() {
+        let free_text = |main: &str, fr: &str| {
+            format!("<gco:CharacterString>{main}</gco:CharacterString><gmd:PT_FreeText><gmd:textGroup><gmd:LocalisedCharacterString locale=\"#fra\">{fr}</gmd:LocalisedCharacterString></gmd:textGroup></gmd:PT_FreeText>")
+        };
+        let body = ISO
+            .replace(
+                "<gmd:title><gco:CharacterString>Bathymetry of Baie-Comeau</gco:CharacterString></gmd:title>",
+                &format!("<gmd:title xsi:type=\"gmd:PT_FreeText_PropertyType\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">{}</gmd:title>", free_text("Bathymetry of Baie-Comeau", "Bathymétrie de Baie-Comeau")),
+            )
+            .replace(
+                "<gmd:keyword><gco:CharacterString>bathymetry</gco:CharacterString></gmd:keyword>",
+                &format!("<gmd:keyword>{}</gmd:keyword>", free_text("bathymetry", "bathymétrie")),
+            )
+            .replace(
+                "<gmd:abstract><gco:CharacterString>Multibeam survey.</gco:CharacterString></gmd:abstract>",
+                "<gmd:abstract><gmd:PT_FreeText><gmd:textGroup><gmd:LocalisedCharacterString locale=\"#fra\">Levé multifaisceaux.</gmd:LocalisedCharacterString></gmd:textGroup></gmd:PT_FreeText></gmd:abstract>",
+            );
+        assert!(body.contains("Bathymétrie") && body.contains("bathymétrie"));
+        let f = Fetched {
+            body: body.into(),
+            content_type: "application/xml",
+        };
+        let r = Csw.normalize(&source(), "abc", &f).unwrap();
+        assert_eq!(r.title.as_deref(), Some("Bathymetry of Baie-Comeau"));
+        assert_eq!(r.keywords, ["bathymetry", "ocean"]);
+        // Only translations: the first one.
+        assert_eq!(r.summary.as_deref(), Some("Levé multifaisceaux."));
     }
 
     #[test]
