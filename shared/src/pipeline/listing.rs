@@ -13,7 +13,7 @@ use crate::messages::{SourceSnapshot, WorkMessage};
 use crate::model::ledger::{bound_page, ListingBounds};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
-use crate::protocols::{Entry, ListingPage, Remote};
+use crate::protocols::{Entry, Remote};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -84,26 +84,35 @@ pub async fn list_page(
     };
     let mut check = PageCheck::default();
     let (ids, next_cursor, error) = match listed {
-        Ok(mut listing) => {
-            let (inline, declared_deleted) = take_inline_and_declared(&mut listing);
-            if !declared_deleted.is_empty() {
+        Ok(listing) => {
+            let entries = Entries::sort(listing.entries);
+            if !entries.declared_deleted.is_empty() {
                 check.deleted_upstream = super::stale::delete_reported(
                     svc,
                     &session,
-                    &declared_deleted,
+                    &entries.declared_deleted,
                     source.options.on_stale,
                 )
                 .await?;
             }
+            check.expected_total = listing.expected_total;
+            check.problems = listing
+                .problems
+                .into_iter()
+                .map(|p| format!("page {page}: {p}"))
+                .collect();
             let (mut new_ids, mut next_cursor) = check_page(
                 svc,
                 session_id,
                 page,
                 cursor.as_deref(),
-                listing,
+                entries.live,
+                listing.next_cursor,
                 &mut check,
             )
             .await?;
+            // Deleted entries are in the server's total too.
+            check.listed += entries.deleted.len() as u64;
             let bounds = ListingBounds {
                 max_pages: source.options.max_pages,
                 max_resources: source.options.max_resources,
@@ -142,7 +151,7 @@ pub async fn list_page(
                 check.retried = retry.len() as u64;
                 ids.extend(retry);
             }
-            keep_inline_documents(svc, session_id, source, inline, &ids).await?;
+            keep_inline_documents(svc, session_id, source, entries.inline, &ids).await?;
             (ids, next_cursor, None)
         }
         Err(reason) if reason.retryable() && !final_attempt => {
@@ -213,22 +222,43 @@ pub async fn list_page(
     }
 }
 
-/// Moves the documents delivered whole out of the page (they are kept apart, see
-/// [`keep_inline_documents`]) and gathers the deletions the server declared, which are acted
-/// on at once. The entries stay on the page for its check.
-fn take_inline_and_declared(listing: &mut ListingPage) -> (Vec<(String, Bytes)>, Vec<String>) {
-    let mut inline = Vec::new();
-    let mut declared_deleted = Vec::new();
-    for entry in &mut listing.entries {
-        match entry {
-            Entry::Inline { id, document } => {
-                inline.push((id.clone(), std::mem::take(document)));
+/// A page's entries by what the listing does with each.
+struct Entries {
+    /// Ids to harvest (listed or inline), in the server's order.
+    live: Vec<String>,
+    /// Ids the server lists as deleted: part of its total, not harvested.
+    deleted: HashSet<String>,
+    /// Those of them the server declared deleted: acted on at once.
+    declared_deleted: Vec<String>,
+    /// Documents delivered whole, kept apart (see [`keep_inline_documents`]).
+    inline: Vec<(String, Bytes)>,
+}
+
+impl Entries {
+    fn sort(entries: Vec<Entry>) -> Entries {
+        let mut sorted = Entries {
+            live: Vec::with_capacity(entries.len()),
+            deleted: HashSet::new(),
+            declared_deleted: Vec::new(),
+            inline: Vec::new(),
+        };
+        for entry in entries {
+            match entry {
+                Entry::Listed(id) => sorted.live.push(id),
+                Entry::Inline { id, document } => {
+                    sorted.inline.push((id.clone(), document));
+                    sorted.live.push(id);
+                }
+                Entry::Deleted { id, declared } => {
+                    if declared {
+                        sorted.declared_deleted.push(id.clone());
+                    }
+                    sorted.deleted.insert(id);
+                }
             }
-            Entry::Deleted { id, declared: true } => declared_deleted.push(id.clone()),
-            Entry::Listed(_) | Entry::Deleted { .. } => {}
         }
+        sorted
     }
-    (inline, declared_deleted)
 }
 
 /// Keeps the documents a listing delivered whole (data.json) beside the session, where the
@@ -272,8 +302,8 @@ struct PageCheck {
     problems: Vec<String>,
 }
 
-/// Drops ids listed twice (on this page or an earlier one) and notes each paging problem;
-/// returns the page's new ids and where the listing goes next. Servers with unstable sort
+/// Drops ids listed twice (on this page or an earlier one), and ids too long to keep, and
+/// notes each paging problem; returns the page's new ids and where the listing goes next. Servers with unstable sort
 /// orders, ignored offsets or recycled tokens produce exactly these: counting a duplicate
 /// would leave the session owing a resource that is harvested once, and following a page
 /// that repeats forever would never end. The listing stops when the server asks for the same
@@ -283,34 +313,16 @@ async fn check_page(
     session_id: &str,
     page: u32,
     cursor: Option<&str>,
-    listing: ListingPage,
+    live: Vec<String>,
+    next_cursor: Option<String>,
     check: &mut PageCheck,
 ) -> Result<(Vec<String>, Option<String>), StoreError> {
-    check.expected_total = listing.expected_total;
-    check.problems = listing
-        .problems
-        .into_iter()
-        .map(|p| format!("page {page}: {p}"))
-        .collect();
-    let mut live = Vec::new();
-    let mut deleted = HashSet::new();
-    for entry in listing.entries {
-        match entry {
-            Entry::Listed(id) | Entry::Inline { id, .. } => live.push(id),
-            Entry::Deleted { id, .. } => {
-                deleted.insert(id);
-            }
-        }
-    }
     // An id too long to key is a listing problem (the listing is then incomplete, so its
     // absence deletes nothing), not a failure of the whole page.
-    let too_long: Vec<String> = live
-        .iter()
-        .filter(|id| id.len() > keys::MAX_RESOURCE_ID_BYTES)
-        .cloned()
-        .collect();
+    let (live, too_long): (Vec<String>, Vec<String>) = live
+        .into_iter()
+        .partition(|id| id.len() <= keys::MAX_RESOURCE_ID_BYTES);
     if let Some(example) = too_long.first() {
-        live.retain(|id| id.len() <= keys::MAX_RESOURCE_ID_BYTES);
         let head: String = example.chars().take(60).collect();
         check.problems.push(format!(
             "page {page}: {} ids are longer than {} bytes and cannot be kept; skipped (e.g. {head:?}…, {} bytes)",
@@ -341,7 +353,7 @@ async fn check_page(
         .into_iter()
         .filter(|id| !before.contains(id))
         .collect();
-    let mut next_cursor = listing.next_cursor;
+    let mut next_cursor = next_cursor;
     if !before.is_empty() {
         let example = before.iter().min().cloned().unwrap_or_default();
         check.problems.push(format!(
@@ -365,8 +377,7 @@ async fn check_page(
         ));
         next_cursor = None;
     }
-    // Deleted entries are in the server's total too.
-    check.listed = (new_ids.len() + deleted.len()) as u64;
+    check.listed = new_ids.len() as u64;
     Ok((new_ids, next_cursor))
 }
 
