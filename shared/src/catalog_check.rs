@@ -5,9 +5,7 @@
 use crate::messages::SourceSnapshot;
 use crate::model::Reason;
 use crate::pipeline::Services;
-use crate::ports::StoreError;
-use crate::protocols::{Entry, FetchContext, FetchError, InlineDocuments, Remote};
-use async_trait::async_trait;
+use crate::protocols::{Entry, FetchContext, FetchError, Remote};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -65,7 +63,7 @@ pub async fn check_source(
     let mut ids = std::collections::BTreeSet::new();
     // The first listed resource's document when the listing delivers documents whole: the
     // sample fetch reads it as a session's fetch would read it from the session.
-    let mut inline = Inline::default();
+    let mut inline: HashMap<String, Bytes> = HashMap::new();
     let mut cursor: Option<String> = None;
     let started = Instant::now();
     loop {
@@ -89,8 +87,8 @@ pub async fn check_source(
                             ids.insert(id);
                         }
                         Entry::Inline { id, document } if source.options.selects(&id) => {
-                            if inline.0.is_empty() {
-                                inline.0.insert(id.clone(), document);
+                            if inline.is_empty() {
+                                inline.insert(id.clone(), document);
                             }
                             ids.insert(id);
                         }
@@ -124,7 +122,7 @@ pub async fn check_source(
 
     if report.error.is_none() {
         // An inline listing's sample is its first document; otherwise the first id.
-        let sample = inline.0.keys().next().or(ids.iter().next()).cloned();
+        let sample = inline.keys().next().or(ids.iter().next()).cloned();
         if let Some(id) = &sample {
             let started = Instant::now();
             let mut log = Vec::new();
@@ -169,15 +167,4 @@ pub async fn check_source(
         report.estimated_seconds = Some(per_page * pages + fetching.as_secs_f64());
     }
     report
-}
-
-/// The one inline document the check keeps, in memory: a check writes nothing.
-#[derive(Default)]
-struct Inline(HashMap<String, Bytes>);
-
-#[async_trait]
-impl InlineDocuments for Inline {
-    async fn document(&self, resource_id: &str) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.0.get(resource_id).cloned())
-    }
 }

@@ -1,7 +1,9 @@
 //! The embedded run's state in SQLite (`DiskStore`): the same pipeline as the in-memory
 //! store, persisted as it goes and reopened by the next run.
 
-use std::path::PathBuf;
+mod common;
+
+use common::temp_dir;
 use std::sync::Arc;
 use trawl::local::{run::harvest_once, DiskStore, FileObjects, MemoryQueue};
 use trawl::model::{Outcome, ResourceState, SourceSpec};
@@ -9,16 +11,6 @@ use trawl::pipeline::{Services, Settings};
 use trawl::ports::Counting;
 use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "trawl-disk-state-{name}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn source(base_url: String) -> trawl::model::Source {
     SourceSpec {

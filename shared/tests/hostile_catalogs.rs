@@ -3,8 +3,11 @@
 //! (records as files on disk, where a name over 255 bytes fails) against an in-process
 //! server, and must finish with every resource counted and every bound holding.
 
+mod common;
+
+use common::temp_dir;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trawl::http::{HttpClient, Response, Transport};
@@ -31,23 +34,6 @@ impl<F: Fn(&url::Url) -> (u16, String) + Send + Sync> Transport for Server<F> {
             retry_after: None,
         })
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "trawl-hostile-{name}-{}-{:x}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 /// Harvests `spec` once against `server`, records as files under `dir`; a run that does not

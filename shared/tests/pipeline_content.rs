@@ -35,7 +35,8 @@ async fn write_content_uncounted(
             source,
             requests: &mut requests,
         },
-        inline: &NoInline,
+        // Outside a session: nothing was delivered inline.
+        inline: &std::collections::HashMap::new(),
     };
     let Ok(fetched) = catalog.fetch(&mut ctx, resource_id).await else {
         panic!("{resource_id} could not be fetched")
@@ -44,16 +45,6 @@ async fn write_content_uncounted(
     trawl::pipeline::content::store_content(&w.svc, source, resource_id, &fetched, &record)
         .await
         .unwrap()
-}
-
-/// For fetches outside a session: nothing was delivered inline.
-struct NoInline;
-
-#[async_trait::async_trait]
-impl trawl::protocols::InlineDocuments for NoInline {
-    async fn document(&self, _: &str) -> Result<Option<bytes::Bytes>, trawl::ports::StoreError> {
-        Ok(None)
-    }
 }
 
 async fn record_hash(w: &ErddapWorld, key: &str) -> String {

@@ -235,6 +235,15 @@ pub trait InlineDocuments: Send + Sync {
     async fn document(&self, resource_id: &str) -> Result<Option<Bytes>, StoreError>;
 }
 
+/// Documents held in memory, by resource id: what `trawl check` keeps of a listing, or none
+/// (an empty map) for a fetch outside any session.
+#[async_trait]
+impl InlineDocuments for std::collections::HashMap<String, Bytes> {
+    async fn document(&self, resource_id: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get(resource_id).cloned())
+    }
+}
+
 /// What a fetch may use: the server, and the documents its session's listing delivered.
 pub struct FetchContext<'a> {
     pub remote: Remote<'a>,

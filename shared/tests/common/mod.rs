@@ -193,3 +193,14 @@ impl<F> World<F> {
         serde_json::from_slice(&self.objects.get(&key).await.unwrap().expect(id)).unwrap()
     }
 }
+
+/// A fresh folder under the system's temporary directory, unique to this process and call.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "trawl-test-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
