@@ -97,6 +97,91 @@ pub struct PageDocument {
     pub resource_ids: Vec<String>,
 }
 
+/// Ids `from..from + len` of a page document's `resource_ids`, and how many it holds in all.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PageIds {
+    pub ids: Vec<String>,
+    pub total: usize,
+}
+
+impl PageIds {
+    /// Reads only the stretch asked for from a page document: a page of a million ids is
+    /// delivered a chunk at a time, and each chunk's invocation holds its chunk, not the page.
+    pub fn read(body: &[u8], from: usize, len: usize) -> serde_json::Result<PageIds> {
+        use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Document(std::ops::Range<usize>);
+        struct Ids(std::ops::Range<usize>);
+        impl<'de> DeserializeSeed<'de> for Document {
+            type Value = PageIds;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PageIds, D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Document {
+            type Value = PageIds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a page document")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageIds, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "resource_ids" {
+                        found = Some(map.next_value_seed(Ids(self.0.clone()))?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                found.ok_or_else(|| serde::de::Error::missing_field("resource_ids"))
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Ids {
+            type Value = PageIds;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PageIds, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Ids {
+            type Value = PageIds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of resource ids")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PageIds, A::Error> {
+                let mut out = PageIds::default();
+                loop {
+                    let more = if self.0.contains(&out.total) {
+                        seq.next_element::<String>()?.map(|id| out.ids.push(id))
+                    } else {
+                        seq.next_element::<IgnoredAny>()?.map(|_| ())
+                    };
+                    if more.is_none() {
+                        return Ok(out);
+                    }
+                    out.total += 1;
+                }
+            }
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let ids = Document(from..from.saturating_add(len)).deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(ids)
+    }
+}
+
+/// Reads a stretch of a page document's ids ([`PageIds::read`]).
+pub async fn get_page_ids(
+    objects: &dyn ObjectStore,
+    key: &str,
+    from: usize,
+    len: usize,
+) -> Result<Option<PageIds>, StoreError> {
+    let Some(body) = objects.get(key).await? else {
+        return Ok(None);
+    };
+    PageIds::read(&body, from, len)
+        .map(Some)
+        .map_err(|e| StoreError::permanent(format!("{key} does not parse: {e}")))
+}
+
 /// `sessions/{source}/{stamp}/stale.json`: what the stale check did in a session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaleReport {
@@ -192,6 +277,50 @@ mod tests {
         assert_eq!(ResourceLog::find(&body, "a"), Some(line("a", Some(1))));
         assert_eq!(ResourceLog::find(&body, "c"), None);
         assert_eq!(ResourceLog::find(b"not json\n", "a"), None);
+    }
+
+    #[test]
+    fn a_stretch_of_a_pages_ids_is_read_alone() {
+        let page = PageDocument {
+            session_id: "s@1".into(),
+            page: 3,
+            cursor: Some("2".into()),
+            next_cursor: None,
+            error: None,
+            expected_total: Some(5),
+            problems: vec!["p".into()],
+            retried_from_base: 0,
+            deleted_upstream: vec!["gone".into()],
+            requests: vec![],
+            resource_ids: ["a", "b\"q", "c", "d", "e"].map(String::from).to_vec(),
+        };
+        let body = serde_json::to_vec(&page).unwrap();
+        let read = |from, len| PageIds::read(&body, from, len).unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            read(0, 2),
+            PageIds {
+                ids: ids(&["a", "b\"q"]),
+                total: 5
+            }
+        );
+        assert_eq!(
+            read(3, 10),
+            PageIds {
+                ids: ids(&["d", "e"]),
+                total: 5
+            }
+        );
+        assert_eq!(
+            read(5, 10),
+            PageIds {
+                ids: vec![],
+                total: 5
+            }
+        );
+        assert_eq!(read(0, usize::MAX).ids, page.resource_ids);
+        assert!(PageIds::read(br#"{"page": 1}"#, 0, 1).is_err());
+        assert!(PageIds::read(br#"{"resource_ids": ["a"]} x"#, 0, 1).is_err());
     }
 
     #[test]

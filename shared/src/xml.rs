@@ -25,10 +25,17 @@ pub fn decode(body: &[u8]) -> Result<Cow<'_, str>, Reason> {
     match std::str::from_utf8(body) {
         Ok(text) => Ok(Cow::Borrowed(text.strip_prefix('\u{feff}').unwrap_or(text))),
         Err(e) => {
-            let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_ascii_lowercase();
-            let latin1 = ["iso-8859-1", "latin1", "latin-1"].iter().any(|name| {
-                head.contains(&format!("encoding=\"{name}\""))
-                    || head.contains(&format!("encoding='{name}'"))
+            let head = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            let latin1 = declared_encoding(&head).is_some_and(|name| {
+                [
+                    "iso-8859-1",
+                    "iso8859-1",
+                    "iso_8859-1",
+                    "latin1",
+                    "latin-1",
+                    "l1",
+                ]
+                .contains(&name.to_ascii_lowercase().as_str())
             });
             if latin1 {
                 // ISO-8859-1 maps each byte to the code point of the same value.
@@ -41,6 +48,18 @@ pub fn decode(body: &[u8]) -> Result<Cow<'_, str>, Reason> {
             }
         }
     }
+}
+
+/// The `encoding` of an XML declaration at the start of `head`. XML allows white space
+/// around the `=` and either quote (`encoding = 'ISO-8859-1'`).
+fn declared_encoding(head: &str) -> Option<&str> {
+    let declaration = head.trim_start_matches('\u{feff}').strip_prefix("<?xml")?;
+    let declaration = &declaration[..declaration.find("?>")?];
+    let after = declaration.split_once("encoding")?.1.trim_start();
+    let value = after.strip_prefix('=')?.trim_start();
+    let quote = value.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+    let value = &value[1..];
+    Some(&value[..value.find(quote)?])
 }
 
 /// Parses a document with no DTD and a node cap; errors become `PARSE_ERROR` reasons that say
@@ -185,6 +204,20 @@ mod tests {
         assert!(e.detail.contains("UTF-8"), "{e}");
         // A byte-order mark is not content.
         assert_eq!(decode(b"\xef\xbb\xbf<r/>").unwrap(), "<r/>");
+        // XML allows spaces around '=' and single quotes; names are case-insensitive.
+        for declaration in [
+            "<?xml version=\"1.0\" encoding = \"ISO-8859-1\"?>",
+            "<?xml version='1.0' encoding='latin1' standalone='yes'?>",
+            "<?xml version=\"1.0\"\n  encoding=\n'iso-8859-1' ?>",
+        ] {
+            let mut body = declaration.as_bytes().to_vec();
+            body.extend_from_slice(b"<r>caf\xe9</r>");
+            let text_ = decode(&body).unwrap_or_else(|e| panic!("{declaration}: {e}"));
+            assert!(text_.ends_with("<r>café</r>"), "{declaration}");
+        }
+        // The word elsewhere than in the declaration is not a declaration.
+        let body = b"<?xml version=\"1.0\"?><r encoding=\"ISO-8859-1\">caf\xe9</r>";
+        assert!(decode(body).is_err());
     }
 
     #[test]

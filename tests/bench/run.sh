@@ -2,7 +2,7 @@
 # Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
 # (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
 #   infra/localstack.sh start && infra/deploy.sh
-# Usage: tests/bench/run.sh [throughput|stages|cold-start|aws-requests|all]
+# Usage: tests/bench/run.sh [throughput|stages|one-answer|cold-start|aws-requests|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-all}"
@@ -21,12 +21,15 @@ case "$what" in
   stages|all)
     "$bench" stages --sizes 1000,10000,100000
     ;;&
+  one-answer|all)
+    "$bench" one-answer --sizes 10000,100000,1000000
+    ;;&
   cold-start|all)
     "$bench" cold-start --repeats 20
     ;;&
   aws-requests|all)
     "$bench" aws-requests --datasets 2000
     ;;
-  throughput|stages|cold-start) ;;
+  throughput|stages|one-answer|cold-start) ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac

@@ -46,14 +46,32 @@ pub async fn list_page(
         if existing.sent {
             return Ok(PageResult::AlreadyListed);
         }
-        let ids = read_ids(svc, &existing.ids_key).await?;
-        let from = (delivered as usize).min(ids.len());
+        // A continuation reads only the chunk it delivers.
+        let from = delivered as usize;
+        let chunk = documents::get_page_ids(
+            svc.objects.as_ref(),
+            &existing.ids_key,
+            from,
+            svc.settings.delivery_chunk.max(1),
+        )
+        .await?
+        .ok_or_else(|| {
+            StoreError::permanent(format!("page ids {} are missing", existing.ids_key))
+        })?;
         let delivery = Delivery {
             session_id,
             source,
             cursor: cursor.as_deref(),
         };
-        delivery.deliver(svc, &existing, &ids, from).await?;
+        delivery
+            .deliver(
+                svc,
+                &existing,
+                &chunk.ids,
+                from.min(chunk.total),
+                chunk.total,
+            )
+            .await?;
         return Ok(PageResult::Listed {
             resources: existing.count,
             has_next: existing.next_cursor.is_some(),
@@ -180,9 +198,10 @@ pub async fn list_page(
         retried_from_base: check.retried,
         deleted_upstream: check.deleted_upstream.clone(),
         requests,
-        resource_ids: ids.clone(),
+        resource_ids: ids,
     };
     documents::put(svc.objects.as_ref(), &ids_key, &document).await?;
+    let ids = document.resource_ids;
     let state = PageState {
         page,
         ids_key,
@@ -201,7 +220,7 @@ pub async fn list_page(
         cursor: cursor.as_deref(),
     };
     if svc.store.commit_page(session_id, &state).await? {
-        delivery.deliver(svc, &state, &ids, 0).await?;
+        delivery.deliver_first_chunk(svc, &state, &ids).await?;
         Ok(PageResult::Listed {
             resources: state.count,
             has_next: state.next_cursor.is_some(),
@@ -214,7 +233,7 @@ pub async fn list_page(
             .await?
             .ok_or_else(|| StoreError::new("page vanished after a failed commit"))?;
         let ids = read_ids(svc, &committed.ids_key).await?;
-        delivery.deliver(svc, &committed, &ids, 0).await?;
+        delivery.deliver_first_chunk(svc, &committed, &ids).await?;
         Ok(PageResult::Listed {
             resources: committed.count,
             has_next: committed.next_cursor.is_some(),
@@ -332,11 +351,15 @@ async fn check_page(
         ));
     }
     let on_page = live.len();
-    let mut seen = HashSet::new();
-    let distinct: Vec<String> = live
-        .into_iter()
-        .filter(|id| seen.insert(id.clone()))
-        .collect();
+    // The first of each id stays, in the server's order; the set borrows, so a page of a
+    // million ids is not held twice.
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(live.len());
+        live.iter().map(|id| seen.insert(id.as_str())).collect()
+    };
+    let mut first = first.into_iter();
+    let mut distinct = live;
+    distinct.retain(|_| first.next().unwrap_or(false));
     if distinct.len() < on_page {
         check.problems.push(format!(
             "page {page}: {} ids appear twice on the page",
@@ -390,19 +413,29 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    /// Writes the pending markers of the page's ids from `from` on, up to one delivery chunk,
-    /// and sends their messages; then either a message that delivers the next chunk, or the
-    /// next page's message and the record that this page is delivered. A page within one
-    /// chunk (every protocol's normal page) is one send, as it always was.
-    async fn deliver(
+    async fn deliver_first_chunk(
         &self,
         svc: &Services,
         page: &PageState,
         ids: &[String],
-        from: usize,
     ) -> Result<(), StoreError> {
-        let end = (from + svc.settings.delivery_chunk.max(1)).min(ids.len());
-        let chunk = &ids[from..end];
+        let end = svc.settings.delivery_chunk.max(1).min(ids.len());
+        self.deliver(svc, page, &ids[..end], 0, ids.len()).await
+    }
+
+    /// Writes the pending markers of `chunk`, the page's ids from `from` on (of `total`), and
+    /// sends their messages; then either a message that delivers the next chunk, or the next
+    /// page's message and the record that this page is delivered. A page within one chunk
+    /// (every protocol's normal page) is one send, as it always was.
+    async fn deliver(
+        &self,
+        svc: &Services,
+        page: &PageState,
+        chunk: &[String],
+        from: usize,
+        total: usize,
+    ) -> Result<(), StoreError> {
+        let end = from + chunk.len();
         // Only missing markers are added: a copy of this page that delivered first may have
         // had some of them counted already.
         svc.store
@@ -417,7 +450,7 @@ impl Delivery<'_> {
                 deferrals: 0,
             })
             .collect();
-        if end < ids.len() {
+        if end < total {
             messages.push(WorkMessage::ListPage {
                 session_id: self.session_id.to_string(),
                 source: self.source.clone(),

@@ -4,6 +4,13 @@ use crate::http::Response;
 use crate::model::{BoundingBox, Reason};
 use serde_json::Value;
 
+/// An answer's JSON without the UTF-8 byte-order mark some servers put before it (Windows
+/// tooling, IIS-hosted portals): JSON parsers refuse it, and in UTF-8 it means nothing.
+pub fn json_body(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(body)
+}
+
 /// A remote id placed as one URL path segment: percent-encoded outside the unreserved
 /// characters, so it can never add a segment or a query. `None` for ids that no encoding keeps
 /// one segment: empty, `.` and `..` (URL parsers resolve dot segments, escaped or not, so

@@ -11,7 +11,9 @@ pub mod erddap;
 pub mod geonode;
 pub mod oai;
 
-pub use common::{expect_success, geojson_bbox, geojson_value_bbox, path_segment, plain_text};
+pub use common::{
+    expect_success, geojson_bbox, geojson_value_bbox, json_body, path_segment, plain_text,
+};
 
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceSnapshot;

@@ -5,11 +5,13 @@
 //! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
 //! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
+//! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! ```
 //! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
 
 mod aws_requests;
 mod cold_start;
+mod one_answer;
 mod process;
 mod stages;
 
@@ -61,6 +63,14 @@ enum Bench {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
     },
+    /// Heap of listing one answer of N rows (a server ignoring `itemsPerPage`), and of each
+    /// chunk delivered after it (issue 15).
+    OneAnswer {
+        #[arg(long, value_delimiter = ',', default_values_t = [10000, 100000, 1000000])]
+        sizes: Vec<usize>,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
     /// Each function binary: start to first Runtime API request, size, RSS after 10 (part 4).
     ColdStart {
         #[arg(long, default_value_t = 20)]
@@ -92,6 +102,9 @@ async fn main() -> Result<()> {
         }
         Bench::Stages { sizes, work_dir } => {
             stages::run(&sizes, &work_dir).await?;
+        }
+        Bench::OneAnswer { sizes, work_dir } => {
+            one_answer::run(&sizes, &work_dir).await?;
         }
         Bench::ColdStart { repeats } => {
             cold_start::run(repeats.max(1)).await?;

@@ -48,7 +48,7 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Runs `stage` and returns its result with the most heap it held at once beyond what was
 /// live before it and what it left behind (its output, stored in the in-memory adapters).
-async fn measured<T>(stage: impl Future<Output = T>) -> (T, usize) {
+pub async fn measured<T>(stage: impl Future<Output = T>) -> (T, usize) {
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let out = stage.await;

@@ -10,8 +10,8 @@
 //! not move forward ends the listing and is reported.
 
 use super::{
-    expect_success, plain_text, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
-    NoOptions, ProtocolOptions, Remote,
+    expect_success, json_body, plain_text, Catalog, Entry, FetchContext, FetchError, Fetched,
+    ListingPage, NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
@@ -155,7 +155,7 @@ fn encode(value: &str) -> String {
 /// Parses an answer and turns an `{"error": {...}}` body (sent with HTTP 200) into a reason:
 /// `CONT_0001` (item does not exist or is inaccessible) is not found, the rest keep their code.
 fn checked_json(body: &[u8], what: &str) -> Result<Value, Reason> {
-    let value: Value = serde_json::from_slice(body)
+    let value: Value = serde_json::from_slice(json_body(body))
         .map_err(|e| Reason::parse(format!("the {what} answer is not JSON: {e}")))?;
     if let Some(error) = value.get("error") {
         let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);

@@ -10,8 +10,8 @@
 //! that, and also catches a page the server repeats).
 
 use super::{
-    expect_success, geojson_bbox, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
-    ProtocolOptions, Remote,
+    expect_success, geojson_bbox, json_body, Catalog, Entry, FetchContext, FetchError, Fetched,
+    ListingPage, ProtocolOptions, Remote,
 };
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
@@ -180,7 +180,7 @@ struct SearchResult {
 
 /// CKAN wraps every answer as `{"success": bool, "result": ..., "error": {...}}`.
 fn result_of<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, Reason> {
-    let text = std::str::from_utf8(body)
+    let text = std::str::from_utf8(json_body(body))
         .map_err(|e| Reason::parse(format!("{action} answer is not UTF-8: {e}")))?;
     let envelope: Value = serde_json::from_str(text)
         .map_err(|e| Reason::parse(format!("{action} answer is not JSON: {e}")))?;
@@ -211,7 +211,7 @@ fn error_message(envelope: &Value) -> Option<String> {
 /// with CKAN's error message as the detail.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
     expect_success(response, |body| {
-        serde_json::from_slice::<Value>(body)
+        serde_json::from_slice::<Value>(json_body(body))
             .ok()
             .and_then(|v| error_message(&v))
     })
@@ -402,6 +402,14 @@ mod listing_tests {
             .query_pairs()
             .find(|(k, _)| k == "fq")
             .map(|(_, v)| v.into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_before_the_json_is_not_content() {
+        let bom =
+            "\u{feff}{\"success\":true,\"result\":{\"count\":1,\"results\":[{\"id\":\"p1\"}]}}";
+        let (page, _) = list_one_page(&source(serde_json::json!({})), None, None, bom).await;
+        assert_eq!(page.unwrap().live_ids().collect::<Vec<_>>(), vec!["p1"]);
     }
 
     #[tokio::test]

@@ -12,8 +12,8 @@
 //! which makes the listing incomplete (nothing is deleted on its account).
 
 use super::{
-    expect_success, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage, NoOptions,
-    ProtocolOptions, Remote,
+    expect_success, json_body, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
+    NoOptions, ProtocolOptions, Remote,
 };
 use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
@@ -51,7 +51,7 @@ impl Catalog for Dcat {
             });
         }
         let response = expect_success(response, |_| None)?;
-        let catalog: Value = serde_json::from_slice(&response.body)
+        let catalog: Value = serde_json::from_slice(json_body(&response.body))
             .map_err(|e| Reason::parse(format!("data.json is not JSON: {e}")))?;
         let datasets = catalog
             .get("dataset")

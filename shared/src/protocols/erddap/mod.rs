@@ -21,7 +21,7 @@ use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use table::Table;
+use table::{Cell, Table};
 
 pub struct Erddap;
 
@@ -69,38 +69,42 @@ impl Catalog for Erddap {
             }
             Err(reason) => return Err(reason),
         };
-        let table = Table::parse(&response.body)?;
-        let column = table
-            .column("Dataset ID")
-            .ok_or_else(|| Reason::parse("info/index has no \"Dataset ID\" column"))?;
-        // Servers with `listPrivateDatasets` list private datasets too, marked "log in".
-        let accessible = table.column("Accessible");
-        let mut ids = Vec::with_capacity(table.rows.len());
+        // Only the two columns the listing needs are kept, row by row: a server that ignores
+        // `itemsPerPage` may send its whole catalog (a million rows fit under the body cap).
+        let mut ids = Vec::new();
         let mut problems = Vec::new();
-        for (i, row) in table.rows.iter().enumerate() {
-            let public = accessible
-                .and_then(|a| row.get(a))
-                .and_then(|v| v.as_text())
-                .is_none_or(|a| a == "public");
-            match row.get(column).and_then(|v| v.as_text()) {
-                Some(id) if id == ALL_DATASETS || id.is_empty() => {}
-                Some(id) if path_segment(&id).is_none() => problems.push(format!(
-                    "dataset id {id:?} (row {}) cannot be requested: it would be a dot segment in the URL; skipped",
-                    i + 1
-                )),
-                Some(id) if public => ids.push(id),
-                Some(_) => {}
-                None => {
-                    return Err(Reason::parse(format!(
-                        "info/index page {page} row {} has no Dataset ID",
+        let rows = table::scan_rows(
+            &response.body,
+            &["Dataset ID"],
+            &["Accessible"],
+            &mut |i, cells| {
+                let id = cells[0].as_ref().and_then(Cell::as_text);
+                // Servers with `listPrivateDatasets` list private datasets too, marked "log in".
+                let public = cells[1]
+                    .as_ref()
+                    .and_then(Cell::as_text)
+                    .is_none_or(|a| a == "public");
+                match id {
+                    Some(id) if id == ALL_DATASETS || id.is_empty() => {}
+                    Some(id) if path_segment(&id).is_none() => problems.push(format!(
+                        "dataset id {id:?} (row {}) cannot be requested: it would be a dot segment in the URL; skipped",
                         i + 1
-                    )))
+                    )),
+                    Some(id) if public => ids.push(id),
+                    Some(_) => {}
+                    None => {
+                        return Err(format!("info/index page {page} row {} has no Dataset ID", i + 1))
+                    }
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
+        // The answer is not needed once its ids are out: a large one is freed before the
+        // listing's own copies of the ids are made.
+        drop(response);
         // A short page is the last one; a full one may be too, which the next request's
         // "no matching results" says.
-        let next_cursor = (table.rows.len() >= PAGE_ITEMS).then(|| (page + 1).to_string());
+        let next_cursor = (rows >= PAGE_ITEMS).then(|| (page + 1).to_string());
         Ok(ListingPage {
             next_cursor,
             problems,
@@ -318,6 +322,83 @@ mod tests {
             base_url: "https://erddap.example.org/erddap".into(),
             internal: false,
             options: SourceOptions::default(),
+        }
+    }
+
+    async fn list(body: &'static str) -> Result<ListingPage, Reason> {
+        crate::protocols::recorded::list_one_page(&source(), None, None, body)
+            .await
+            .0
+    }
+
+    #[tokio::test]
+    async fn a_listing_keeps_the_id_and_access_columns_wherever_they_are() {
+        // Real info/index columns, abridged: the id is the last one, access before it.
+        let page = list(
+            "\u{feff}{\"table\": {\"columnNames\": [\"griddap\", \"Title\", \"Accessible\", \"Dataset ID\"],
+             \"columnTypes\": [\"String\", \"String\", \"String\", \"String\"],
+             \"rows\": [[\"\", \"* The List of All Active Datasets in this ERDDAP *\", \"public\", \"allDatasets\"],
+                      [\"https://e/griddap/a\", \"A\", \"public\", \"a\"],
+                      [\"\", \"Private\", \"log in\", \"p\"],
+                      [\"\", \"Dots\", \"public\", \"..\"],
+                      [\"\", \"B\", null, \"b\"],
+                      [\"\", \"Short row\"]]}}",
+        )
+        .await;
+        let e = page.unwrap_err();
+        assert!(e.detail.contains("row 6 has no Dataset ID"), "{e:?}");
+
+        let page = list(
+            r#"{"table": {"columnNames": ["Title", "Dataset ID"], "rows": [["A", "a"], ["B", 7]]}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.live_ids().collect::<Vec<_>>(), ["a", "7"]);
+        assert_eq!(page.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn a_listing_skips_private_and_unrequestable_ids_and_notes_the_second() {
+        let page = list(
+            r#"{"table": {"columnNames": ["Title", "Accessible", "Dataset ID"],
+             "rows": [["all", "public", "allDatasets"], ["A", "public", "a"], ["P", "log in", "p"],
+                      ["D", "public", ".."], ["B", null, "b"]]}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.live_ids().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(page.problems.len(), 1);
+        assert!(
+            page.problems[0].contains("\"..\" (row 4)"),
+            "{:?}",
+            page.problems
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listing_without_its_id_column_or_in_another_order_is_refused() {
+        for (body, says) in [
+            (
+                r#"{"table": {"columnNames": ["Title"], "rows": []}}"#,
+                "no \"Dataset ID\" column",
+            ),
+            (
+                r#"{"table": {"rows": [["a"]], "columnNames": ["Dataset ID"]}}"#,
+                "rows come before columnNames",
+            ),
+            (
+                r#"{"table": {"columnNames": ["Dataset ID"]}}"#,
+                "missing field `rows`",
+            ),
+            (r#"{"rows": []}"#, "missing field `table`"),
+            (
+                r#"{"table": {"columnNames": ["Dataset ID"], "rows": [["a"]]}} ]"#,
+                "trailing",
+            ),
+        ] {
+            let e = list(body).await.unwrap_err();
+            assert_eq!(e.code, ReasonCode::ParseError, "{body}");
+            assert!(e.detail.contains(says), "{body}: {e:?}");
         }
     }
 

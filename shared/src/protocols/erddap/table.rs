@@ -1,7 +1,10 @@
 //! ERDDAP's JSON table: `{"table": {"columnNames": [...], "rows": [[...]]}}`.
 
 use crate::model::Reason;
-use serde::Deserialize;
+use crate::protocols::json_body;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -17,7 +20,7 @@ pub struct Table {
 
 /// ERDDAP prints attribute values as strings, numeric columns as numbers, and missing
 /// values as `null`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Cell {
     Text(String),
     Number(serde_json::Number),
@@ -78,7 +81,7 @@ impl Cell {
 
 impl Table {
     pub fn parse(body: &[u8]) -> Result<Table, Reason> {
-        let text = std::str::from_utf8(body)
+        let text = std::str::from_utf8(json_body(body))
             .map_err(|e| Reason::parse(format!("body is not UTF-8: {e}")))?;
         let envelope: Envelope = serde_json::from_str(text)
             .map_err(|e| Reason::parse(format!("not an ERDDAP JSON table: {e}")))?;
@@ -87,5 +90,211 @@ impl Table {
 
     pub fn column(&self, name: &str) -> Option<usize> {
         self.column_names.iter().position(|c| c == name)
+    }
+}
+
+/// What [`scan_rows`] hands each row to: its index and its kept cells; an error stops the scan.
+pub type OnRow<'a> = dyn FnMut(usize, &[Option<Cell>]) -> Result<(), String> + 'a;
+
+/// Reads a table's rows one at a time, keeping only the cells of the `required` columns, then
+/// the `optional` ones (by name; `None` where the table lacks an optional column or a row
+/// the cell), and hands each row to `row` as it is read: a listing answer of a million rows is never held as a table of every cell, only
+/// as what `row` keeps. ERDDAP writes `columnNames` before `rows`, as every table it sends.
+pub fn scan_rows(
+    body: &[u8],
+    required: &[&str],
+    optional: &[&str],
+    row: &mut OnRow,
+) -> Result<usize, Reason> {
+    let text = std::str::from_utf8(json_body(body))
+        .map_err(|e| Reason::parse(format!("body is not UTF-8: {e}")))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let columns: Vec<&str> = required.iter().chain(optional).copied().collect();
+    let scan = Scan {
+        columns: &columns,
+        required: required.len(),
+        row,
+        rows: 0,
+    };
+    let rows = scan
+        .deserialize(&mut deserializer)
+        .and_then(|rows| deserializer.end().map(|()| rows))
+        .map_err(|e| Reason::parse(format!("not an ERDDAP JSON table: {e}")))?;
+    Ok(rows)
+}
+
+/// The envelope `{"table": {...}}`; yields the number of rows read.
+struct Scan<'c, 'r> {
+    columns: &'c [&'c str],
+    required: usize,
+    row: &'r mut OnRow<'r>,
+    rows: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Scan<'_, '_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scan<'_, '_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with a \"table\"")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<usize, A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "table" && !found {
+                found = true;
+                self.rows = map.next_value_seed(TableScan {
+                    columns: self.columns,
+                    required: self.required,
+                    row: &mut *self.row,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(self.rows)
+        } else {
+            Err(A::Error::missing_field("table"))
+        }
+    }
+}
+
+struct TableScan<'c, 'r> {
+    columns: &'c [&'c str],
+    required: usize,
+    row: &'r mut OnRow<'r>,
+}
+
+impl<'de> DeserializeSeed<'de> for TableScan<'_, '_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TableScan<'_, '_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a table with columnNames and rows")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        // Where each wanted column sits in a row, once the names are read.
+        let mut positions: Option<Vec<Option<usize>>> = None;
+        let mut rows = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "columnNames" => {
+                    let names: Vec<String> = map.next_value()?;
+                    let found: Vec<Option<usize>> = self
+                        .columns
+                        .iter()
+                        .map(|c| names.iter().position(|n| n == c))
+                        .collect();
+                    if let Some(missing) = (0..self.required).find(|&i| found[i].is_none()) {
+                        return Err(A::Error::custom(format!(
+                            "the table has no {:?} column",
+                            self.columns[missing]
+                        )));
+                    }
+                    positions = Some(found);
+                }
+                "rows" => {
+                    let Some(positions) = positions.as_deref() else {
+                        return Err(A::Error::custom("rows come before columnNames"));
+                    };
+                    rows = Some(map.next_value_seed(RowsScan {
+                        positions,
+                        row: &mut *self.row,
+                    })?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        match (positions, rows) {
+            (None, _) => Err(A::Error::missing_field("columnNames")),
+            (_, None) => Err(A::Error::missing_field("rows")),
+            (_, Some(rows)) => Ok(rows),
+        }
+    }
+}
+
+struct RowsScan<'p, 'r> {
+    positions: &'p [Option<usize>],
+    row: &'r mut OnRow<'r>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsScan<'_, '_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsScan<'_, '_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of rows")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        // One buffer of kept cells, reused row after row.
+        let mut cells: Vec<Option<Cell>> = vec![None; self.positions.len()];
+        let mut index = 0;
+        while seq
+            .next_element_seed(RowScan {
+                positions: self.positions,
+                cells: &mut cells,
+            })?
+            .is_some()
+        {
+            (self.row)(index, &cells).map_err(A::Error::custom)?;
+            index += 1;
+        }
+        Ok(index)
+    }
+}
+
+struct RowScan<'p, 'c> {
+    positions: &'p [Option<usize>],
+    cells: &'c mut Vec<Option<Cell>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowScan<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowScan<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a row (an array of cells)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.cells.iter_mut().for_each(|c| *c = None);
+        let mut at = 0;
+        loop {
+            match self.positions.iter().position(|p| *p == Some(at)) {
+                Some(wanted) => match seq.next_element::<Cell>()? {
+                    Some(cell) => self.cells[wanted] = Some(cell),
+                    None => break,
+                },
+                None => {
+                    if seq.next_element::<IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                }
+            }
+            at += 1;
+        }
+        Ok(())
     }
 }

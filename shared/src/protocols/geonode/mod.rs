@@ -10,8 +10,8 @@
 //! server that writes another host into its links cannot redirect the harvest.
 
 use super::{
-    expect_success, geojson_value_bbox, plain_text, Catalog, Entry, FetchContext, FetchError,
-    Fetched, ListingPage, NoOptions, ProtocolOptions, Remote,
+    expect_success, geojson_value_bbox, json_body, plain_text, Catalog, Entry, FetchContext,
+    FetchError, Fetched, ListingPage, NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
@@ -128,14 +128,14 @@ fn pk_of(resource: &Value) -> Option<String> {
 }
 
 fn json(body: &[u8], what: &str) -> Result<Value, Reason> {
-    serde_json::from_slice(body)
+    serde_json::from_slice(json_body(body))
         .map_err(|e| Reason::parse(format!("the {what} answer is not JSON: {e}")))
 }
 
 /// Django REST framework errors are `{"detail": "..."}`.
 fn ok_or_reason(response: Response) -> Result<Response, Reason> {
     expect_success(response, |body| {
-        serde_json::from_slice::<Value>(body)
+        serde_json::from_slice::<Value>(json_body(body))
             .ok()
             .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
     })
