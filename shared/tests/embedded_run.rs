@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use trawl::local::{run::harvest_once, MemoryObjects, MemoryQueue, MemoryStore};
+use trawl::local::{run, run::harvest_once, MemoryObjects, MemoryQueue, MemoryStore};
 use trawl::model::SourceSpec;
 use trawl::pipeline::{Services, Settings};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
@@ -72,5 +72,42 @@ async fn a_server_saying_retry_after_is_not_asked_again_before_then() {
         started.elapsed() >= Duration::from_secs(2),
         "the second request waited for Retry-After: {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_politeness_limits_hold_in_the_embedded_run() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 12,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let queue = Arc::new(MemoryQueue::with_delays());
+    // What `trawl harvest` builds its run with.
+    let svc = run::services(
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryObjects::default()),
+        queue.clone(),
+        Settings::default(),
+    );
+    let source = SourceSpec::from_json(
+        &serde_json::json!({"id": "polite", "protocol": "erddap", "base_url": fixture.base_url(),
+            "schedule": "rate(1 day)", "internal": true,
+            "options": {"max_in_flight": 1, "requests_per_second": 4}})
+        .to_string(),
+    )
+    .unwrap();
+    svc.store.put_source(&source).await.unwrap();
+
+    let run = harvest_once(&svc, &queue, "polite", chrono::Utc::now(), 8, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(run.session.counters.harvested, 12);
+    assert_eq!(fixture.max_concurrent_info_requests(), 1);
+    assert!(
+        fixture.max_info_requests_in_a_second() <= 4,
+        "{} requests within one second",
+        fixture.max_info_requests_in_a_second()
     );
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trawl::local::{
-    run::{harvest_once, EmbeddedRun},
+    run::{self, harvest_once, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
 use trawl::model::{SessionStatus, Source, SourceSpec};
@@ -188,14 +188,22 @@ async fn run(cli: Cli) -> Result<bool> {
         let svc = if deployed {
             deployed::connect(cli.stack_outputs).await?.svc
         } else {
-            let store = Arc::new(DiskStore::open(&data_dir)?);
+            let store = Arc::new(DiskStore::open_reader(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
-            Services::new(
+            let svc = Services::new(
                 store,
                 objects,
                 Arc::new(MemoryQueue::default()),
                 Settings::default(),
-            )
+            );
+            // A run that was killed left its session running; with no harvest holding the
+            // directory now, nothing will finish it, so it is wound up before it is shown.
+            if let Ok(_no_harvest) = lock_data_dir(&data_dir) {
+                for session in wind_up_interrupted(&svc).await? {
+                    eprintln!("{session} was interrupted (its run stopped); wound up");
+                }
+            }
+            svc
         };
         serve::serve(svc, port).await?;
         return Ok(true);
@@ -298,12 +306,29 @@ async fn run(cli: Cli) -> Result<bool> {
     let store = Arc::new(DiskStore::open(&data_dir)?);
     let objects = Arc::new(FileObjects::new(&data_dir));
     let queue = Arc::new(MemoryQueue::with_delays());
-    let svc = Services::new(
+    let svc = run::services(
         store.clone(),
         objects.clone(),
         queue.clone(),
         Settings::default(),
     );
+    for session in wind_up_interrupted(&svc).await? {
+        eprintln!("{session} was interrupted (its run stopped); wound up");
+    }
+    // What is counted is committed at least this often, even while the run waits on a retry:
+    // `trawl serve` shows it, and a killed run keeps it.
+    let committer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                if let Err(e) = store.commit() {
+                    eprintln!("could not commit the state database: {e}");
+                }
+            }
+        })
+    };
 
     let mut all_ok = true;
     for source in specs {
@@ -334,6 +359,7 @@ async fn run(cli: Cli) -> Result<bool> {
         }
         all_ok &= run.session.status != SessionStatus::Failed;
     }
+    committer.abort();
     Ok(all_ok)
 }
 
@@ -393,7 +419,8 @@ fn id_from_url(url: &str) -> Result<String> {
 
 /// One harvest per data directory at a time: two would count into each other's state
 /// database and files. Held until the returned file is dropped; the OS lets go of it if the
-/// process dies. (`trawl serve` only reads and takes no lock.)
+/// process dies. (`trawl serve` only reads; it takes the lock just long enough to wind up
+/// the sessions of a run that was killed, when no harvest holds it.)
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;

@@ -7,8 +7,8 @@
 //! Ids compare as bytes in both, the order DynamoDB sorts keys in: the stale check walks a
 //! session's markers and the source's resources side by side and relies on it.
 
-use crate::model::{Outcome, Reason, ResourceState};
-use crate::ports::StoreError;
+use crate::model::{Outcome, Reason, ResourceState, Session};
+use crate::ports::{PageState, SourceEntry, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
@@ -69,6 +69,21 @@ pub trait Rows: Send {
         limit: usize,
     ) -> Result<Vec<(String, Option<Settled>)>, StoreError>;
 
+    /// Keeps a source, session or page beside the rows, inside the open batch, so the counts
+    /// it carries are written with the rows they count. Only a store that outlives its
+    /// process needs them (`SqliteRows`); a killed run then leaves its session running, for
+    /// the next run to wind up.
+    fn keep(&mut self, _run: Kept<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// For a reader beside a writer in another process (`trawl serve` beside a harvest):
+    /// the sources, sessions and pages as the writer last committed them, when they changed
+    /// since the last call; `None` when they did not, or for a store that is its own writer.
+    fn reload(&mut self) -> Result<Option<Loaded>, StoreError> {
+        Ok(None)
+    }
+
     /// Starts writing several rows as one unit (one transaction on disk); ended by
     /// [`Rows::end_batch`] with whether to keep them.
     fn begin_batch(&mut self) -> Result<(), StoreError> {
@@ -78,6 +93,21 @@ pub trait Rows: Send {
     fn end_batch(&mut self, _commit: bool) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// What a store that outlives its process holds beside the rows ([`Rows::keep`]).
+pub struct Loaded {
+    pub sources: Vec<SourceEntry>,
+    pub sessions: Vec<Session>,
+    pub pages: Vec<(String, PageState)>,
+}
+
+/// What [`Rows::keep`] is handed.
+pub enum Kept<'a> {
+    Source(&'a SourceEntry),
+    SourceRemoved(&'a str),
+    Session(&'a Session),
+    Page(&'a str, &'a PageState),
 }
 
 /// The rows in ordered maps: what tests use, and what `MemoryStore` is.

@@ -20,6 +20,46 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use tokio::time::Instant;
 
+/// Winds up the sessions a killed run left `running`, as the watchdog does past a session's
+/// deadline on AWS: what they still owed is counted `LOST` and they are closed (the listing
+/// they did not finish is incomplete, so nothing is deleted). Only for a store no harvest is
+/// using: the CLI calls it holding the data directory's lock. Returns the sessions closed.
+pub async fn wind_up_interrupted(svc: &Services) -> Result<Vec<String>, StoreError> {
+    let mut wound_up = Vec::new();
+    for entry in svc.store.list_sources().await? {
+        let Some(session_id) = entry.running_session else {
+            continue;
+        };
+        let Some(session) = svc.store.get_session(&session_id).await? else {
+            continue;
+        };
+        if session.ended_at.is_some() {
+            continue;
+        }
+        let (pages, resources) = crate::pipeline::watchdog::expire(svc, &session).await?;
+        tracing::warn!(session = %session_id, pages, resources, "a run was interrupted; its session is wound up");
+        finalize_session(svc, &session_id).await?;
+        wound_up.push(session_id);
+    }
+    Ok(wound_up)
+}
+
+/// The services an embedded run harvests with: `store`, `objects` and `queue` (which must be
+/// [`MemoryQueue::with_delays`]), and sources' politeness limits kept in this process, as
+/// the deployed functions keep them in DynamoDB.
+pub fn services(
+    store: std::sync::Arc<dyn crate::ports::StateStore>,
+    objects: std::sync::Arc<dyn crate::ports::ObjectStore>,
+    queue: std::sync::Arc<MemoryQueue>,
+    settings: crate::pipeline::Settings,
+) -> Services {
+    let mut svc = Services::new(store, objects, queue, settings);
+    svc.http = svc
+        .http
+        .with_gate(std::sync::Arc::new(crate::politeness::MemoryGate::default()));
+    svc
+}
+
 /// What one embedded session did.
 pub struct EmbeddedRun {
     pub session: Session,

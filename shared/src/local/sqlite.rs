@@ -4,25 +4,29 @@
 //!
 //! - `resources`: one row per resource, its state as JSON, written as it is counted, so a
 //!   run that dies keeps what it had done (up to the last committed group, below);
-//! - `sources`, `sessions`: JSON, written by [`DiskStore::save`] after each source's run;
-//!   while a session runs they are in memory (its counters move on every resource);
+//! - `sources`, `sessions`, `pages`: JSON, each written in the same batch as the rows whose
+//!   counts it carries, so on disk a session's counters always agree with its markers and
+//!   states. A run killed mid-way leaves its session `running`, as a crashed function leaves
+//!   one on AWS; the next harvest in the data directory winds it up as the watchdog would
+//!   (`local::run::wind_up_interrupted`);
 //! - `markers`: the running session's, written as the session lists and counts; they only
-//!   matter until it closes, so [`DiskStore::save`] deletes those of sessions no longer
-//!   running (one harvest per data directory at a time, which the CLI enforces with a
-//!   lock, so none of them belongs to another process).
+//!   matter until it closes, so [`DiskStore::save`] deletes those (and the pages) of
+//!   sessions no longer running (one harvest per data directory at a time, which the CLI
+//!   enforces with a lock, so none of them belongs to another process).
 //!
 //! Batches are grouped: each is a savepoint (kept or undone on its own), and the enclosing
 //! transaction is committed every [`GROUP_BATCHES`] batches or [`GROUP_AGE`], at
-//! [`DiskStore::save`] and when the store is dropped. One commit per batch of ~8 resources
+//! [`DiskStore::save`], by [`DiskStore::commit`] (the CLI calls it on a timer, so a run that
+//! waits on a retry does not hold back what it counted) and when the store is dropped. One commit per batch of ~8 resources
 //! wrote each touched page to the WAL again, ~4 KB per resource, and cost a fifth of the
 //! embedded run's throughput. A process that dies loses at most the open group: those
 //! resources look new to the next run, which harvests them again. WAL with
 //! `synchronous = NORMAL`: a power cut may lose the last commits, the same way.
 
-use super::rows::{Rows, Settled};
+use super::rows::{Kept, Loaded, Rows, Settled};
 use super::store::LocalStore;
-use crate::model::{ResourceState, Session, SessionStatus};
-use crate::ports::{SourceEntry, StoreError};
+use crate::model::{ResourceState, SessionStatus};
+use crate::ports::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -43,6 +47,9 @@ const SCHEMA: &str = "
         PRIMARY KEY (source_id, resource_id)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, session TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS pages (
+        session_id TEXT NOT NULL, page INTEGER NOT NULL, state TEXT NOT NULL,
+        PRIMARY KEY (session_id, page)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS markers (
         session_id TEXT NOT NULL, resource_id TEXT NOT NULL, outcome TEXT,
         PRIMARY KEY (session_id, resource_id)) WITHOUT ROWID;
@@ -70,6 +77,9 @@ pub struct SqliteRows {
     conn: Connection,
     /// When the open group's transaction began, and how many batches it holds.
     group: Option<(std::time::Instant, usize)>,
+    /// For a reader: the database's `data_version` when it last loaded the runs (it moves
+    /// when another connection commits).
+    reader: Option<i64>,
 }
 
 impl Drop for SqliteRows {
@@ -97,7 +107,11 @@ impl SqliteRows {
                 path.display()
             ))
         })?;
-        Ok(SqliteRows { conn, group: None })
+        Ok(SqliteRows {
+            conn,
+            group: None,
+            reader: None,
+        })
     }
 
     /// A statement without parameters, prepared once (`execute_batch` parses it every time,
@@ -118,63 +132,63 @@ impl SqliteRows {
         Ok(())
     }
 
-    fn load_runs(&self) -> Result<(Vec<SourceEntry>, Vec<Session>), StoreError> {
-        Ok((
-            all_json(
+    fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(db_error)
+    }
+
+    fn load_runs(&self) -> Result<Loaded, StoreError> {
+        let mut pages = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT session_id, state FROM pages ORDER BY session_id, page")
+            .map_err(db_error)?;
+        let mut rows = stmt.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let session_id: String = row.get(0).map_err(db_error)?;
+            let state: String = row.get(1).map_err(db_error)?;
+            pages.push((session_id, from_json("page", &state)?));
+        }
+        Ok(Loaded {
+            sources: all_json(
                 &self.conn,
                 "SELECT entry FROM sources ORDER BY id",
                 [],
                 "source",
             )?,
-            all_json(
+            sessions: all_json(
                 &self.conn,
                 "SELECT session FROM sessions ORDER BY id",
                 [],
                 "session",
             )?,
-        ))
+            pages,
+        })
     }
 
-    /// Writes the sources and the closed sessions, and drops every marker not of a session
-    /// in `running`.
-    fn save_runs<'a>(
+    /// Drops every marker and page not of a session in `running` (the sources and sessions
+    /// are written as they change).
+    fn drop_finished(
         &mut self,
-        sources: impl Iterator<Item = &'a SourceEntry>,
-        closed: impl Iterator<Item = &'a Session>,
         running: &std::collections::HashSet<&str>,
     ) -> Result<(), StoreError> {
         self.commit_group()?;
         let tx = self.conn.transaction().map_err(db_error)?;
-        {
+        for table in ["markers", "pages"] {
             let marked: Vec<String> = tx
-                .prepare("SELECT DISTINCT session_id FROM markers")
+                .prepare(&format!("SELECT DISTINCT session_id FROM {table}"))
                 .and_then(|mut stmt| {
                     stmt.query_map([], |row| row.get(0))?
                         .collect::<Result<_, _>>()
                 })
                 .map_err(db_error)?;
             for session_id in marked.iter().filter(|id| !running.contains(id.as_str())) {
-                tx.execute("DELETE FROM markers WHERE session_id = ?1", [session_id])
-                    .map_err(db_error)?;
-            }
-            let mut put_source = tx
-                .prepare_cached("INSERT OR REPLACE INTO sources (id, entry) VALUES (?1, ?2)")
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE session_id = ?1"),
+                    [session_id],
+                )
                 .map_err(db_error)?;
-            for entry in sources {
-                // A session still running in this process is not one the next run can resume.
-                let mut entry = entry.clone();
-                entry.running_session = None;
-                put_source
-                    .execute(params![entry.source.id, to_json(&entry)])
-                    .map_err(db_error)?;
-            }
-            let mut put_session = tx
-                .prepare_cached("INSERT OR REPLACE INTO sessions (id, session) VALUES (?1, ?2)")
-                .map_err(db_error)?;
-            for session in closed {
-                put_session
-                    .execute(params![session.id, to_json(session)])
-                    .map_err(db_error)?;
             }
         }
         tx.commit().map_err(db_error)
@@ -364,6 +378,41 @@ impl Rows for SqliteRows {
         Ok(out)
     }
 
+    fn reload(&mut self) -> Result<Option<Loaded>, StoreError> {
+        let Some(seen) = self.reader else {
+            return Ok(None);
+        };
+        let now = self.data_version()?;
+        if now == seen {
+            return Ok(None);
+        }
+        self.reader = Some(now);
+        self.load_runs().map(Some)
+    }
+
+    fn keep(&mut self, run: Kept<'_>) -> Result<(), StoreError> {
+        let (sql, args) = match run {
+            Kept::Source(entry) => (
+                "INSERT OR REPLACE INTO sources (id, entry) VALUES (?1, ?2)",
+                vec![entry.source.id.clone(), to_json(entry)],
+            ),
+            Kept::SourceRemoved(id) => ("DELETE FROM sources WHERE id = ?1", vec![id.to_string()]),
+            Kept::Session(session) => (
+                "INSERT OR REPLACE INTO sessions (id, session) VALUES (?1, ?2)",
+                vec![session.id.clone(), to_json(session)],
+            ),
+            Kept::Page(session_id, page) => (
+                "INSERT OR REPLACE INTO pages (session_id, page, state) VALUES (?1, ?3, ?2)",
+                vec![session_id.to_string(), to_json(page), page.page.to_string()],
+            ),
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(args)))
+            .map(drop)
+            .map_err(db_error)
+    }
+
     fn begin_batch(&mut self) -> Result<(), StoreError> {
         if self.group.is_none() {
             // IMMEDIATE: take the write lock now, not halfway through (where another writer
@@ -395,28 +444,32 @@ impl Rows for SqliteRows {
 pub type DiskStore = LocalStore<SqliteRows>;
 
 impl DiskStore {
-    /// Opens (creating) `dir/state.db` and reads its sources and sessions.
+    /// Opens (creating) `dir/state.db` and reads its sources, sessions and pages.
     pub fn open(dir: &Path) -> Result<DiskStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::new(format!("creating {}: {e}", dir.display())))?;
         let db = dir.join(STATE_DB);
         let rows = SqliteRows::open(&db)?;
-        let (sources, sessions) = rows.load_runs()?;
+        let loaded = rows.load_runs()?;
         let store = LocalStore::with_rows(rows);
+        store.lock().load(loaded);
+        Ok(store)
+    }
+
+    /// [`DiskStore::open`] for a reader beside a harvest in another process (`trawl serve`):
+    /// sources, sessions and pages are read again whenever that harvest has committed.
+    pub fn open_reader(dir: &Path) -> Result<DiskStore, StoreError> {
+        let store = DiskStore::open(dir)?;
         {
             let mut s = store.lock();
-            for entry in sources {
-                s.sources.insert(entry.source.id.clone(), entry);
-            }
-            for session in sessions {
-                s.sessions.insert(session.id.clone(), session);
-            }
+            let version = s.rows.data_version()?;
+            s.rows.reader = Some(version);
         }
         Ok(store)
     }
 
-    /// Commits the resource rows' open group, writes the sources and the closed sessions and
-    /// drops the closed sessions' markers. Call it after each session closes.
+    /// Commits the open group of rows and drops the closed sessions' markers and pages. Call
+    /// it after each session closes.
     pub fn save(&self) -> Result<(), StoreError> {
         let mut s = self.lock();
         let state = &mut *s;
@@ -426,13 +479,12 @@ impl DiskStore {
             .filter(|session| session.status == SessionStatus::Running)
             .map(|session| session.id.as_str())
             .collect();
-        state.rows.save_runs(
-            state.sources.values(),
-            state
-                .sessions
-                .values()
-                .filter(|session| session.status != SessionStatus::Running),
-            &running,
-        )
+        state.rows.drop_finished(&running)
+    }
+
+    /// Commits the open group of rows now, whatever its age: what was counted becomes
+    /// visible to readers (`trawl serve`) and survives the process.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        self.lock().rows.commit_group()
     }
 }

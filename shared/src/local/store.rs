@@ -3,7 +3,7 @@
 //! rather than with the catalog, are kept in memory; resource states and markers go to the
 //! [`Rows`] it was made with.
 
-use super::rows::{MemoryRows, Rows, Settled};
+use super::rows::{Kept, Loaded, MemoryRows, Rows, Settled};
 use crate::keys;
 use crate::model::ledger::{self, Tally};
 use crate::model::{ResourceState, Session, SessionStatus, Source};
@@ -53,6 +53,16 @@ impl<R: Rows> LocalStore<R> {
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`LocalStore::lock`], with sources, sessions and pages read again first if another
+    /// process committed changes to them (see [`Rows::reload`]).
+    fn fresh(&self) -> Result<std::sync::MutexGuard<'_, State<R>>, StoreError> {
+        let mut s = self.lock();
+        if let Some(loaded) = s.rows.reload()? {
+            s.load(loaded);
+        }
+        Ok(s)
     }
 
     /// What outlives a run: sources, closed sessions and resource states (with their
@@ -111,6 +121,57 @@ pub struct Snapshot {
 }
 
 impl<R: Rows> State<R> {
+    /// Takes what was read from disk as the sources, sessions and pages.
+    pub(super) fn load(&mut self, loaded: Loaded) {
+        self.sources = loaded
+            .sources
+            .into_iter()
+            .map(|entry| (entry.source.id.clone(), entry))
+            .collect();
+        self.sessions = loaded
+            .sessions
+            .into_iter()
+            .map(|session| (session.id.clone(), session))
+            .collect();
+        self.pages = loaded
+            .pages
+            .into_iter()
+            .map(|(session_id, page)| ((session_id, page.page), page))
+            .collect();
+    }
+
+    /// Runs `change` as one batch of rows: kept whole if it succeeds, undone if not.
+    fn batch<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.rows.begin_batch()?;
+        let out = change(self);
+        self.rows.end_batch(out.is_ok())?;
+        out
+    }
+
+    fn keep_session(&mut self, session_id: &str) -> Result<(), StoreError> {
+        match self.sessions.get(session_id) {
+            Some(session) => self.rows.keep(Kept::Session(session)),
+            None => Ok(()),
+        }
+    }
+
+    fn keep_source(&mut self, source_id: &str) -> Result<(), StoreError> {
+        match self.sources.get(source_id) {
+            Some(entry) => self.rows.keep(Kept::Source(entry)),
+            None => Ok(()),
+        }
+    }
+
+    fn keep_page(&mut self, session_id: &str, page: u32) -> Result<(), StoreError> {
+        match self.pages.get(&(session_id.to_string(), page)) {
+            Some(state) => self.rows.keep(Kept::Page(session_id, state)),
+            None => Ok(()),
+        }
+    }
+
     /// [`SessionLedger::record_outcome`] under the caller's lock.
     fn record_outcome(
         &mut self,
@@ -142,7 +203,7 @@ impl<R: Rows + 'static> SourceRegistry for LocalStore<R> {
             .entry(source.id.clone())
             .or_insert_with(|| SourceEntry::new(source.clone()));
         entry.source = source.clone();
-        Ok(())
+        s.batch(|s| s.keep_source(&source.id))
     }
 
     async fn remove_source(&self, id: &str) -> Result<bool, StoreError> {
@@ -150,6 +211,7 @@ impl<R: Rows + 'static> SourceRegistry for LocalStore<R> {
         match s.sources.get(id) {
             Some(entry) if ledger::may_remove(entry) => {
                 s.sources.remove(id);
+                s.batch(|s| s.rows.keep(Kept::SourceRemoved(id)))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -157,11 +219,11 @@ impl<R: Rows + 'static> SourceRegistry for LocalStore<R> {
     }
 
     async fn get_source(&self, id: &str) -> Result<Option<SourceEntry>, StoreError> {
-        Ok(self.lock().sources.get(id).cloned())
+        Ok(self.fresh()?.sources.get(id).cloned())
     }
 
     async fn list_sources(&self) -> Result<Vec<SourceEntry>, StoreError> {
-        Ok(self.lock().sources.values().cloned().collect())
+        Ok(self.fresh()?.sources.values().cloned().collect())
     }
 }
 
@@ -182,16 +244,20 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
             .expect("ledger::start checked the source");
         entry.running_session = Some(session.id.clone());
         s.sessions.insert(session.id.clone(), session.clone());
+        s.batch(|s| {
+            s.keep_source(&session.source_id)?;
+            s.keep_session(&session.id)
+        })?;
         Ok(SessionStart::Created)
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().sessions.get(id).cloned())
+        Ok(self.fresh()?.sessions.get(id).cloned())
     }
 
     async fn get_page(&self, session_id: &str, page: u32) -> Result<Option<PageState>, StoreError> {
         Ok(self
-            .lock()
+            .fresh()?
             .pages
             .get(&(session_id.to_string(), page))
             .cloned())
@@ -209,6 +275,10 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
             .ok_or_else(|| StoreError::permanent(format!("no session {session_id}")))?;
         ledger::commit_page(page).apply(session);
         s.pages.insert(key, page.clone());
+        s.batch(|s| {
+            s.keep_page(session_id, page.page)?;
+            s.keep_session(session_id)
+        })?;
         Ok(true)
     }
 
@@ -228,8 +298,10 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
     }
 
     async fn mark_page_sent(&self, session_id: &str, page: u32) -> Result<(), StoreError> {
-        if let Some(p) = self.lock().pages.get_mut(&(session_id.to_string(), page)) {
+        let mut s = self.lock();
+        if let Some(p) = s.pages.get_mut(&(session_id.to_string(), page)) {
             p.sent = true;
+            s.batch(|s| s.keep_page(session_id, page))?;
         }
         Ok(())
     }
@@ -251,11 +323,11 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError> {
-        let mut s = self.lock();
-        s.rows.begin_batch()?;
-        let counted = s.record_outcome(session_id, state);
-        s.rows.end_batch(counted.is_ok())?;
-        counted
+        self.lock().batch(|s| {
+            let counted = s.record_outcome(session_id, state)?;
+            s.keep_session(session_id)?;
+            Ok(counted)
+        })
     }
 
     /// The batch under one lock and, on disk, one transaction. Counters move only for
@@ -277,7 +349,10 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
             .iter()
             .map(|(session_id, state)| s.record_outcome(session_id, state))
             .collect();
-        let ok = results.iter().all(Result::is_ok);
+        let kept = sessions_before
+            .keys()
+            .try_for_each(|session_id| s.keep_session(session_id));
+        let ok = results.iter().all(Result::is_ok) && kept.is_ok();
         match s.rows.end_batch(ok) {
             Ok(()) if ok => results,
             ended => {
@@ -285,12 +360,11 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
                 for (id, session) in sessions_before {
                     s.sessions.insert(id, session);
                 }
-                let e = ended.err().unwrap_or_else(|| {
-                    results
-                        .iter()
-                        .find_map(|r| r.as_ref().err().cloned())
-                        .expect("a failed batch has an error")
-                });
+                let e = ended
+                    .err()
+                    .or_else(|| results.iter().find_map(|r| r.as_ref().err().cloned()))
+                    .or(kept.err())
+                    .expect("a failed batch has an error");
                 outcomes.iter().map(|_| Err(e.clone())).collect()
             }
         }
@@ -301,6 +375,7 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
         match s.sessions.get_mut(session_id) {
             Some(session) if ledger::may_abort(session) => {
                 session.abort_requested = true;
+                s.batch(|s| s.keep_session(session_id))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -327,6 +402,10 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
                 release.apply(entry);
             }
         }
+        s.batch(|s| {
+            s.keep_session(session_id)?;
+            s.keep_source(&closed.source_id)
+        })?;
         Ok(Closing::Closed(Box::new(closed)))
     }
 

@@ -83,7 +83,7 @@ pub fn start(
 }
 
 /// A listing page as committed: its resources are counted in the session from then on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PageState {
     pub page: u32,
     /// Object key of the page's resource ids, so a redelivered page re-sends exactly what
