@@ -12,7 +12,7 @@ pub use ledger::{
     Closing, Counting, Marker, PageCommit, PageState, SessionStart, SourceEntry, Tally,
 };
 pub use reason::{Reason, ReasonCode};
-pub use record::{BoundingBox, Link, Record, TimeRange, Variable};
+pub use record::{BoundingBox, Dates, Identifier, Link, Record, TimeRange, Translation, Variable};
 pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
 pub use schedule::Schedule;
 pub use session::{Counters, ListingCheck, Session, SessionStatus};

@@ -204,15 +204,12 @@ fn to_record(source: &SourceSnapshot, root: &str, resource_id: &str, item: &Valu
                 north: ymax,
             })
     });
-    let mut links = vec![Link {
-        rel: "landing".into(),
-        href: format!("{root}/home/item.html?id={resource_id}"),
-    }];
+    let mut links = vec![Link::new(
+        "landing",
+        format!("{root}/home/item.html?id={resource_id}"),
+    )];
     if let Some(url) = text(item.get("url")) {
-        links.push(Link {
-            rel: "data".into(),
-            href: url,
-        });
+        links.push(Link::new("data", url));
     }
     Record {
         id: resource_id.to_string(),
@@ -230,6 +227,7 @@ fn to_record(source: &SourceSnapshot, root: &str, resource_id: &str, item: &Valu
         time_range: None,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 

@@ -254,10 +254,10 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Rec
     };
     let mut links = Vec::new();
     if let Some(name) = text(package.get("name")) {
-        links.push(Link {
-            rel: "landing".into(),
-            href: format!("{}/dataset/{name}", base(source)),
-        });
+        links.push(Link::new(
+            "landing",
+            format!("{}/dataset/{name}", base(source)),
+        ));
     }
     for resource in package
         .get("resources")
@@ -266,10 +266,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Rec
         .flatten()
     {
         if let Some(url) = text(resource.get("url")) {
-            links.push(Link {
-                rel: "data".into(),
-                href: url,
-            });
+            links.push(Link::new("data", url));
         }
     }
     Record {
@@ -284,6 +281,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Rec
         time_range,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 
@@ -343,14 +341,11 @@ mod tests {
         assert_eq!(
             r.links,
             [
-                Link {
-                    rel: "landing".into(),
-                    href: "https://catalog.example.org/dataset/sea-temp".into()
-                },
-                Link {
-                    rel: "data".into(),
-                    href: "https://data.example.org/sst.csv".into()
-                },
+                Link::new(
+                    "landing",
+                    "https://catalog.example.org/dataset/sea-temp".into()
+                ),
+                Link::new("data", "https://data.example.org/sst.csv".into()),
             ]
         );
     }

@@ -337,14 +337,12 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Re
             (start, end) => Some(TimeRange { start, end }),
         }
     });
-    let mut links = vec![Link {
-        rel: "info".into(),
-        href: record_url(source, resource_id),
-    }];
-    links.extend(data_links(md).into_iter().map(|href| Link {
-        rel: "data".into(),
-        href,
-    }));
+    let mut links = vec![Link::new("info", record_url(source, resource_id))];
+    links.extend(
+        data_links(md)
+            .into_iter()
+            .map(|href| Link::new("data", href)),
+    );
     Record {
         id: resource_id.to_string(),
         source_id: source.id.clone(),
@@ -357,6 +355,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, md: Node<'_, '_>) -> Re
         time_range,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 

@@ -182,10 +182,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
     });
     let mut links = Vec::new();
     if let Some(url) = text(d.get("landingPage")) {
-        links.push(Link {
-            rel: "landing".into(),
-            href: url,
-        });
+        links.push(Link::new("landing", url));
     }
     for dist in d
         .get("distribution")
@@ -194,10 +191,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         .flatten()
     {
         if let Some(url) = text(dist.get("downloadURL")).or_else(|| text(dist.get("accessURL"))) {
-            links.push(Link {
-                rel: "data".into(),
-                href: url,
-            });
+            links.push(Link::new("data", url));
         }
     }
     Record {
@@ -212,6 +206,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         time_range,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 

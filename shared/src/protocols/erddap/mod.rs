@@ -276,24 +276,18 @@ impl Info {
             .collect();
         let base = &source.base_url;
         let seg = path_segment(id).unwrap_or_default();
-        let mut links = vec![Link {
-            rel: "info".into(),
-            href: format!("{base}/info/{seg}/index.html"),
-        }];
+        let mut links = vec![Link::new("info", format!("{base}/info/{seg}/index.html"))];
         if let Some(url) = g("infoUrl") {
-            links.push(Link {
-                rel: "landing".into(),
-                href: url,
-            });
+            links.push(Link::new("landing", url));
         }
-        links.push(Link {
-            rel: "iso19115".into(),
-            href: format!("{base}/metadata/iso19115/xml/{seg}_iso19115.xml"),
-        });
-        links.push(Link {
-            rel: "fgdc".into(),
-            href: format!("{base}/metadata/fgdc/xml/{seg}_fgdc.xml"),
-        });
+        links.push(Link::new(
+            "iso19115",
+            format!("{base}/metadata/iso19115/xml/{seg}_iso19115.xml"),
+        ));
+        links.push(Link::new(
+            "fgdc",
+            format!("{base}/metadata/fgdc/xml/{seg}_fgdc.xml"),
+        ));
         Record {
             id: id.to_string(),
             source_id: source.id.clone(),
@@ -306,6 +300,7 @@ impl Info {
             time_range,
             variables,
             links,
+            ..Record::default()
         }
     }
 }

@@ -174,10 +174,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         } else {
             detail
         };
-        links.push(Link {
-            rel: "landing".into(),
-            href,
-        });
+        links.push(Link::new("landing", href));
     }
     for link in d
         .get("links")
@@ -193,10 +190,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
             Some("metadata") => "metadata",
             _ => "data",
         };
-        links.push(Link {
-            rel: rel.into(),
-            href: url,
-        });
+        links.push(Link::new(rel, url));
     }
     Record {
         id: resource_id.to_string(),
@@ -211,6 +205,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         time_range,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 

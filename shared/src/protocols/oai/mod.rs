@@ -291,18 +291,12 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, dc: Node<'_, '_>) -> Re
         xml::children(dc, DC, local).filter_map(xml::text).collect()
     };
     let first = |local: &str| all(local).into_iter().next();
-    let mut links = vec![Link {
-        rel: "info".into(),
-        href: record_url(source, resource_id),
-    }];
+    let mut links = vec![Link::new("info", record_url(source, resource_id))];
     links.extend(
         all("identifier")
             .into_iter()
             .filter(|i| i.starts_with("http://") || i.starts_with("https://"))
-            .map(|href| Link {
-                rel: "landing".into(),
-                href,
-            }),
+            .map(|href| Link::new("landing", href)),
     );
     Record {
         id: resource_id.to_string(),
@@ -316,6 +310,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, dc: Node<'_, '_>) -> Re
         time_range: None,
         variables: Vec::new(),
         links,
+        ..Record::default()
     }
 }
 
@@ -374,11 +369,8 @@ mod tests {
         assert_eq!(
             r.links,
             [
-                Link {
-                    rel: "info".into(),
-                    href: "https://repo.example.org/oai?verb=GetRecord&identifier=oai%3Arepo%3A1&metadataPrefix=oai_dc".into()
-                },
-                Link { rel: "landing".into(), href: "https://repo.example.org/record/1".into() },
+                Link::new("info", "https://repo.example.org/oai?verb=GetRecord&identifier=oai%3Arepo%3A1&metadataPrefix=oai_dc".into()),
+                Link::new("landing", "https://repo.example.org/record/1".into()),
             ]
         );
     }
