@@ -165,12 +165,89 @@ async fn a_sources_file_harvests_each_source_in_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_file_skips_a_disabled_source_saying_so() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.json");
+    let sources = serde_json::json!([
+        {"id": "paused", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true, "enabled": false},
+        {"id": "live", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true},
+    ]);
+    std::fs::write(&file, sources.to_string()).unwrap();
+    let out = trawl(args(
+        &["harvest", "--sources", &file.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("session   live@"), "{text}");
+    assert!(!text.contains("paused@"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("paused") && err.contains("disabled"),
+        "stderr: {err}"
+    );
+    assert!(!dir.join("records/paused").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_file_giving_one_id_twice_is_refused_before_any_request() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.json");
+    let source = serde_json::json!({"id": "twice", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true});
+    std::fs::write(&file, serde_json::json!([source, source]).to_string()).unwrap();
+    let out = trawl(args(
+        &["harvest", "--sources", &file.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("id") && err.contains("\"twice\"") && err.contains("#1 and #2"),
+        "stderr: {err}"
+    );
+    assert_eq!(fixture.requests("/erddap"), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_a_blocked_address_fails_the_session() {
     let dir = data_dir();
     let bad = trawl(args(&["harvest", "gopher", "http://example.org"], &dir)).await;
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("protocol") && err.contains("gopher"), "{err}");
+
+    // A password in the URL is refused, and not repeated in the error.
+    let secret = trawl(args(
+        &[
+            "harvest",
+            "erddap",
+            "https://harvester:s3cr3t@data.example.org/erddap",
+        ],
+        &dir,
+    ))
+    .await;
+    assert_eq!(secret.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&secret.stderr);
+    assert!(err.contains("base_url"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
 
     let fixture = ErddapFixture::start(ErddapConfig {
         datasets: 3,
