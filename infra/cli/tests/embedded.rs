@@ -318,23 +318,8 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
     .await;
     assert!(harvest.status.success(), "{harvest:?}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args([
-            "serve",
-            "--data-dir",
-            &dir.display().to_string(),
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let served = Served::start(&dir).await;
+    let port = served.port;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/sources");
     let mut body = None;
@@ -359,8 +344,7 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
         .await
         .unwrap()
         .status();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(served);
     let body = body.expect("the server answered");
     assert_eq!(body["sources"][0]["id"], "served");
     assert_eq!(body["sources"][0]["health"], "ok");
@@ -373,4 +357,89 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
     assert_eq!(resource["state"]["last_outcome"], "harvested");
     assert_eq!(missing, 404);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trawl_serve_answers_only_to_loopback_host_names() {
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let served = Served::start(&dir).await;
+    let client = reqwest::Client::new();
+    let status = |host: &'static str| {
+        let request = client
+            .get(format!("http://127.0.0.1:{}/api/sources", served.port))
+            .header(
+                reqwest::header::HOST,
+                host.replace("PORT", &served.port.to_string()),
+            );
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for host in [
+        "localhost",
+        "localhost:PORT",
+        "LOCALHOST:PORT",
+        "127.0.0.1",
+        "127.0.0.1:PORT",
+        "[::1]",
+        "[::1]:PORT",
+    ] {
+        assert_eq!(status(host).await, 200, "Host: {host}");
+    }
+    // A page on another site that rebinds its name to 127.0.0.1 still sends its own name.
+    for host in [
+        "evil.example",
+        "evil.example:PORT",
+        "localhost.evil.example:PORT",
+        "127.0.0.1.nip.io:PORT",
+        "",
+    ] {
+        assert_eq!(status(host).await, 421, "Host: {host}");
+    }
+    drop(served);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `trawl serve` over `dir` on a free port, stopped when dropped (a panic included).
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    async fn start(dir: &Path) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args([
+                "serve",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Served { child, port }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
