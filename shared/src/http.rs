@@ -1,5 +1,5 @@
 //! HTTP for talking to remote catalogs: timeouts below the function's, a bounded number of
-//! redirects, a size cap enforced while the body streams in, no requests to private or
+//! redirects (to http and https only), a size cap enforced while the body streams in, no requests to private or
 //! cloud-metadata addresses (unless the source is marked internal), and errors mapped to
 //! reasons.
 
@@ -104,22 +104,11 @@ impl HttpClient {
         };
         let public = builder()
             .dns_resolver(Arc::new(PublicOnly))
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    attempt.error(TooManyRedirects)
-                } else if let Some(ip) = literal_ip(attempt.url()) {
-                    match blocked(ip) {
-                        true => attempt.error(BlockedAddress(ip)),
-                        false => attempt.follow(),
-                    }
-                } else {
-                    attempt.follow()
-                }
-            }))
+            .redirect(redirect_policy(false))
             .build()
             .expect("the HTTP client configuration is valid");
         let internal = builder()
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(redirect_policy(true))
             .build()
             .expect("the HTTP client configuration is valid");
         HttpClient {
@@ -289,14 +278,8 @@ fn transport_reason(e: reqwest::Error) -> Reason {
     // Our own refusals travel inside reqwest's error chain.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
-        if let Some(BlockedAddress(ip)) = err.downcast_ref::<BlockedAddress>() {
-            return blocked_reason(*ip);
-        }
-        if err.downcast_ref::<TooManyRedirects>().is_some() {
-            return Reason::new(
-                ReasonCode::HttpError,
-                format!("more than {MAX_REDIRECTS} redirects"),
-            );
+        if let Some(refusal) = err.downcast_ref::<Refusal>() {
+            return refusal.reason();
         }
         source = err.source();
     }
@@ -321,13 +304,57 @@ fn blocked_reason(ip: IpAddr) -> Reason {
     )
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is not a public address")]
-struct BlockedAddress(IpAddr);
+/// A request we decline to send, raised inside reqwest (its redirect policy, our resolver)
+/// and read back out of its error chain by [`transport_reason`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    #[error("{0} is not a public address")]
+    BlockedAddress(IpAddr),
+    #[error("unsupported redirect scheme {0}")]
+    UnsupportedScheme(String),
+}
 
-#[derive(Debug, thiserror::Error)]
-#[error("too many redirects")]
-struct TooManyRedirects;
+impl Refusal {
+    fn reason(&self) -> Reason {
+        match self {
+            Refusal::TooManyRedirects => Reason::new(ReasonCode::HttpError, self.to_string()),
+            Refusal::BlockedAddress(ip) => blocked_reason(*ip),
+            // The server sent us there on purpose, and will again: nothing to retry.
+            Refusal::UnsupportedScheme(_) => Reason::new(
+                ReasonCode::BlockedAddress,
+                format!("{self}: only http and https are followed"),
+            ),
+        }
+    }
+}
+
+/// Where a redirect may lead after `followed` redirects: http(s) only, whatever the source
+/// (`gopher://` and `file://` are how a redirect reaches what a URL alone cannot), and for
+/// an ordinary source no private address written into the URL (names are checked when
+/// resolved).
+fn redirect_refusal(next: &reqwest::Url, followed: usize, internal: bool) -> Option<Refusal> {
+    if followed >= MAX_REDIRECTS {
+        return Some(Refusal::TooManyRedirects);
+    }
+    if !matches!(next.scheme(), "http" | "https") {
+        return Some(Refusal::UnsupportedScheme(next.scheme().to_string()));
+    }
+    match literal_ip(next) {
+        Some(ip) if !internal && blocked(ip) => Some(Refusal::BlockedAddress(ip)),
+        _ => None,
+    }
+}
+
+fn redirect_policy(internal: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        match redirect_refusal(attempt.url(), attempt.previous().len(), internal) {
+            Some(refusal) => attempt.error(refusal),
+            None => attempt.follow(),
+        }
+    })
+}
 
 fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
     match url.host()? {
@@ -378,7 +405,7 @@ impl reqwest::dns::Resolve for PublicOnly {
             let allowed: Vec<SocketAddr> =
                 addrs.iter().copied().filter(|a| !blocked(a.ip())).collect();
             match (allowed.is_empty(), addrs.first()) {
-                (true, Some(first)) => Err(Box::new(BlockedAddress(first.ip()))
+                (true, Some(first)) => Err(Box::new(Refusal::BlockedAddress(first.ip()))
                     as Box<dyn std::error::Error + Send + Sync>),
                 _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
             }
@@ -406,6 +433,38 @@ mod tests {
         assert_eq!(response(503).status_reason("x").retry_after_secs, Some(30));
         assert_eq!(response(429).status_reason("x").retry_after_secs, Some(30));
         assert_eq!(response(500).status_reason("x").retry_after_secs, None);
+    }
+
+    #[test]
+    fn a_redirect_leads_only_to_http_and_for_an_ordinary_source_only_to_public_addresses() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        for internal in [false, true] {
+            assert_eq!(
+                redirect_refusal(&url("https://data.example.org/x"), 0, internal),
+                None
+            );
+            for (to, scheme) in [
+                ("gopher://data.example.org:70/_x", "gopher"),
+                ("ftp://data.example.org/pub", "ftp"),
+                ("file:///etc/passwd", "file"),
+            ] {
+                let refusal = redirect_refusal(&url(to), 0, internal).unwrap();
+                assert_eq!(refusal, Refusal::UnsupportedScheme(scheme.into()));
+                let reason = refusal.reason();
+                assert_eq!(reason.code, ReasonCode::BlockedAddress, "{reason}");
+                assert!(!reason.retryable(), "{reason}");
+            }
+            assert_eq!(
+                redirect_refusal(&url("https://data.example.org/x"), MAX_REDIRECTS, internal),
+                Some(Refusal::TooManyRedirects)
+            );
+        }
+        let metadata = url("http://169.254.169.254/latest/meta-data/");
+        assert_eq!(
+            redirect_refusal(&metadata, 0, false),
+            Some(Refusal::BlockedAddress("169.254.169.254".parse().unwrap()))
+        );
+        assert_eq!(redirect_refusal(&metadata, 0, true), None);
     }
 
     #[test]

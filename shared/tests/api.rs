@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use trawl::api::{handle, ApiRequest, OPENAPI};
+use trawl::http::{HttpClient, Response, Transport};
 use trawl::local::{run::harvest_once, MemoryObjects, MemoryQueue, MemoryStore};
-use trawl::model::SourceSpec;
+use trawl::model::{Reason, SourceSpec};
 use trawl::pipeline::{Services, Settings};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
@@ -164,19 +165,105 @@ async fn bad_requests_get_clear_errors() {
     );
 }
 
+/// A data.json catalog whose identifiers include `.` and `..`, harvested into `svc` as
+/// source `dots`.
+async fn harvested_dot_ids() -> Services {
+    let queue = Arc::new(MemoryQueue::with_delays());
+    let mut svc = Services::new(
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryObjects::default()),
+        queue.clone(),
+        Settings::default(),
+    );
+    svc.http = HttpClient::over(
+        Arc::new(DataJson),
+        Duration::from_secs(2),
+        Settings::default().max_body_bytes,
+    );
+    let source = SourceSpec {
+        id: "dots".into(),
+        protocol: "dcat".into(),
+        base_url: "https://catalog.example.org/data.json".into(),
+        schedule: "rate(1 day)".into(),
+        enabled: true,
+        internal: false,
+        options: Default::default(),
+    }
+    .validate()
+    .unwrap();
+    svc.store.put_source(&source).await.unwrap();
+    let run = harvest_once(&svc, &queue, "dots", chrono::Utc::now(), 4, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(run.session.counters.harvested, 3, "{:?}", run.session);
+    svc
+}
+
+struct DataJson;
+
+#[async_trait::async_trait]
+impl Transport for DataJson {
+    async fn get(&self, _url: &str) -> Result<Response, Reason> {
+        let body = serde_json::json!({"dataset": [
+            {"identifier": ".", "title": "One dot"},
+            {"identifier": "..", "title": "Two dots"},
+            {"identifier": "plain", "title": "No dots"},
+        ]});
+        Ok(Response {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: body.to_string().into(),
+            retry_after: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_resource_whose_id_is_a_dot_segment_is_served_escaped_in_the_path_or_in_the_query() {
+    let svc = harvested_dot_ids().await;
+    // Browsers resolve `.`, `..` and their escapes (`%2E`) out of a path before sending it,
+    // so the dashboard names a resource in the query; other clients may send the escape.
+    for (id, escaped) in [(".", "%2E"), ("..", "%2E%2E"), ("..", ".%2e")] {
+        let (status, body) =
+            get(&svc, &format!("/api/sources/dots/resources/{escaped}"), &[]).await;
+        assert_eq!(status, 200, "{escaped}: {body}");
+        assert_eq!(body["state"]["resource_id"], id, "{escaped}");
+        let (status, body) = get(&svc, "/api/sources/dots/resource", &[("id", id)]).await;
+        assert_eq!(status, 200, "{id}: {body}");
+        assert_eq!(body["state"]["resource_id"], id);
+    }
+    let (status, body) = get(&svc, "/api/sources/dots/resource", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("id"), "{body}");
+    assert_eq!(
+        get(&svc, "/api/sources/dots/resource", &[("id", "...")])
+            .await
+            .0,
+        404
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_exactly_the_routes_served() {
     let (svc, _fixture, session_id) = harvested().await;
     let doc: Value = serde_json::from_str(OPENAPI).unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
-    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    assert_eq!(paths.len(), 7);
-    for path in paths {
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 8);
+    for (path, item) in paths {
         let concrete = path
             .replace("{source_id}", "ocean")
             .replace("{resource_id}", "ds_0001")
             .replace("{session_id}", &session_id);
-        let (status, body) = get(&svc, &concrete, &[]).await;
+        // Required query parameters get a value (there is one: a resource's id).
+        let required: Vec<(&str, &str)> = item["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query" && p["required"] == true)
+            .map(|p| (p["name"].as_str().unwrap(), "ds_0001"))
+            .collect();
+        let (status, body) = get(&svc, &concrete, &required).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
 }

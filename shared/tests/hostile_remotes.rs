@@ -1,5 +1,5 @@
 //! The HTTP client against a server that misbehaves at the byte level: bodies over the size
-//! cap (announced or not), endless redirects, bodies cut short. Raw TCP, so nothing tidies
+//! cap (announced or not), endless redirects, redirects out of HTTP, bodies cut short. Raw TCP, so nothing tidies
 //! the responses up.
 
 use std::time::Duration;
@@ -43,6 +43,16 @@ async fn hostile_server() -> String {
                     "/loop" => stream
                         .write_all(
                             b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+                        )
+                        .await,
+                    "/to-gopher" => stream
+                        .write_all(
+                            b"HTTP/1.1 302 Found\r\nLocation: gopher://127.0.0.1:70/_stats\r\nContent-Length: 0\r\n\r\n",
+                        )
+                        .await,
+                    "/to-ftp" => stream
+                        .write_all(
+                            b"HTTP/1.1 301 Moved Permanently\r\nLocation: ftp://files.example.org/pub/\r\nContent-Length: 0\r\n\r\n",
                         )
                         .await,
                     "/cut" => {
@@ -106,6 +116,29 @@ async fn endless_redirects_stop_at_the_limit() {
         .unwrap_err();
     assert_eq!(e.code, ReasonCode::HttpError, "{e}");
     assert!(e.detail.contains("redirect"), "{e}");
+}
+
+#[tokio::test]
+async fn a_redirect_out_of_http_is_refused_for_good_naming_the_scheme() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(2), 1024);
+    let mut log = Vec::new();
+    for (path, scheme) in [("/to-gopher", "gopher"), ("/to-ftp", "ftp")] {
+        let e = http
+            .get(&internal_source(&base), &format!("{base}{path}"), &mut log)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ReasonCode::BlockedAddress, "{path}: {e}");
+        assert!(
+            e.detail
+                .contains(&format!("unsupported redirect scheme {scheme}")),
+            "{path}: {e}"
+        );
+        assert!(
+            !e.retryable(),
+            "{path}: the server will send us there again"
+        );
+    }
 }
 
 #[tokio::test]

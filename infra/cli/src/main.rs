@@ -3,7 +3,7 @@
 //! The embedded run, the way to try Trawl on a real server with one command and no AWS:
 //!
 //!   trawl harvest PROTOCOL URL [--id ID] [--internal]   harvest one catalog now
-//!   trawl harvest --sources FILE.json                    harvest each source in a file
+//!   trawl harvest --sources FILE.json                    harvest each enabled source in a file
 //!   trawl harvest --sample                               harvest a bundled sample catalog
 //!
 //! And the day-to-day commands against a deployed Trawl (AWS, or LocalStack), see
@@ -28,7 +28,7 @@ use trawl::local::{
     run::{self, harvest_once, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
-use trawl::model::{SessionStatus, Source, SourceSpec};
+use trawl::model::{refuse_duplicate_ids, SessionStatus, Source, SourceSpec};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::ObjectStore;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
@@ -66,7 +66,8 @@ enum Command {
         /// The server is on a private or loopback network, on purpose.
         #[arg(long)]
         internal: bool,
-        /// A JSON file holding one source or an array of sources (as registered on AWS).
+        /// A JSON file holding one source or an array of sources (as registered on AWS); each
+        /// needs its own id, and disabled ones are skipped.
         #[arg(long, conflicts_with_all = ["protocol", "url", "sample"])]
         sources: Option<PathBuf>,
         /// Serve a bundled sample ERDDAP catalog on loopback and harvest it.
@@ -332,6 +333,14 @@ async fn run(cli: Cli) -> Result<bool> {
 
     let mut all_ok = true;
     for source in specs {
+        // As the scheduler does: a source switched off in its file is left alone.
+        if !source.enabled {
+            eprintln!(
+                "trawl: skipping source {}: it is disabled (enabled: false)",
+                source.id
+            );
+            continue;
+        }
         svc.store.put_source(&source).await?;
         let bar = progress_bar(quiet, &source.id);
         let started = std::time::Instant::now();
@@ -385,14 +394,16 @@ fn read_sources(file: &Path) -> Result<Vec<Source>> {
         serde_json::Value::Array(items) => items,
         one => vec![one],
     };
-    items
+    let sources = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
             SourceSpec::from_json(&item.to_string())
                 .with_context(|| format!("{}: source #{}", file.display(), i + 1))
         })
-        .collect()
+        .collect::<Result<Vec<Source>>>()?;
+    refuse_duplicate_ids(&sources).with_context(|| format!("{}", file.display()))?;
+    Ok(sources)
 }
 
 /// `https://data.example.org:8443/erddap` → `data-example-org-8443`.

@@ -23,6 +23,11 @@ fn chromium() -> &'static str {
 
 /// The page's DOM after its scripts ran, and a screenshot of it.
 fn render(url: &str, shot: &Path) -> String {
+    render_in_state(url, shot, "ready")
+}
+
+/// The page's DOM once its view reached `state` (`ready`, `error`), and a screenshot of it.
+fn render_in_state(url: &str, shot: &Path, state: &str) -> String {
     let browser = chromium();
     let base = [
         "--headless",
@@ -46,8 +51,8 @@ fn render(url: &str, shot: &Path) -> String {
     assert!(dom.status.success(), "{dom:?}");
     let html = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(
-        html.contains(r#"data-state="ready""#),
-        "{url} did not render: {html}"
+        html.contains(&format!(r#"data-state="{state}""#)),
+        "{url} did not end {state}: {html}"
     );
     html
 }
@@ -113,34 +118,7 @@ async fn every_dashboard_view_shows_what_the_api_says() {
         assert!(out.status.success(), "{out:?}");
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args([
-                "serve",
-                "--data-dir",
-                &dir.display().to_string(),
-                "--port",
-                &port.to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/api/sources"))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (_server, port) = serve(&dir).await;
     let shots =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -228,6 +206,123 @@ async fn every_dashboard_view_shows_what_the_api_says() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_whose_id_is_a_dot_segment_has_its_view_and_a_broken_address_says_so() {
+    // A data.json catalog (no per-resource URL, so any id is harvested) naming `.` and `..`.
+    let catalog = serve_body(
+        serde_json::json!({"dataset": [
+            {"identifier": ".", "title": "One dot"},
+            {"identifier": "..", "title": "Two dots"},
+            {"identifier": "plain", "title": "No dots"},
+        ]})
+        .to_string(),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("trawl-dashboard-dots-{}", std::process::id()));
+    let harvest = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_trawl"))
+                .args(["harvest", "dcat", &catalog, "--internal", "--id", "dots"])
+                .args(["--data-dir", &dir.display().to_string(), "--quiet"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(harvest.status.success(), "{harvest:?}");
+    let (_server, port) = serve(&dir).await;
+    let shots =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let page = |view: &str| format!("http://127.0.0.1:{port}/#/{view}");
+
+    let html = tokio::task::block_in_place(|| {
+        render(&page("source/dots"), &shots.join("source-dots.png"))
+    });
+    for link in ["#/resource/dots/.", "#/resource/dots/.."] {
+        assert!(html.contains(&format!(r#"href="{link}""#)), "{link}");
+    }
+    for (view, title) in [
+        ("resource/dots/.", "One dot"),
+        ("resource/dots/..", "Two dots"),
+        ("resource/dots/%2E%2E", "Two dots"),
+    ] {
+        let html =
+            tokio::task::block_in_place(|| render(&page(view), &shots.join("resource-dots.png")));
+        assert!(html.contains(title), "{view}: {html}");
+    }
+
+    // A broken escape in the address: an error, not "Loading…" forever.
+    let html = tokio::task::block_in_place(|| {
+        render_in_state(
+            &page("resource/dots/%E0%A4%A"),
+            &shots.join("malformed-address.png"),
+            "error",
+        )
+    });
+    assert!(html.contains("is malformed"), "{html}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `trawl serve` over `dir` on a free port, answering once this returns.
+async fn serve(dir: &Path) -> (Server, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args([
+                "serve",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/api/sources"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    (server, port)
+}
+
+/// Answers every request on loopback with `body` as JSON, until the test ends; returns the
+/// URL.
+async fn serve_body(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    url
 }
 
 /// Stops the served API however the test ends (a panic included), so nothing outlives it.

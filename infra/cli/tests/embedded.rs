@@ -165,12 +165,89 @@ async fn a_sources_file_harvests_each_source_in_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_file_skips_a_disabled_source_saying_so() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.json");
+    let sources = serde_json::json!([
+        {"id": "paused", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true, "enabled": false},
+        {"id": "live", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true},
+    ]);
+    std::fs::write(&file, sources.to_string()).unwrap();
+    let out = trawl(args(
+        &["harvest", "--sources", &file.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("session   live@"), "{text}");
+    assert!(!text.contains("paused@"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("paused") && err.contains("disabled"),
+        "stderr: {err}"
+    );
+    assert!(!dir.join("records/paused").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_file_giving_one_id_twice_is_refused_before_any_request() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.json");
+    let source = serde_json::json!({"id": "twice", "protocol": "erddap", "base_url": fixture.base_url(), "schedule": "rate(1 day)", "internal": true});
+    std::fs::write(&file, serde_json::json!([source, source]).to_string()).unwrap();
+    let out = trawl(args(
+        &["harvest", "--sources", &file.display().to_string()],
+        &dir,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("id") && err.contains("\"twice\"") && err.contains("#1 and #2"),
+        "stderr: {err}"
+    );
+    assert_eq!(fixture.requests("/erddap"), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_a_blocked_address_fails_the_session() {
     let dir = data_dir();
     let bad = trawl(args(&["harvest", "gopher", "http://example.org"], &dir)).await;
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("protocol") && err.contains("gopher"), "{err}");
+
+    // A password in the URL is refused, and not repeated in the error.
+    let secret = trawl(args(
+        &[
+            "harvest",
+            "erddap",
+            "https://harvester:s3cr3t@data.example.org/erddap",
+        ],
+        &dir,
+    ))
+    .await;
+    assert_eq!(secret.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&secret.stderr);
+    assert!(err.contains("base_url"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
 
     let fixture = ErddapFixture::start(ErddapConfig {
         datasets: 3,
@@ -241,23 +318,8 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
     .await;
     assert!(harvest.status.success(), "{harvest:?}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args([
-            "serve",
-            "--data-dir",
-            &dir.display().to_string(),
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let served = Served::start(&dir).await;
+    let port = served.port;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/sources");
     let mut body = None;
@@ -282,8 +344,7 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
         .await
         .unwrap()
         .status();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(served);
     let body = body.expect("the server answered");
     assert_eq!(body["sources"][0]["id"], "served");
     assert_eq!(body["sources"][0]["health"], "ok");
@@ -296,4 +357,89 @@ async fn trawl_serve_answers_the_status_api_over_the_embedded_runs_data() {
     assert_eq!(resource["state"]["last_outcome"], "harvested");
     assert_eq!(missing, 404);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trawl_serve_answers_only_to_loopback_host_names() {
+    let dir = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let served = Served::start(&dir).await;
+    let client = reqwest::Client::new();
+    let status = |host: &'static str| {
+        let request = client
+            .get(format!("http://127.0.0.1:{}/api/sources", served.port))
+            .header(
+                reqwest::header::HOST,
+                host.replace("PORT", &served.port.to_string()),
+            );
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for host in [
+        "localhost",
+        "localhost:PORT",
+        "LOCALHOST:PORT",
+        "127.0.0.1",
+        "127.0.0.1:PORT",
+        "[::1]",
+        "[::1]:PORT",
+    ] {
+        assert_eq!(status(host).await, 200, "Host: {host}");
+    }
+    // A page on another site that rebinds its name to 127.0.0.1 still sends its own name.
+    for host in [
+        "evil.example",
+        "evil.example:PORT",
+        "localhost.evil.example:PORT",
+        "127.0.0.1.nip.io:PORT",
+        "",
+    ] {
+        assert_eq!(status(host).await, 421, "Host: {host}");
+    }
+    drop(served);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `trawl serve` over `dir` on a free port, stopped when dropped (a panic included).
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    async fn start(dir: &Path) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .args([
+                "serve",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Served { child, port }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

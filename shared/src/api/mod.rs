@@ -78,6 +78,15 @@ pub async fn handle(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
         ["api", "sources", id] => source(svc, id).await,
         ["api", "sources", id, "resources"] => resources(svc, id, &request.query).await,
         ["api", "sources", id, "resources", rid] => resource(svc, id, rid).await,
+        // The same resource named in the query: a browser resolves an id of `.` or `..` out
+        // of a path (escaped or not) before sending it, so the dashboard asks this way.
+        ["api", "sources", id, "resource"] => match request.query.get("id") {
+            Some(rid) => resource(svc, id, rid).await,
+            None => Ok(Err(ApiResponse::error(
+                400,
+                "id is required: the resource's id, as a query parameter",
+            ))),
+        },
         ["api", "sessions", id] => session(svc, id, &request.query).await,
         ["api", "reasons"] => top_reasons(svc).await,
         _ => Ok(Err(ApiResponse::error(

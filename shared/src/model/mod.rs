@@ -16,4 +16,6 @@ pub use record::{BoundingBox, Dates, Identifier, Link, Record, TimeRange, Transl
 pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
 pub use schedule::Schedule;
 pub use session::{Counters, ListingCheck, Session, SessionStatus};
-pub use source::{ConfigError, Protocol, Source, SourceOptions, SourceSpec, StaleAction};
+pub use source::{
+    refuse_duplicate_ids, ConfigError, Protocol, Source, SourceOptions, SourceSpec, StaleAction,
+};

@@ -20,7 +20,8 @@ pub enum ReasonCode {
     /// The body could not be parsed (malformed, truncated, wrong encoding or shape).
     ParseError,
     /// The URL, a redirect or a name resolved to a private, loopback, link-local or
-    /// cloud-metadata address, and the source is not marked internal.
+    /// cloud-metadata address, and the source is not marked internal; or a redirect led to a
+    /// scheme other than http(s).
     BlockedAddress,
     /// Retries ran out on a retryable error; `detail` holds the last one.
     RetriesExhausted,

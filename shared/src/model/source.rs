@@ -169,16 +169,9 @@ impl SourceSpec {
     pub fn from_json(text: &str) -> Result<Source, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let spec: SourceSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            // The path names a mistyped field ("options.on_stale"); for an unknown field it
-            // names the parent, and serde's message names the field itself.
             let path = e.path().to_string();
             let message = e.inner().to_string();
-            let field = if path == "." || message.contains("unknown field") {
-                field_in_serde_error(&message).to_string()
-            } else {
-                path
-            };
-            ConfigError::new(&field, message)
+            ConfigError::new(&field_of_serde_error(&path, &message), message)
         })?;
         spec.validate()
     }
@@ -203,12 +196,23 @@ impl SourceSpec {
                 ),
             )
         })?;
+        // Every message below repeats the URL without its user info: an error is printed,
+        // logged and shown, and a password in the URL must not travel with it.
+        let shown_url = without_userinfo(&self.base_url);
         let url = url::Url::parse(self.base_url.trim())
-            .map_err(|e| ConfigError::new("base_url", format!("{:?}: {e}", self.base_url)))?;
+            .map_err(|e| ConfigError::new("base_url", format!("{shown_url:?}: {e}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::new(
+                "base_url",
+                format!(
+                    "{shown_url:?} must not carry a user name or password: the URL is shown by the status API and copied into every record's links"
+                ),
+            ));
+        }
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(ConfigError::new(
                 "base_url",
-                format!("{:?} must be an http(s) URL with a host", self.base_url),
+                format!("{shown_url:?} must be an http(s) URL with a host"),
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {
@@ -295,36 +299,53 @@ pub fn valid_source_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
-fn field_in_serde_error(msg: &str) -> &'static str {
-    for f in [
-        "id",
-        "protocol",
-        "base_url",
-        "schedule",
-        "enabled",
-        "internal",
-        "include",
-        "exclude",
-        "stale_after_listings",
-        "max_shrink_percent",
-        "on_stale",
-        "max_in_flight",
-        "requests_per_second",
-        "max_pages",
-        "max_resources",
-        "options",
-    ] {
-        if msg.contains(&format!("`{f}`")) {
-            return f;
+/// The field a serde error is about: its path, which names the field itself, an unknown one
+/// included ("colour", "options.on_stale"). A missing field is reported at its parent, the
+/// top (".") for a source's own fields, and the message names it between backticks
+/// ("missing field `base_url`").
+fn field_of_serde_error(path: &str, message: &str) -> String {
+    match path {
+        "." => message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("missing field"))
+            .unwrap_or("source")
+            .to_string(),
+        field => field.to_string(),
+    }
+}
+
+/// `text` with whatever precedes an `@` in its authority (a user name, a password) replaced
+/// by `…`, so an error about a URL can quote it; parsed or not, since a URL that fails to
+/// parse may still hold a password.
+fn without_userinfo(text: &str) -> String {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    match text[start..end].rfind('@') {
+        Some(at) => format!("{}…{}", &text[..start], &text[start + at..]),
+        None => text.to_string(),
+    }
+}
+
+/// Sources given together (a file of them) must each have their own id: two sources with one
+/// id would share one state, each session counting over the other's.
+pub fn refuse_duplicate_ids(sources: &[Source]) -> Result<(), ConfigError> {
+    for (later, source) in sources.iter().enumerate() {
+        if let Some(first) = sources[..later].iter().position(|s| s.id == source.id) {
+            return Err(ConfigError::new(
+                "id",
+                format!(
+                    "{:?} is the id of sources #{} and #{}; each source needs its own",
+                    source.id,
+                    first + 1,
+                    later + 1
+                ),
+            ));
         }
     }
-    if let Some(start) = msg.find("unknown field `") {
-        let rest = &msg[start + 15..];
-        if rest.contains('`') {
-            return "unknown field";
-        }
-    }
-    "source"
+    Ok(())
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -459,7 +480,12 @@ mod tests {
             r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","colour":"red"}"#,
         )
         .unwrap_err();
+        assert_eq!(e.field, "colour", "{e}");
         assert!(e.message.contains("colour"), "{e}");
+        let e =
+            SourceSpec::from_json(r#"{"id":"a","protocol":"erddap","schedule":"rate(1 hour)"}"#)
+                .unwrap_err();
+        assert_eq!(e.field, "base_url", "{e}");
         let e = SourceSpec::from_json(
             r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","enabled":"yes"}"#,
         )
@@ -476,6 +502,56 @@ mod tests {
         .unwrap();
         assert_eq!(s.options.on_stale, StaleAction::Remove);
         assert_eq!(s.options.stale_after_listings, 2, "defaults fill the rest");
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_repeating_them() {
+        for base_url in [
+            "https://harvester:s3cr3t@data.example.org/erddap",
+            "https://s3cr3t@data.example.org/erddap",
+            "https://harvester:s3cr3t@data.example.org",
+            "ftp://harvester:s3cr3t@data.example.org/erddap",
+            "https://harvester:s3cr3t@not a host/erddap",
+            "harvester:s3cr3t@data.example.org/erddap",
+        ] {
+            let e = SourceSpec {
+                base_url: base_url.into(),
+                ..spec()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(e.field, "base_url", "{base_url}: {e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{base_url}: {e}");
+        }
+        let e = SourceSpec {
+            base_url: "https://harvester:s3cr3t@data.example.org/erddap".into(),
+            ..spec()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.message.contains("user name or password"), "{e}");
+        assert!(
+            e.message.contains("https://…@data.example.org/erddap"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_sources_with_one_id_are_refused_naming_the_id() {
+        let one = spec().validate().unwrap();
+        let other = SourceSpec {
+            id: "other".into(),
+            ..spec()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(refuse_duplicate_ids(&[one.clone(), other.clone()]), Ok(()));
+        let e = refuse_duplicate_ids(&[one.clone(), other, one]).unwrap_err();
+        assert_eq!(e.field, "id");
+        assert!(
+            e.message.contains("\"cioos-pacific\"") && e.message.contains("#1 and #3"),
+            "{e}"
+        );
     }
 
     #[test]
