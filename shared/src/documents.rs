@@ -29,6 +29,13 @@ pub struct SessionSummary {
     /// The first failed resources, with their reasons (at most `SUMMARY_FAILED_LIMIT`).
     pub failed_resources: Vec<FailedResource>,
     pub failed_resources_truncated: bool,
+    /// Resources this session brought back after they had been deleted (records and raw
+    /// responses back under `records/` and `raw/`), the first `SUMMARY_FAILED_LIMIT` of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<String>,
+    /// How many were restored in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restored_count: u64,
     /// Markers still pending when the summary was written (0 for a session that closed).
     pub pending_markers: u64,
     pub stale: Option<StaleReport>,
@@ -76,6 +83,10 @@ impl ResourceLog {
             .filter_map(|line| serde_json::from_slice::<ResourceLog>(line).ok())
             .find(|line| line.resource_id == resource_id)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `sessions/{source}/{stamp}/pages/…`: what one listing page found, saved before the page
@@ -194,8 +205,13 @@ pub struct StaleReport {
     pub missing: u64,
     /// Missing resources that got (or advanced) a tombstone and were kept.
     pub tombstoned: Vec<String>,
-    /// Missing resources deleted now (missing from enough consecutive listings).
+    /// Resources deleted in this session: missing from enough consecutive listings, or
+    /// declared deleted by the server (those are also in `deleted_upstream`).
     pub deleted: Vec<String>,
+    /// Resources the server declared deleted (OAI-PMH `status="deleted"`), deleted at once
+    /// as the listing met them, whatever the listing (incremental ones included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_upstream: Vec<String>,
 }
 
 /// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an

@@ -185,7 +185,15 @@ pub fn staged_key(source_id: &str, session_stamp: &str, resource_id: &str) -> St
 /// Where a stale resource's object goes when its source moves deleted resources aside:
 /// `records/s/x.json` → `deleted/records/s/x.json`.
 pub fn deleted_key(key: &str) -> String {
-    format!("deleted/{key}")
+    format!("{DELETED_PREFIX}{key}")
+}
+
+/// Where deleted records and raw responses are moved (`options.on_stale: move`).
+const DELETED_PREFIX: &str = "deleted/";
+
+/// Whether `key` is a record or raw response moved aside by a deletion.
+pub fn is_deleted_key(key: &str) -> bool {
+    key.starts_with(DELETED_PREFIX)
 }
 
 /// Where an unreadable work message is kept so nothing is lost.

@@ -87,6 +87,62 @@ async fn a_dataset_gone_upstream_is_tombstoned_then_moved_aside_after_two_comple
 }
 
 #[tokio::test]
+async fn a_deleted_resource_that_comes_back_is_restored_with_its_record_where_live_ones_are() {
+    let w = erddap_world(10, &[]).await;
+    w.set_options(SourceOptions {
+        stale_after_listings: 1,
+        ..SourceOptions::default()
+    })
+    .await;
+    w.harvest("2026-11-01").await;
+    let record_before = w.objects.keys("records/src/ds_0004");
+    w.fixture.remove_dataset("ds_0004");
+    let deleted = w.harvest("2026-11-02").await;
+    assert_eq!(w.stale_report(&deleted).await.deleted, ["ds_0004"]);
+
+    // Back with the same content.
+    w.fixture.restore_dataset("ds_0004");
+    let back = w.harvest("2026-11-03").await;
+    assert_eq!(
+        back.counters.harvested, 1,
+        "written again: {:?}",
+        back.counters
+    );
+    assert_eq!(back.counters.unchanged, 9);
+    let state = w
+        .store
+        .get_resource("src", "ds_0004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.is_live());
+    assert_eq!(
+        state.record_key.as_deref(),
+        Some("records/src/ds_0004.json")
+    );
+    assert_eq!(state.raw_key.as_deref(), Some("raw/src/ds_0004.json"));
+    assert!(state.history.last().unwrap().restored);
+    assert_eq!(w.objects.keys("records/src/ds_0004"), record_before);
+    assert_eq!(w.objects.keys("raw/src/ds_0004").len(), 1);
+    assert!(
+        w.objects.keys("deleted/").is_empty(),
+        "the aside copies are gone"
+    );
+    let summary = w.summary(&back).await;
+    assert_eq!(
+        summary["restored"],
+        serde_json::json!(["ds_0004"]),
+        "{summary}"
+    );
+    assert_eq!(summary["restored_count"], 1);
+
+    // And from then on it is an ordinary resource.
+    let after = w.harvest("2026-11-04").await;
+    assert_eq!(after.counters.unchanged, 10);
+    assert!(w.summary(&after).await.get("restored").is_none());
+}
+
+#[tokio::test]
 async fn a_resource_listed_again_loses_its_tombstone() {
     let w = erddap_world(6, &[]).await;
     w.harvest("2026-11-01").await;

@@ -212,7 +212,14 @@ async fn a_record_an_oai_server_reports_deleted_is_deleted_at_once_only_if_it_tr
             s.listing_problems()
         );
         let state = w.store.get_resource("src", &ids[6]).await.unwrap().unwrap();
+        let stale = w.stale_report(&s).await;
+        let summary = w.summary(&s).await;
         if deleted_now {
+            // Listed where operators look for a session's deletions.
+            assert_eq!(stale.deleted, [ids[6].clone()], "{declared}");
+            assert_eq!(stale.deleted_upstream, [ids[6].clone()], "{declared}");
+            assert_eq!(summary["stale"]["deleted"][0], ids[6].as_str(), "{summary}");
+            assert_eq!(summary["stale"]["deleted_upstream"][0], ids[6].as_str());
             // The server's word: deleted now, record moved aside, no tombstone wait.
             assert!(state.deleted_at.is_some(), "{declared}");
             let record = state.record_key.unwrap();
@@ -227,6 +234,7 @@ async fn a_record_an_oai_server_reports_deleted_is_deleted_at_once_only_if_it_tr
         } else {
             // Gone without a word: tombstoned, deleted only after the usual listings.
             assert!(state.deleted_at.is_none(), "{declared}");
+            assert!(stale.deleted.is_empty() && stale.deleted_upstream.is_empty());
             assert_eq!(state.missing_listings, 1);
         }
     }

@@ -13,7 +13,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 /// A counted resource's outcome in a session.
-pub type Settled = (Outcome, Option<Reason>);
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settled {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The session brought the resource back after it was deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
+}
+
+impl Settled {
+    /// What counting `state` settles its marker with.
+    pub fn of(state: &ResourceState) -> Settled {
+        Settled {
+            outcome: state.last_outcome,
+            reason: state.last_reason.clone(),
+            restored: state.restored_now(),
+        }
+    }
+}
 
 pub trait Rows: Send {
     fn resource(

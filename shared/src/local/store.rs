@@ -178,11 +178,9 @@ impl<R: Rows> State<R> {
         session_id: &str,
         state: &ResourceState,
     ) -> Result<Counting, StoreError> {
-        let settled = self.rows.settle_marker(
-            session_id,
-            &state.resource_id,
-            &(state.last_outcome, state.last_reason.clone()),
-        )?;
+        let settled =
+            self.rows
+                .settle_marker(session_id, &state.resource_id, &Settled::of(state))?;
         if !settled {
             return Ok(Counting::AlreadyCounted);
         }
@@ -422,8 +420,9 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
             .into_iter()
             .map(|(resource_id, outcome)| Marker {
                 resource_id,
-                outcome: outcome.as_ref().map(|o: &Settled| o.0),
-                reason: outcome.and_then(|o| o.1),
+                outcome: outcome.as_ref().map(|o: &Settled| o.outcome),
+                restored: outcome.as_ref().is_some_and(|o| o.restored),
+                reason: outcome.and_then(|o| o.reason),
             })
             .collect();
         let next = (page.len() == PAGE).then(|| keys::marker_sk(&page[PAGE - 1].resource_id));

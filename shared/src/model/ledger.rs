@@ -105,6 +105,10 @@ pub struct PageState {
     /// When the page was committed: how the watchdog tells a listing that stalled (its next
     /// message died) from one that is only slow.
     pub listed_at: Option<DateTime<Utc>>,
+    /// Resources the server declared deleted on this page that were deleted now (their ids
+    /// are in the page document): the stale report lists them when this is not zero.
+    #[serde(default)]
+    pub deleted_upstream: u64,
 }
 
 /// What committing one listing page changes in its session. Holds only if the page was not
@@ -124,6 +128,8 @@ pub struct PageCommit {
     pub listing_error: Option<String>,
     /// Appended to `listing.problems`.
     pub problems: Vec<String>,
+    /// Added to `listing.deleted_upstream`.
+    pub deleted_upstream: u64,
 }
 
 pub fn commit_page(page: &PageState) -> PageCommit {
@@ -134,6 +140,7 @@ pub fn commit_page(page: &PageState) -> PageCommit {
         expected_total: page.expected_total,
         listing_error: page.error.clone(),
         problems: page.problems.clone(),
+        deleted_upstream: page.deleted_upstream,
     }
 }
 
@@ -153,6 +160,7 @@ impl PageCommit {
             .listing
             .problems
             .extend(self.problems.iter().cloned());
+        session.listing.deleted_upstream += self.deleted_upstream;
     }
 }
 
@@ -169,6 +177,8 @@ pub struct Marker {
     pub resource_id: String,
     pub outcome: Option<Outcome>,
     pub reason: Option<Reason>,
+    /// The session brought the resource back after it was deleted.
+    pub restored: bool,
 }
 
 /// Outcomes counted in one session: what settling their (pending) markers adds to it.
@@ -386,6 +396,7 @@ mod tests {
             expected_total: None,
             problems: vec![],
             listed_at: None,
+            deleted_upstream: 0,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     pub at: DateTime<Utc>,
+    /// This session brought the resource back after it had been deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ impl ResourceState {
             outcome,
             reason: reason.clone(),
             at,
+            restored: false,
         });
         if history.len() > HISTORY_LEN {
             history.drain(..history.len() - HISTORY_LEN);
@@ -146,6 +150,30 @@ impl ResourceState {
     /// Whether the resource is part of the source's catalog (not deleted as stale).
     pub fn is_live(&self) -> bool {
         self.deleted_at.is_none()
+    }
+
+    /// Whether its record is still where a deletion put it: deleted, or listed again but
+    /// not yet fetched back (a failed attempt lifts the deletion, not the record).
+    pub fn awaits_restoring(&self) -> bool {
+        !self.is_live()
+            || [&self.record_key, &self.raw_key]
+                .into_iter()
+                .flatten()
+                .any(|key| crate::keys::is_deleted_key(key))
+    }
+
+    /// Marks the newest outcome as the one that brought the resource back.
+    pub fn mark_restored(&mut self) {
+        if let Some(last) = self.history.last_mut() {
+            last.restored = true;
+        }
+    }
+
+    /// Whether the newest outcome (this session's) brought the resource back.
+    pub fn restored_now(&self) -> bool {
+        self.history
+            .last()
+            .is_some_and(|h| h.restored && h.session_id == self.last_session)
     }
 }
 

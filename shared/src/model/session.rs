@@ -86,6 +86,9 @@ pub struct ListingCheck {
     pub expected_total: Option<u64>,
     /// Problems pages found: duplicates across pages, a repeated page, the protocol's own.
     pub problems: Vec<String>,
+    /// Resources the server declared deleted that pages deleted (see `PageState`).
+    #[serde(default)]
+    pub deleted_upstream: u64,
 }
 
 impl Session {

@@ -70,10 +70,17 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut pending = 0u64;
+    let (mut restored, mut restored_count) = (Vec::new(), 0u64);
     let mut after = None;
     loop {
         let (markers, next) = svc.store.session_markers(&session.id, after).await?;
         for m in markers {
+            if m.restored {
+                restored_count += 1;
+                if restored.len() < SUMMARY_FAILED_LIMIT {
+                    restored.push(m.resource_id.clone());
+                }
+            }
             match (&m.outcome, &m.reason) {
                 (None, _) => pending += 1,
                 (Some(_), Some(reason)) => {
@@ -116,6 +123,8 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
         reasons,
         failed_resources_truncated: (c.failed as usize) > SUMMARY_FAILED_LIMIT,
         failed_resources: failed,
+        restored,
+        restored_count,
         pending_markers: pending,
         stale,
         records_prefix: keys::records_prefix(&session.source_id),

@@ -213,14 +213,20 @@ pub async fn harvest_resource(
     };
 
     let now = svc.clock.now();
+    let returning = previous
+        .as_ref()
+        .is_some_and(ResourceState::awaits_restoring);
     let mut title = None;
     let (outcome, reason, content) = match result {
         Ok((fetched, record)) => {
             title = Some(record.title.clone());
             let hash = record.content_hash();
-            let unchanged = previous.as_ref().is_some_and(|p| {
-                p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some()
-            });
+            // A resource coming back after a deletion is written again where live records
+            // are, even with the content it had.
+            let unchanged = !returning
+                && previous.as_ref().is_some_and(|p| {
+                    p.content_hash.as_deref() == Some(&hash) && p.record_key.is_some()
+                });
             if unchanged {
                 (Outcome::Unchanged, None, None)
             } else {
@@ -286,6 +292,10 @@ pub async fn harvest_resource(
     if let Some(title) = title {
         state.title = title;
     }
+    let restored = returning && wrote_content;
+    if restored {
+        state.mark_restored();
+    }
     let counting = tally
         .count(
             svc.store.as_ref(),
@@ -312,6 +322,15 @@ pub async fn harvest_resource(
             // what the record object holds now.
             if wrote_content {
                 reconcile(svc, source, resource_id, session_id).await?;
+            }
+        }
+    }
+    if restored && counting == Counting::Counted {
+        // The copies the deletion moved aside, now that the state names the live ones.
+        // After the count, so a crash leaves at worst an extra copy under `deleted/`.
+        for key in previous.iter().flat_map(|p| [&p.record_key, &p.raw_key]) {
+            if let Some(key) = key.as_deref().filter(|k| keys::is_deleted_key(k)) {
+                svc.objects.delete(key).await?;
             }
         }
     }

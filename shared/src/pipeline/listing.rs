@@ -213,6 +213,7 @@ pub async fn list_page(
         expected_total: check.expected_total,
         problems: check.problems,
         listed_at: Some(svc.clock.now()),
+        deleted_upstream: check.deleted_upstream.len() as u64,
     };
     let delivery = Delivery {
         session_id,

@@ -27,7 +27,15 @@ pub use crate::documents::StaleReport;
 
 /// Applies the stale rules for a session whose work is all counted. Idempotent.
 pub async fn settle(svc: &Services, session: &Session) -> Result<StaleReport, StoreError> {
-    let report = check(svc, session).await?;
+    let mut report = check(svc, session).await?;
+    // What the server declared deleted was deleted as the listing went; it is this
+    // session's deletions all the same, whether or not absence could delete anything.
+    report.deleted_upstream = deleted_upstream(svc, session).await?;
+    for id in &report.deleted_upstream {
+        if !report.deleted.contains(id) {
+            report.deleted.push(id.clone());
+        }
+    }
     documents::put_readable(svc.objects.as_ref(), &report_key(session), &report).await?;
     if !report.deleted.is_empty() || !report.tombstoned.is_empty() {
         tracing::info!(session = %session.id, tombstoned = report.tombstoned.len(), deleted = report.deleted.len(), "stale resources settled");
@@ -36,6 +44,25 @@ pub async fn settle(svc: &Services, session: &Session) -> Result<StaleReport, St
         tracing::info!(session = %session.id, %why, "no stale deletion");
     }
     Ok(report)
+}
+
+/// The ids the session's pages deleted on the server's word, from the page documents of
+/// the pages that deleted any (none are read when the session counted none).
+async fn deleted_upstream(svc: &Services, session: &Session) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    let mut page = 1;
+    while ids.len() < session.listing.deleted_upstream as usize {
+        let Some(state) = svc.store.get_page(&session.id, page).await? else {
+            break;
+        };
+        if state.deleted_upstream > 0 {
+            let document: Option<documents::PageDocument> =
+                documents::get(svc.objects.as_ref(), &state.ids_key).await?;
+            ids.extend(document.into_iter().flat_map(|d| d.deleted_upstream));
+        }
+        page += 1;
+    }
+    Ok(ids)
 }
 
 /// The report `settle` wrote for a session, if any.

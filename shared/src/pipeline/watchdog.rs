@@ -197,6 +197,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                     expected_total: None,
                     problems: Vec::new(),
                     listed_at: Some(svc.clock.now()),
+                    deleted_upstream: 0,
                 };
                 if svc.store.commit_page(&session.id, &lost).await? {
                     lost_pages += 1;

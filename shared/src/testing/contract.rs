@@ -88,6 +88,7 @@ fn page(page: u32, ids: &[String], next: Option<&str>) -> PageState {
         expected_total: None,
         problems: Vec::new(),
         listed_at: Some(at(page.into())),
+        deleted_upstream: 0,
     }
 }
 

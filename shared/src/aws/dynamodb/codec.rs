@@ -90,6 +90,7 @@ pub(super) fn parse_session(item: &Item) -> Result<Session, StoreError> {
             listed: get_n(item, "listed"),
             expected_total: get_opt_n(item, "expected_total"),
             problems: get_list(item, "listing_problems"),
+            deleted_upstream: get_n(item, "deleted_upstream"),
         },
         id,
     })
@@ -120,6 +121,9 @@ pub(super) fn page_item(session_id: &str, page: &PageState) -> Item {
     if !page.problems.is_empty() {
         item.insert("problems".into(), string_list(&page.problems));
     }
+    if page.deleted_upstream > 0 {
+        item.insert("deleted_upstream".into(), n(page.deleted_upstream));
+    }
     item
 }
 
@@ -136,6 +140,7 @@ pub(super) fn page_state(page: u32, item: &Item) -> PageState {
         expected_total: get_opt_n(item, "expected_total"),
         problems: get_list(item, "problems"),
         listed_at: get_s(item, "listed_at").and_then(|t| t.parse().ok()),
+        deleted_upstream: get_n(item, "deleted_upstream"),
     }
 }
 
@@ -164,6 +169,7 @@ pub(super) fn marker(item: &Item) -> Marker {
         resource_id: marker_resource_id(item).unwrap_or_default(),
         outcome: get_s(item, "status").and_then(|s| Outcome::parse(&s)),
         reason: get_s(item, "reason").and_then(|r| serde_json::from_str::<Reason>(&r).ok()),
+        restored: matches!(item.get("restored"), Some(AttributeValue::Bool(true))),
     }
 }
 
@@ -336,6 +342,7 @@ mod tests {
         item.insert("listed".into(), n(40));
         item.insert("expected_total".into(), n(41));
         item.insert("listing_problems".into(), string_list(&["short".into()]));
+        item.insert("deleted_upstream".into(), n(2));
         let read = parse_session(&item).unwrap();
         assert!(read.abort_requested);
         assert_eq!(read.listing_error.as_deref(), Some("page 2: timeout"));
@@ -345,6 +352,7 @@ mod tests {
                 listed: 40,
                 expected_total: Some(41),
                 problems: vec!["short".into()],
+                deleted_upstream: 2,
             }
         );
     }
@@ -502,6 +510,7 @@ mod tests {
             expected_total: Some(5000),
             problems: vec!["duplicate id".into()],
             listed_at: Some(at(7)),
+            deleted_upstream: 3,
         };
         let item = page_item("ocean@1", &page);
         assert_eq!(get_s(&item, "pk").as_deref(), Some("SESSION#ocean@1"));
@@ -520,6 +529,7 @@ mod tests {
                 resource_id: "oai:x/1".into(),
                 outcome: None,
                 reason: None,
+                restored: false,
             }
         );
         let reason = Reason::http(404, "gone");
@@ -531,7 +541,12 @@ mod tests {
                 resource_id: "oai:x/1".into(),
                 outcome: Some(Outcome::Failed),
                 reason: Some(reason),
+                restored: false,
             }
         );
+        item.insert("status".into(), s("harvested"));
+        item.remove("reason");
+        item.insert("restored".into(), AttributeValue::Bool(true));
+        assert!(marker(&item).restored);
     }
 }

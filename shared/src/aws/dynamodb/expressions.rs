@@ -151,6 +151,9 @@ pub(super) fn commit_page(change: &PageCommit) -> PageCommitWrites {
         );
     }
     let mut expression = "ADD #total :count, remaining :delta, listed :listed".to_string();
+    if change.deleted_upstream > 0 {
+        expression.push_str(", deleted_upstream :deleted");
+    }
     if !sets.is_empty() {
         expression.push_str(" SET ");
         expression.push_str(&sets.join(", "));
@@ -166,6 +169,9 @@ pub(super) fn commit_page(change: &PageCommit) -> PageCommitWrites {
     }
     if let Some(t) = change.expected_total {
         session = session.value(":expected", n(t));
+    }
+    if change.deleted_upstream > 0 {
+        session = session.value(":deleted", n(change.deleted_upstream));
     }
     if !change.problems.is_empty() {
         session = session
@@ -185,23 +191,29 @@ pub(super) fn mark_page_sent() -> Expression {
 
 /// Settles a resource's marker with its outcome; holds only while the marker is pending.
 pub(super) fn settle(state: &ResourceState) -> Expression {
-    let settle = Expression::update("SET #status = :outcome, settled_at = :at")
+    let mut sets = vec!["#status = :outcome", "settled_at = :at"];
+    if state.last_reason.is_some() {
+        sets.push("reason = :reason");
+    }
+    if state.restored_now() {
+        sets.push("restored = :restored");
+    }
+    let mut settle = Expression::update(format!("SET {}", sets.join(", ")))
         .condition("#status = :pending")
         .name("#status", "status")
         .value(":outcome", s(state.last_outcome.as_str()))
         .value(":pending", s("pending"))
         .value(":at", s(rfc3339(state.last_attempt_at)));
-    match &state.last_reason {
-        None => settle,
-        Some(reason) => Expression {
-            update: "SET #status = :outcome, settled_at = :at, reason = :reason".into(),
-            ..settle
-        }
-        .value(
+    if let Some(reason) = &state.last_reason {
+        settle = settle.value(
             ":reason",
             s(serde_json::to_string(reason).expect("reasons serialize")),
-        ),
+        );
     }
+    if state.restored_now() {
+        settle = settle.value(":restored", AttributeValue::Bool(true));
+    }
+    settle
 }
 
 /// Counts a [`Tally`] in its session. Unconditional: its markers' [`settle`]s, in the same
@@ -315,6 +327,7 @@ mod tests {
             expected_total: None,
             problems: Vec::new(),
             listed_at: None,
+            deleted_upstream: 0,
         }
     }
 
@@ -430,6 +443,30 @@ mod tests {
             panic!("reason is not a string: {:?}", e.values[":reason"]);
         };
         assert_eq!(serde_json::from_str::<Reason>(stored).unwrap(), reason);
+    }
+
+    #[test]
+    fn settling_a_restoring_outcome_says_so() {
+        let mut restoring = state(Outcome::Harvested, None);
+        restoring.mark_restored();
+        let e = settle(&restoring);
+        assert_eq!(
+            e.update,
+            "SET #status = :outcome, settled_at = :at, restored = :restored"
+        );
+        assert_eq!(e.values[":restored"], AttributeValue::Bool(true));
+        // A restoration of an earlier session is not this one's.
+        let later = ResourceState::next(
+            Some(&restoring),
+            "src",
+            "r1",
+            "src@2",
+            Outcome::Unchanged,
+            None,
+            at(1),
+            None,
+        );
+        assert!(!settle(&later).update.contains("restored"));
     }
 
     #[test]
