@@ -39,6 +39,18 @@ if [ ! -f "$tools_stamp" ]; then
     touch "$tools_stamp"
 fi
 
+# --- Real catalog servers for the tests: pycsw (CSW 2.0.2) and the oaipmh package's server --
+real_venv=$local_dir/real-servers-venv
+real_lock=$root/tests/real-servers/requirements.txt
+real_stamp=$real_venv/.installed-$(sha256sum "$real_lock" | cut -c1-16)
+if [ ! -f "$real_stamp" ]; then
+    log "real catalog servers venv (pycsw, oaipmh)"
+    rm -rf "$real_venv"
+    python3 -m venv "$real_venv"
+    "$real_venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$real_lock"
+    touch "$real_stamp"
+fi
+
 # cargo-lambda (for `cargo lambda build|watch|invoke`) only on request: the tests do not need it.
 if [ "${1:-}" = "--cargo-lambda" ] && [ ! -x "$tools_venv/bin/cargo-lambda" ]; then
     log "cargo-lambda"
