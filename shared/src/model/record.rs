@@ -30,6 +30,10 @@ pub struct Record {
     /// DOIs and other identifiers the record carries besides its id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifiers: Vec<Identifier>,
+    /// Where the dataset is, when the catalog names a place (`Lake Erie`, a gazetteer URI)
+    /// rather than giving coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
 }
 
 /// A record's text in one more language.
