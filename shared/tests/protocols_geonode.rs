@@ -6,7 +6,7 @@ mod common;
 use common::{incremental, world};
 use trawl::model::SessionStatus;
 use trawl::ports::ResourceStates;
-use trawl_fixtures::{GeoNodeConfig, GeoNodeFixture};
+use trawl_fixtures::{GeoNodeConfig, GeoNodeFixture, GeoNodeVersion};
 
 #[tokio::test]
 async fn a_geonode_site_is_paged_by_pk_and_its_datasets_normalized() {
@@ -52,4 +52,40 @@ async fn a_geonode_site_is_paged_by_pk_and_its_datasets_normalized() {
     let changes = w.harvest("2026-11-24").await;
     assert!(changes.since.is_some());
     assert_eq!((changes.counters.total, changes.counters.harvested), (1, 1));
+}
+
+#[tokio::test]
+async fn a_geonode_3_site_lists_its_layers_and_their_boxes_come_out_in_degrees() {
+    let fixture = GeoNodeFixture::start(GeoNodeConfig {
+        datasets: 9,
+        version: GeoNodeVersion::V3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("geonode", fixture.base_url()).await;
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!(s.status, SessionStatus::Succeeded);
+    assert_eq!((s.counters.total, s.counters.harvested), (9, 9));
+    let (mut boxed, mut noted) = (0, 0);
+    for pk in fixture.pks() {
+        let r = w.record(&pk).await;
+        assert!(r.title.is_some());
+        match r.bounding_box {
+            Some(b) => {
+                // The fixture's boxes, projected or not, lie within these degrees.
+                assert!((-80.0..=103.0).contains(&b.west), "{pk}: {b:?}");
+                assert!((-30.0..=31.0).contains(&b.south), "{pk}: {b:?}");
+                assert!(b.west < b.east && b.south < b.north, "{pk}: {b:?}");
+                boxed += 1;
+            }
+            None => {
+                assert!(r.notes[0].contains("EPSG:2876"), "{:?}", r.notes);
+                noted += 1;
+            }
+        }
+    }
+    // Every layer is one or the other, and the fixture serves both.
+    assert_eq!(boxed + noted, 9);
+    assert!(boxed > 0 && noted > 0, "{boxed} boxed, {noted} noted");
 }

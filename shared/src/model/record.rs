@@ -30,6 +30,15 @@ pub struct Record {
     /// DOIs and other identifiers the record carries besides its id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifiers: Vec<Identifier>,
+    /// Where the dataset is, when the catalog names a place (`Lake Erie`, a gazetteer URI)
+    /// rather than giving coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// What the catalog gave that could not be mapped faithfully, and so was left out (a
+    /// bounding box in a coordinate system we do not convert), so a reader of the record
+    /// knows the gap is the source's form, not an absence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A record's text in one more language.

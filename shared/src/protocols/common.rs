@@ -1,8 +1,7 @@
 //! Small readers several protocols share.
 
 use crate::http::Response;
-use crate::model::{BoundingBox, Reason};
-use serde_json::Value;
+use crate::model::Reason;
 
 /// An answer's JSON without the UTF-8 byte-order mark some servers put before it (Windows
 /// tooling, IIS-hosted portals): JSON parsers refuse it, and in UTF-8 it means nothing.
@@ -55,41 +54,6 @@ pub fn expect_success(
     Err(response.status_reason(detail))
 }
 
-/// The bounding box of a GeoJSON geometry (Polygon, MultiPolygon, Point, …): the min/max of
-/// every coordinate pair in it. `None` when it is not GeoJSON with finite coordinates.
-pub fn geojson_bbox(geojson: &str) -> Option<BoundingBox> {
-    let value: Value = serde_json::from_str(geojson).ok()?;
-    let mut bbox: Option<BoundingBox> = None;
-    fn walk(v: &Value, bbox: &mut Option<BoundingBox>) {
-        let Some(items) = v.as_array() else { return };
-        match (
-            items.first().and_then(Value::as_f64),
-            items.get(1).and_then(Value::as_f64),
-        ) {
-            (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
-                let b = bbox.get_or_insert(BoundingBox {
-                    west: x,
-                    south: y,
-                    east: x,
-                    north: y,
-                });
-                b.west = b.west.min(x);
-                b.east = b.east.max(x);
-                b.south = b.south.min(y);
-                b.north = b.north.max(y);
-            }
-            _ => items.iter().for_each(|i| walk(i, bbox)),
-        }
-    }
-    walk(value.get("coordinates")?, &mut bbox);
-    bbox
-}
-
-/// The bounding box of an already-parsed GeoJSON geometry.
-pub fn geojson_value_bbox(value: &Value) -> Option<BoundingBox> {
-    geojson_bbox(&value.to_string())
-}
-
 /// Text of an HTML fragment (ArcGIS descriptions, GeoNode abstracts): tags dropped, the
 /// common entities decoded, whitespace collapsed; `None` when nothing is left.
 pub fn plain_text(html: &str) -> Option<String> {
@@ -120,32 +84,6 @@ pub fn plain_text(html: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn geojson_bounding_boxes_cover_every_coordinate_and_reject_junk() {
-        assert_eq!(
-            geojson_bbox(r#"{"type": "Point", "coordinates": [10.5, -3]}"#),
-            Some(BoundingBox {
-                west: 10.5,
-                south: -3.0,
-                east: 10.5,
-                north: -3.0
-            })
-        );
-        let multi =
-            r#"{"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 1]]], [[[5, -2], [3, 4]]]]}"#;
-        assert_eq!(
-            geojson_bbox(multi),
-            Some(BoundingBox {
-                west: 0.0,
-                south: -2.0,
-                east: 5.0,
-                north: 4.0
-            })
-        );
-        assert_eq!(geojson_bbox("POLYGON((0 0, 1 1))"), None);
-        assert_eq!(geojson_bbox(r#"{"type": "Polygon"}"#), None);
-    }
 
     #[test]
     fn a_path_segment_never_leaves_its_segment() {

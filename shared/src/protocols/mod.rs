@@ -8,12 +8,12 @@ mod common;
 pub mod csw;
 pub mod dcat;
 pub mod erddap;
+mod extent;
 pub mod geonode;
 pub mod oai;
 
-pub use common::{
-    expect_success, geojson_bbox, geojson_value_bbox, json_body, path_segment, plain_text,
-};
+pub use common::{expect_success, json_body, path_segment, plain_text};
+pub use extent::{geojson_extent, inverse_mercator, iso_interval, spatial, spatial_value, Spatial};
 
 use crate::http::{HttpClient, RequestLog, Response};
 use crate::messages::SourceSnapshot;

@@ -16,7 +16,7 @@ use super::{
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
-use crate::model::{BoundingBox, Link, Reason, Record};
+use crate::model::{BoundingBox, Dates, Link, Reason, Record};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -180,14 +180,17 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 /// Field mapping (documented in the README's protocol table): `title`, `description` (HTML →
 /// text, else `snippet`) → summary, `tags` → keywords, `accessInformation` → institution,
 /// `licenseInfo` (HTML → text) → license, `extent` `[[xmin, ymin], [xmax, ymax]]` → bounding
-/// box, `{portal}/home/item.html?id=` → `landing`, the service `url` → `data`.
+/// box, `created`/`modified` (epoch milliseconds) → dates, `culture` → language,
+/// `{portal}/home/item.html?id=` → `landing`, the service `url` → `data`. Text fields read
+/// through [`item_text`]: ArcGIS fills what the owner never set with the string `null` or an
+/// empty HTML fragment.
 fn to_record(source: &SourceSnapshot, root: &str, resource_id: &str, item: &Value) -> Record {
-    let text = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).and_then(item_text);
+    let html = |v: Option<&Value>| {
+        text(v)
+            .and_then(|h| plain_text(&h))
+            .and_then(|t| item_text(&t))
     };
-    let html = |v: Option<&Value>| text(v).and_then(|h| plain_text(&h));
     let bounding_box = item.get("extent").and_then(Value::as_array).and_then(|e| {
         let corner = |i: usize| {
             let c = e.get(i)?.as_array()?;
@@ -221,14 +224,38 @@ fn to_record(source: &SourceSnapshot, root: &str, resource_id: &str, item: &Valu
             .and_then(Value::as_array)
             .map(|t| t.iter().filter_map(|t| text(Some(t))).collect())
             .unwrap_or_default(),
-        institution: text(item.get("accessInformation")),
+        institution: html(item.get("accessInformation")),
         license: html(item.get("licenseInfo")),
         bounding_box,
         time_range: None,
         variables: Vec::new(),
         links,
+        language: text(item.get("culture")),
+        dates: Dates {
+            created: epoch_millis(item.get("created")),
+            modified: epoch_millis(item.get("modified")),
+            published: None,
+        },
         ..Record::default()
     }
+}
+
+/// A text field's content: trimmed, with nothing and the literal `null` (what the portal
+/// writes for a field never set) as `None`.
+fn item_text(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty() && !s.eq_ignore_ascii_case("null")).then(|| s.to_string())
+}
+
+/// Epoch milliseconds as ISO 8601 UTC (`2019-01-01T00:00:00Z`, milliseconds when there are).
+fn epoch_millis(v: Option<&Value>) -> Option<String> {
+    let millis = v?.as_i64().filter(|m| *m > 0)?;
+    let at = DateTime::<Utc>::from_timestamp_millis(millis)?;
+    Some(if millis % 1000 == 0 {
+        at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    })
 }
 
 #[cfg(test)]
@@ -318,5 +345,54 @@ mod tests {
                 .bounding_box,
             None
         );
+    }
+
+    #[test]
+    fn the_text_null_and_empty_html_are_absent_not_content() {
+        // As ArcGIS Online serves items whose owners never filled these in.
+        let body = r#"{"id": "abc", "title": "Parcels", "snippet": "null", "description": "<div><br></div>",
+            "accessInformation": "null", "licenseInfo": "<p></p>", "tags": ["null", "land"],
+            "culture": "null", "url": "null", "created": 1546300800000, "modified": 1700000000123}"#;
+        let f = Fetched {
+            body: body.to_string().into(),
+            content_type: "application/json",
+        };
+        let r = ArcGis
+            .normalize(&source("https://www.arcgis.com"), "abc", &f)
+            .unwrap();
+        assert_eq!(r.summary, None);
+        assert_eq!(r.institution, None);
+        assert_eq!(r.license, None);
+        assert_eq!(r.language, None);
+        assert_eq!(r.keywords, ["land"]);
+        assert_eq!(r.links.len(), 1, "{:?}", r.links);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("null\""), "{json}");
+        // `<p>null</p>` is the same emptiness, wrapped.
+        let f = Fetched {
+            body: r#"{"id": "abc", "description": "<p>null</p>", "snippet": "Short", "licenseInfo": "<div>null</div>"}"#.to_string().into(),
+            content_type: "application/json",
+        };
+        let r = ArcGis
+            .normalize(&source("https://www.arcgis.com"), "abc", &f)
+            .unwrap();
+        assert_eq!((r.summary.as_deref(), r.license), (Some("Short"), None));
+    }
+
+    #[test]
+    fn item_dates_are_iso_8601() {
+        let f = Fetched {
+            body: r#"{"id": "abc", "created": 1546300800000, "modified": 1700000000123, "culture": "en-us"}"#.to_string().into(),
+            content_type: "application/json",
+        };
+        let r = ArcGis
+            .normalize(&source("https://www.arcgis.com"), "abc", &f)
+            .unwrap();
+        assert_eq!(r.dates.created.as_deref(), Some("2019-01-01T00:00:00Z"));
+        assert_eq!(
+            r.dates.modified.as_deref(),
+            Some("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(r.language.as_deref(), Some("en-us"));
     }
 }

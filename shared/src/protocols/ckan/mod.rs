@@ -10,16 +10,19 @@
 //! that, and also catches a page the server repeats).
 
 use super::{
-    expect_success, geojson_bbox, json_body, Catalog, Entry, FetchContext, FetchError, Fetched,
-    ListingPage, ProtocolOptions, Remote,
+    expect_success, iso_interval, json_body, spatial_value, Catalog, Entry, FetchContext,
+    FetchError, Fetched, ListingPage, ProtocolOptions, Remote, Spatial,
 };
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
-use crate::model::{ConfigError, Link, Reason, Record, TimeRange};
+use crate::model::{
+    BoundingBox, ConfigError, Dates, Identifier, Link, Reason, Record, TimeRange, Translation,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Default)]
 pub struct Ckan {
@@ -219,39 +222,19 @@ fn ok_or_reason(response: Response) -> Result<Response, Reason> {
 
 /// Field mapping (documented in the README's protocol table):
 /// `title` → title, `notes` → summary, `tags[].name` → keywords, `organization.title` →
-/// institution, `license_title` (else `license_id`) → license, the `spatial` extra (GeoJSON)
-/// → bounding box, `temporal_start`/`temporal_end` extras → time range, `resources[].url` →
-/// `data` links, `{site}/dataset/{name}` → the `landing` link.
+/// institution, `license_title` (else `license_id`) → license, time and space (see
+/// [`time_range`], [`extent`]), ckanext-fluent translations (see [`languages`]),
+/// `metadata_created`/`metadata_modified`/`issued` → dates, `doi`, `identifier` and CIOOS's
+/// `unique-resource-identifier-full` → identifiers, `resources[]` → `data` links (`url`, with
+/// `format` (else `mimetype`), `name` and `description`), `{site}/dataset/{name}` → the
+/// `landing` link.
 fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Record {
-    let text = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
-    let extras: Vec<(String, String)> = package
-        .get("extras")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| Some((text(e.get("key"))?, text(e.get("value"))?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let extra = |k: &str| {
-        extras
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let keywords = package
+    let fields = Fields::of(package);
+    let tags: Vec<String> = package
         .get("tags")
         .and_then(Value::as_array)
         .map(|tags| tags.iter().filter_map(|t| text(t.get("name"))).collect())
         .unwrap_or_default();
-    let time_range = match (extra("temporal_start"), extra("temporal_end")) {
-        (None, None) => None,
-        (start, end) => Some(TimeRange { start, end }),
-    };
     let mut links = Vec::new();
     if let Some(name) = text(package.get("name")) {
         links.push(Link::new(
@@ -266,22 +249,262 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, package: &Value) -> Rec
         .flatten()
     {
         if let Some(url) = text(resource.get("url")) {
-            links.push(Link::new("data", url));
+            links.push(Link {
+                protocol: text(resource.get("format")).or_else(|| text(resource.get("mimetype"))),
+                name: text(resource.get("name")),
+                description: text(resource.get("description")),
+                ..Link::new("data", url)
+            });
         }
     }
+    let (bounding_box, place) = extent(&fields);
+    let languages = languages(package);
+    let main = |texts: &BTreeMap<String, String>| {
+        languages.main.as_ref().and_then(|l| texts.get(l)).cloned()
+    };
+    let keywords = match languages
+        .main
+        .as_ref()
+        .and_then(|l| languages.keywords.get(l))
+    {
+        Some(k) => k.clone(),
+        None => tags,
+    };
+    let identifiers = ["doi", "unique-resource-identifier-full", "identifier"]
+        .iter()
+        .filter_map(|k| fields.text(k).map(|v| Identifier::new(k, &v)))
+        .fold(Vec::new(), |mut all, id| {
+            if !all.contains(&id) {
+                all.push(id);
+            }
+            all
+        });
     Record {
         id: resource_id.to_string(),
         source_id: source.id.clone(),
-        title: text(package.get("title")),
-        summary: text(package.get("notes")),
+        title: text(package.get("title")).or_else(|| main(&languages.titles)),
+        summary: main(&languages.notes).or_else(|| text(package.get("notes"))),
         keywords,
         institution: text(package.get("organization").and_then(|o| o.get("title"))),
         license: text(package.get("license_title")).or_else(|| text(package.get("license_id"))),
-        bounding_box: extra("spatial").and_then(|s| geojson_bbox(&s)),
-        time_range,
+        bounding_box,
+        time_range: time_range(&fields),
         variables: Vec::new(),
         links,
+        language: languages.main.clone(),
+        translations: languages.translations(),
+        dates: Dates {
+            created: text(package.get("metadata_created")),
+            modified: text(package.get("metadata_modified")),
+            published: fields.text("issued"),
+        },
+        identifiers,
+        place,
         ..Record::default()
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A package's own fields and its `extras`: portals running ckanext-scheming put at the top
+/// level what others keep as extras (`spatial`, `temporal_start`), so each is looked up in
+/// both, the top level first.
+struct Fields<'a> {
+    package: &'a Value,
+    extras: Vec<(String, Value)>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(package: &'a Value) -> Fields<'a> {
+        let extras = package
+            .get("extras")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| Some((text(e.get("key"))?, e.get("value")?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Fields { package, extras }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        let present = |v: &&Value| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty());
+        self.package.get(key).filter(present).or_else(|| {
+            self.extras
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .filter(present)
+        })
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        text(self.get(key))
+    }
+
+    /// A field that may be an object or that object's JSON in a string (ckanext-composite
+    /// stores either way).
+    fn object(&self, key: &str) -> Option<Value> {
+        match self.get(key)? {
+            Value::String(s) => serde_json::from_str(s).ok().filter(Value::is_object),
+            v if v.is_object() => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The time range, from the first of: ckanext-dcat's `temporal_start`/`temporal_end`,
+/// ckanext-spatial's `temporal-extent-begin`/`-end` (ISO harvests) or CIOOS's composite
+/// `temporal-extent` `{begin, end}`, and a DCAT-US `temporal` interval (catalog.data.gov's
+/// harvested packages) read as any ISO 8601 interval.
+fn time_range(fields: &Fields) -> Option<TimeRange> {
+    let pair = |start: Option<String>, end: Option<String>| {
+        (start.is_some() || end.is_some()).then_some(TimeRange { start, end })
+    };
+    let composite = fields.object("temporal-extent");
+    let composite = |k: &str| composite.as_ref().and_then(|c| text(c.get(k)));
+    pair(fields.text("temporal_start"), fields.text("temporal_end"))
+        .or_else(|| {
+            pair(
+                fields.text("temporal-extent-begin"),
+                fields.text("temporal-extent-end"),
+            )
+        })
+        .or_else(|| pair(composite("begin"), composite("end")))
+        .or_else(|| fields.text("temporal").and_then(|t| iso_interval(&t)))
+}
+
+/// The bounding box and the place name: `spatial` (ckanext-spatial's GeoJSON, in a string or
+/// as an object; ckanext-dcat's WKT; a harvested DCAT-US box or place name), then
+/// ckanext-dcat's `spatial_bbox`, then ckanext-spatial's `bbox-west-long` … `bbox-north-lat`;
+/// the place is ckanext-dcat's `spatial_text`, else a `spatial` that is a name.
+fn extent(fields: &Fields) -> (Option<BoundingBox>, Option<String>) {
+    let spatial = fields.get("spatial").and_then(spatial_value);
+    let as_box = |s: Option<Spatial>| match s {
+        Some(Spatial::Box(b)) => Some(b),
+        _ => None,
+    };
+    let corner = |k: &str| {
+        fields.get(k).and_then(|v| match v {
+            Value::Number(n) => n.as_f64(),
+            v => text(Some(v))?.parse().ok(),
+        })
+    };
+    let corners = || {
+        let b = format!(
+            "{},{},{},{}",
+            corner("bbox-west-long")?,
+            corner("bbox-south-lat")?,
+            corner("bbox-east-long")?,
+            corner("bbox-north-lat")?
+        );
+        as_box(super::spatial(&b))
+    };
+    let bbox = as_box(spatial.clone())
+        .or_else(|| as_box(fields.get("spatial_bbox").and_then(spatial_value)))
+        .or_else(corners);
+    let place = fields.text("spatial_text").or(match spatial {
+        Some(Spatial::Place(p)) => Some(p),
+        _ => None,
+    });
+    (bbox, place)
+}
+
+/// ckanext-fluent's `title_translated`, `notes_translated` (`{lang: text}`) and `keywords`
+/// (`{lang: [..]}`), with the portal's main language among them: the one whose text is the
+/// package's `title`, else (no `title`) English if given, else the first.
+struct Languages {
+    main: Option<String>,
+    titles: BTreeMap<String, String>,
+    notes: BTreeMap<String, String>,
+    keywords: BTreeMap<String, Vec<String>>,
+}
+
+fn languages(package: &Value) -> Languages {
+    let texts = |key: &str| -> BTreeMap<String, String> {
+        package
+            .get(key)
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(lang, v)| Some((lang.clone(), text(Some(v))?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let titles = texts("title_translated");
+    let notes = texts("notes_translated");
+    let keywords: BTreeMap<String, Vec<String>> = package
+        .get("keywords")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(lang, words)| {
+                    let words = words.as_array().map(Vec::as_slice).unwrap_or_default();
+                    (
+                        lang.clone(),
+                        words.iter().filter_map(|w| text(Some(w))).collect(),
+                    )
+                })
+                .filter(|(_, words): &(String, Vec<String>)| !words.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut all: Vec<&String> = titles
+        .keys()
+        .chain(notes.keys())
+        .chain(keywords.keys())
+        .collect();
+    all.sort();
+    all.dedup();
+    let main = match text(package.get("title")) {
+        Some(title) => {
+            let same: Vec<&String> = titles
+                .iter()
+                .filter(|(_, t)| **t == title)
+                .map(|(l, _)| l)
+                .collect();
+            same.iter()
+                .find(|l| l.as_str() == "en")
+                .or(same.first())
+                .map(|l| l.to_string())
+        }
+        None => all
+            .iter()
+            .find(|l| l.as_str() == "en")
+            .or(all.first())
+            .map(|l| l.to_string()),
+    };
+    Languages {
+        main,
+        titles,
+        notes,
+        keywords,
+    }
+}
+
+impl Languages {
+    /// Every language but the main one, with what it has.
+    fn translations(&self) -> BTreeMap<String, Translation> {
+        let mut out: BTreeMap<String, Translation> = BTreeMap::new();
+        for (lang, title) in &self.titles {
+            out.entry(lang.clone()).or_default().title = Some(title.clone());
+        }
+        for (lang, notes) in &self.notes {
+            out.entry(lang.clone()).or_default().summary = Some(notes.clone());
+        }
+        for (lang, words) in &self.keywords {
+            out.entry(lang.clone()).or_default().keywords = words.clone();
+        }
+        if let Some(main) = &self.main {
+            out.remove(main);
+        }
+        out
     }
 }
 
@@ -345,7 +568,10 @@ mod tests {
                     "landing",
                     "https://catalog.example.org/dataset/sea-temp".into()
                 ),
-                Link::new("data", "https://data.example.org/sst.csv".into()),
+                Link {
+                    protocol: Some("CSV".into()),
+                    ..Link::new("data", "https://data.example.org/sst.csv".into())
+                },
             ]
         );
     }
@@ -376,6 +602,183 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code, ReasonCode::ParseError);
+    }
+}
+
+#[cfg(test)]
+mod extent_tests {
+    use super::*;
+    use crate::model::{BoundingBox, Protocol};
+    use crate::protocols::recorded;
+
+    fn record(package: serde_json::Value) -> Record {
+        let body = serde_json::json!({"success": true, "result": package}).to_string();
+        let source = recorded::source(
+            Protocol::Ckan,
+            "https://catalog.example.org",
+            serde_json::json!({}),
+        );
+        Ckan::default()
+            .normalize(
+                &source,
+                "p",
+                &Fetched {
+                    body: body.into(),
+                    content_type: "application/json",
+                },
+            )
+            .unwrap()
+    }
+
+    fn extras(pairs: &[(&str, &str)]) -> serde_json::Value {
+        serde_json::json!({
+            "id": "p",
+            "extras": pairs.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn range(r: &Record) -> (Option<&str>, Option<&str>) {
+        let t = r.time_range.as_ref().expect("a time range");
+        (t.start.as_deref(), t.end.as_deref())
+    }
+
+    const BOX: BoundingBox = BoundingBox {
+        west: -70.5,
+        south: 40.0,
+        east: -60.0,
+        north: 48.25,
+    };
+
+    #[test]
+    fn a_harvested_data_gov_package_gives_its_temporal_interval_and_spatial_extra() {
+        // catalog.data.gov keeps the harvested DCAT-US `temporal` and `spatial` as extras.
+        let r = record(extras(&[
+            ("temporal", "1993/2005"),
+            ("spatial", "-70.5,40.0,-60.0,48.25"),
+        ]));
+        assert_eq!(range(&r), (Some("1993"), Some("2005")));
+        assert_eq!(r.bounding_box, Some(BOX));
+        let r = record(extras(&[
+            ("temporal", "2010-01-01/P1Y"),
+            ("spatial", "Gulf of Maine"),
+        ]));
+        assert_eq!(range(&r), (Some("2010-01-01"), Some("2011-01-01")));
+        assert_eq!(
+            (r.bounding_box, r.place.as_deref()),
+            (None, Some("Gulf of Maine"))
+        );
+    }
+
+    #[test]
+    fn ckanext_dcat_spatial_bbox_and_wkt_give_a_box_and_spatial_text_a_place() {
+        let r = record(extras(&[
+            (
+                "spatial_bbox",
+                "POLYGON ((-70.5 40.0, -60.0 40.0, -60.0 48.25, -70.5 48.25, -70.5 40.0))",
+            ),
+            ("spatial_text", "Scotian Shelf"),
+            ("temporal_start", "2001-01-01"),
+            ("temporal_end", "2003-12-31"),
+        ]));
+        assert_eq!(r.bounding_box, Some(BOX));
+        assert_eq!(r.place.as_deref(), Some("Scotian Shelf"));
+        assert_eq!(range(&r), (Some("2001-01-01"), Some("2003-12-31")));
+        let r = record(extras(&[(
+            "spatial",
+            "POLYGON ((-70.5 40.0, -60.0 48.25, -70.5 40.0))",
+        )]));
+        assert_eq!(r.bounding_box, Some(BOX));
+    }
+
+    #[test]
+    fn scheming_fields_at_the_top_level_are_read_like_extras() {
+        let r = record(serde_json::json!({
+            "id": "p",
+            "spatial": "{\"type\": \"Polygon\", \"coordinates\": [[[-70.5, 40.0], [-60.0, 48.25]]]}",
+            "temporal_start": "2001-01-01",
+            "temporal_end": "2003-12-31",
+        }));
+        assert_eq!(r.bounding_box, Some(BOX));
+        assert_eq!(range(&r), (Some("2001-01-01"), Some("2003-12-31")));
+        // CIOOS: GeoJSON as an object, the extent as a composite field.
+        let r = record(serde_json::json!({
+            "id": "p",
+            "spatial": {"type": "Polygon", "coordinates": [[[-70.5, 40.0], [-60.0, 48.25]]]},
+            "temporal-extent": {"begin": "2019-09-25", "end": "2026-03-04"},
+        }));
+        assert_eq!(r.bounding_box, Some(BOX));
+        assert_eq!(range(&r), (Some("2019-09-25"), Some("2026-03-04")));
+        let r = record(serde_json::json!({"id": "p", "temporal": "R/2008-07-01/P1D"}));
+        assert_eq!(range(&r), (Some("2008-07-01"), None));
+    }
+
+    /// A package of CIOOS's bilingual catalogue (ckanext-fluent fields).
+    fn bilingual(title: Option<&str>) -> serde_json::Value {
+        let mut p = serde_json::json!({
+            "id": "p",
+            "title_translated": {"en": "Sea surface temperature", "fr": "Température de surface de la mer"},
+            "notes_translated": {"en": "Daily means.", "fr": "Moyennes journalières."},
+            "keywords": {"en": ["ocean", "temperature"], "fr": ["océan", "température"]},
+            "unique-resource-identifier-full": "https://doi.org/10.25976/4y34-rn27",
+        });
+        if let Some(t) = title {
+            p["title"] = t.into();
+        }
+        p
+    }
+
+    #[test]
+    fn fluent_titles_notes_and_keywords_go_to_the_main_language_and_translations() {
+        let r = record(bilingual(None));
+        assert_eq!(r.language.as_deref(), Some("en"));
+        assert_eq!(r.title.as_deref(), Some("Sea surface temperature"));
+        assert_eq!(r.summary.as_deref(), Some("Daily means."));
+        assert_eq!(r.keywords, ["ocean", "temperature"]);
+        let fr = &r.translations["fr"];
+        assert_eq!(
+            fr.title.as_deref(),
+            Some("Température de surface de la mer")
+        );
+        assert_eq!(fr.summary.as_deref(), Some("Moyennes journalières."));
+        assert_eq!(fr.keywords, ["océan", "température"]);
+        assert_eq!(r.translations.len(), 1);
+        assert_eq!(r.identifiers[0].scheme, "doi");
+        assert_eq!(r.identifiers[0].value, "10.25976/4y34-rn27");
+
+        // A portal whose default is French: `title` is the French one.
+        let r = record(bilingual(Some("Température de surface de la mer")));
+        assert_eq!(r.language.as_deref(), Some("fr"));
+        assert_eq!(r.summary.as_deref(), Some("Moyennes journalières."));
+        assert_eq!(
+            r.translations["en"].title.as_deref(),
+            Some("Sea surface temperature")
+        );
+    }
+
+    #[test]
+    fn package_dates_and_resource_details_are_kept() {
+        let r = record(serde_json::json!({
+            "id": "p", "name": "sst",
+            "metadata_created": "2019-02-01T10:00:00.123456", "metadata_modified": "2024-05-06T07:08:09.000001",
+            "resources": [{"url": "https://d.example.org/sst.nc", "format": "NetCDF", "name": "SST grid", "description": "Daily grid."}],
+        }));
+        assert_eq!(
+            r.dates.created.as_deref(),
+            Some("2019-02-01T10:00:00.123456")
+        );
+        assert_eq!(
+            r.dates.modified.as_deref(),
+            Some("2024-05-06T07:08:09.000001")
+        );
+        let data = &r.links[1];
+        assert_eq!(
+            (
+                data.protocol.as_deref(),
+                data.name.as_deref(),
+                data.description.as_deref()
+            ),
+            (Some("NetCDF"), Some("SST grid"), Some("Daily grid."))
+        );
     }
 }
 

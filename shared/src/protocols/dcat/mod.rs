@@ -12,12 +12,12 @@
 //! which makes the listing incomplete (nothing is deleted on its account).
 
 use super::{
-    expect_success, json_body, Catalog, Entry, FetchContext, FetchError, Fetched, ListingPage,
-    NoOptions, ProtocolOptions, Remote,
+    expect_success, iso_interval, json_body, spatial_value, Catalog, Entry, FetchContext,
+    FetchError, Fetched, ListingPage, NoOptions, ProtocolOptions, Remote, Spatial,
 };
 use crate::messages::SourceSnapshot;
 use crate::model::ConfigError;
-use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange};
+use crate::model::{Dates, Identifier, Link, Reason, ReasonCode, Record};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -141,9 +141,11 @@ fn title_of(dataset: &Value) -> String {
 }
 
 /// Field mapping (documented in the README's protocol table): `title`, `description` →
-/// summary, `keyword` → keywords, `publisher.name` → institution, `license`, `spatial` as
-/// `W,S,E,N` → bounding box, `temporal` as `start/end` → time range, `landingPage` →
-/// `landing`, each distribution's `downloadURL` (else `accessURL`) → `data`.
+/// summary, `keyword` → keywords, `publisher.name` → institution, `license`, `spatial` (a box,
+/// GeoJSON or WKT → bounding box; a place name → place), `temporal` (any ISO 8601 interval) →
+/// time range, `issued`/`modified` → dates, `identifier` → identifiers, the first `language`,
+/// `landingPage` → `landing`, each distribution's `downloadURL` (else `accessURL`) → `data`
+/// with its `mediaType` (else `format`), `title` and `description`.
 fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)
@@ -160,26 +162,11 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
             .collect(),
         _ => Vec::new(),
     };
-    let bounding_box = text(d.get("spatial")).and_then(|s| {
-        let n: Vec<f64> = s
-            .split(',')
-            .filter_map(|p| p.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-            .collect();
-        (n.len() == 4 && s.split(',').count() == 4).then(|| BoundingBox {
-            west: n[0],
-            south: n[1],
-            east: n[2],
-            north: n[3],
-        })
-    });
-    let time_range = text(d.get("temporal")).and_then(|t| {
-        let (start, end) = t.split_once('/')?;
-        Some(TimeRange {
-            start: Some(start.trim().to_string()).filter(|s| !s.is_empty()),
-            end: Some(end.trim().to_string()).filter(|s| !s.is_empty()),
-        })
-    });
+    let (bounding_box, place) = match d.get("spatial").and_then(spatial_value) {
+        Some(Spatial::Box(b)) => (Some(b), None),
+        Some(Spatial::Place(p)) => (None, Some(p)),
+        None => (None, None),
+    };
     let mut links = Vec::new();
     if let Some(url) = text(d.get("landingPage")) {
         links.push(Link::new("landing", url));
@@ -191,9 +178,18 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         .flatten()
     {
         if let Some(url) = text(dist.get("downloadURL")).or_else(|| text(dist.get("accessURL"))) {
-            links.push(Link::new("data", url));
+            links.push(Link {
+                protocol: text(dist.get("mediaType")).or_else(|| text(dist.get("format"))),
+                name: text(dist.get("title")),
+                description: text(dist.get("description")),
+                ..Link::new("data", url)
+            });
         }
     }
+    let language = match d.get("language") {
+        Some(Value::Array(l)) => l.iter().find_map(|l| text(Some(l))),
+        other => text(other),
+    };
     Record {
         id: resource_id.to_string(),
         source_id: source.id.clone(),
@@ -203,9 +199,21 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
         institution: text(d.get("publisher").and_then(|p| p.get("name"))),
         license: text(d.get("license")),
         bounding_box,
-        time_range,
+        time_range: text(d.get("temporal")).and_then(|t| iso_interval(&t)),
         variables: Vec::new(),
         links,
+        language,
+        dates: Dates {
+            created: None,
+            // DCAT-US also allows an update frequency here (`R/P1D`), which is no date.
+            modified: text(d.get("modified"))
+                .filter(|m| m.starts_with(|c: char| c.is_ascii_digit())),
+            published: text(d.get("issued")),
+        },
+        identifiers: text(d.get("identifier"))
+            .map(|id| vec![Identifier::new("identifier", &id)])
+            .unwrap_or_default(),
+        place,
         ..Record::default()
     }
 }
@@ -213,7 +221,7 @@ fn to_record(source: &SourceSnapshot, resource_id: &str, d: &Value) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, SourceOptions};
+    use crate::model::{BoundingBox, Protocol, SourceOptions};
 
     fn source(base_url: &str) -> SourceSnapshot {
         SourceSnapshot {
@@ -278,5 +286,122 @@ mod tests {
         };
         let r = Dcat.normalize(&source("https://a"), "x", &f).unwrap();
         assert_eq!(r.bounding_box, None);
+    }
+
+    fn normalized(body: &str) -> Record {
+        let f = Fetched {
+            body: body.to_string().into(),
+            content_type: "application/json",
+        };
+        Dcat.normalize(&source("https://agency.gov"), "x", &f)
+            .unwrap()
+    }
+
+    fn range_of(temporal: &str) -> (Option<String>, Option<String>) {
+        let r =
+            normalized(&serde_json::json!({"identifier": "x", "temporal": temporal}).to_string());
+        let t = r.time_range.unwrap_or_default();
+        (t.start, t.end)
+    }
+
+    fn pair(start: Option<&str>, end: Option<&str>) -> (Option<String>, Option<String>) {
+        (start.map(str::to_string), end.map(str::to_string))
+    }
+
+    #[test]
+    fn temporal_is_read_in_every_iso_8601_interval_form_federal_catalogs_use() {
+        // start/duration, as agencies write a year's or a day's coverage.
+        assert_eq!(range_of("2010/P1Y"), pair(Some("2010"), Some("2011")));
+        assert_eq!(
+            range_of("2010-01-01/P1Y"),
+            pair(Some("2010-01-01"), Some("2011-01-01"))
+        );
+        assert_eq!(
+            range_of("2015-06-01T00:00:00Z/P1DT12H"),
+            pair(Some("2015-06-01T00:00:00Z"), Some("2015-06-02T12:00:00Z"))
+        );
+        // duration/end.
+        assert_eq!(
+            range_of("P2W/2020-03-15"),
+            pair(Some("2020-03-01"), Some("2020-03-15"))
+        );
+        // Repeating: unbounded has no end; R5 covers five repetitions.
+        assert_eq!(range_of("R/2008-07-01/P1D"), pair(Some("2008-07-01"), None));
+        assert_eq!(
+            range_of("R5/2008-07-01/P1D"),
+            pair(Some("2008-07-01"), Some("2008-07-06"))
+        );
+        // Dates of any precision, as given.
+        assert_eq!(range_of("1993/2005"), pair(Some("1993"), Some("2005")));
+        assert_eq!(
+            range_of("2001-01/2001-06"),
+            pair(Some("2001-01"), Some("2001-06"))
+        );
+        assert_eq!(range_of("1993"), pair(Some("1993"), Some("1993")));
+        // A month's duration from a year keeps what the sum needs.
+        assert_eq!(range_of("2010/P6M"), pair(Some("2010"), Some("2010-07")));
+    }
+
+    #[test]
+    fn spatial_is_a_box_from_coordinates_geojson_or_wkt_and_a_place_name_is_kept() {
+        let bbox = |spatial: serde_json::Value| {
+            normalized(&serde_json::json!({"identifier": "x", "spatial": spatial}).to_string())
+        };
+        let want = Some(BoundingBox {
+            west: -125.0,
+            south: 24.5,
+            east: -66.9,
+            north: 49.4,
+        });
+        assert_eq!(bbox("-125.0,24.5,-66.9,49.4".into()).bounding_box, want);
+        assert_eq!(
+            bbox(r#"{"type": "Polygon", "coordinates": [[[-125.0, 24.5], [-66.9, 24.5], [-66.9, 49.4], [-125.0, 49.4], [-125.0, 24.5]]]}"#.into()).bounding_box,
+            want
+        );
+        assert_eq!(
+            bbox(serde_json::json!({"type": "Polygon", "coordinates": [[[-125.0, 24.5], [-66.9, 49.4]]]})).bounding_box,
+            want
+        );
+        assert_eq!(
+            bbox(
+                "POLYGON ((-125.0 24.5, -66.9 24.5, -66.9 49.4, -125.0 49.4, -125.0 24.5))".into()
+            )
+            .bounding_box,
+            want
+        );
+        assert_eq!(
+            bbox("ENVELOPE(-125.0, -66.9, 49.4, 24.5)".into()).bounding_box,
+            want
+        );
+        assert_eq!(
+            bbox("BBOX(-125.0,24.5,-66.9,49.4)".into()).bounding_box,
+            want
+        );
+        let named = bbox("Lake Erie".into());
+        assert_eq!(named.bounding_box, None);
+        assert_eq!(named.place.as_deref(), Some("Lake Erie"));
+    }
+
+    #[test]
+    fn dates_identifier_and_distribution_details_are_kept() {
+        let r = normalized(
+            r#"{"identifier": "doi:10.5066/F7VX0DMQ", "issued": "2015-03-01", "modified": "2020-05-06T10:00:00Z",
+                "distribution": [{"downloadURL": "https://agency.gov/a.csv", "mediaType": "text/csv", "format": "CSV",
+                                  "title": "Annual table", "description": "One row a station."}]}"#,
+        );
+        assert_eq!(r.dates.published.as_deref(), Some("2015-03-01"));
+        assert_eq!(r.dates.modified.as_deref(), Some("2020-05-06T10:00:00Z"));
+        assert_eq!(
+            r.identifiers,
+            [crate::model::Identifier::new(
+                "identifier",
+                "doi:10.5066/F7VX0DMQ"
+            )]
+        );
+        assert_eq!(r.identifiers[0].scheme, "doi");
+        let data = &r.links[0];
+        assert_eq!(data.protocol.as_deref(), Some("text/csv"));
+        assert_eq!(data.name.as_deref(), Some("Annual table"));
+        assert_eq!(data.description.as_deref(), Some("One row a station."));
     }
 }
