@@ -15,6 +15,7 @@
 //! resource's status and history) is kept in `DATA_DIR/state.db` (SQLite) between runs, so
 //! history accumulates and unchanged records are recognised.
 
+mod apply;
 mod deployed;
 mod serve;
 
@@ -28,7 +29,7 @@ use trawl::local::{
     run::{self, harvest_once, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
-use trawl::model::{refuse_duplicate_ids, SessionStatus, Source, SourceSpec};
+use trawl::model::{SessionStatus, Source, SourceSpec};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::ObjectStore;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
@@ -143,6 +144,20 @@ enum SourcesAction {
     Remove {
         id: String,
     },
+    /// Make the registered sources match FILE (one source or a list, JSON or YAML): add and
+    /// update, and with --prune remove those not in it. Prints what changed.
+    Apply {
+        file: PathBuf,
+        /// Remove registered sources the file does not name (not while a session runs).
+        #[arg(long)]
+        prune: bool,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     List,
     Show {
         id: String,
@@ -209,6 +224,23 @@ async fn run(cli: Cli) -> Result<bool> {
         serve::serve(svc, port).await?;
         return Ok(true);
     }
+    if let Command::Sources {
+        action:
+            SourcesAction::Apply {
+                file,
+                prune,
+                dry_run,
+                data_dir: Some(data_dir),
+            },
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let store = DiskStore::open(data_dir)?;
+        let shown = apply::apply_file(&store, file, *prune, *dry_run).await?;
+        store.save()?;
+        print_shown(cli.json, &shown)?;
+        return Ok(true);
+    }
     if !matches!(cli.command, Command::Harvest { .. }) {
         let d = deployed::connect(cli.stack_outputs).await?;
         let shown = match cli.command {
@@ -218,6 +250,13 @@ async fn run(cli: Cli) -> Result<bool> {
                 SourcesAction::Remove { id } => deployed::remove_source(&d, &id).await?,
                 SourcesAction::List => deployed::list_sources(&d).await?,
                 SourcesAction::Show { id } => deployed::show_source(&d, &id).await?,
+                SourcesAction::Apply {
+                    file,
+                    prune,
+                    dry_run,
+                    data_dir: None,
+                } => apply::apply_file(d.svc.store.as_ref(), &file, prune, dry_run).await?,
+                SourcesAction::Apply { .. } => unreachable!("applied to a data directory above"),
             },
             Command::Run { source_id } => deployed::run(&d, &source_id).await?,
             Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
@@ -239,11 +278,7 @@ async fn run(cli: Cli) -> Result<bool> {
             },
             Command::Harvest { .. } | Command::Serve { .. } => unreachable!("handled apart"),
         };
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&shown.json)?);
-        } else {
-            println!("{}", shown.text);
-        }
+        print_shown(cli.json, &shown)?;
         return Ok(true);
     }
     let json = cli.json;
@@ -265,7 +300,7 @@ async fn run(cli: Cli) -> Result<bool> {
     // Kept alive for the whole run when `--sample` serves it.
     let mut _sample = None;
     let specs: Vec<Source> = if let Some(file) = sources {
-        read_sources(&file)?
+        apply::read_sources(&file)?
     } else if sample {
         // A fixed port when free: record links name the server, so the same address run
         // after run is what lets the second run find its records unchanged.
@@ -385,27 +420,6 @@ fn spec(id: String, protocol: String, base_url: String, internal: bool) -> Resul
     .validate()?)
 }
 
-fn read_sources(file: &Path) -> Result<Vec<Source>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        one => vec![one],
-    };
-    let sources = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            SourceSpec::from_json(&item.to_string())
-                .with_context(|| format!("{}: source #{}", file.display(), i + 1))
-        })
-        .collect::<Result<Vec<Source>>>()?;
-    refuse_duplicate_ids(&sources).with_context(|| format!("{}", file.display()))?;
-    Ok(sources)
-}
-
 /// `https://data.example.org:8443/erddap` → `data-example-org-8443`.
 fn id_from_url(url: &str) -> Result<String> {
     let parsed = url::Url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
@@ -448,6 +462,15 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
             Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
+}
+
+fn print_shown(json: bool, shown: &deployed::Shown) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shown.json)?);
+    } else {
+        println!("{}", shown.text);
+    }
+    Ok(())
 }
 
 fn progress_bar(quiet: bool, source_id: &str) -> ProgressBar {

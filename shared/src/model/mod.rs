@@ -7,6 +7,7 @@ pub mod resource;
 pub mod schedule;
 pub mod session;
 pub mod source;
+pub mod sources_file;
 
 pub use ledger::{
     Closing, Counting, Marker, PageCommit, PageState, SessionStart, SourceEntry, Tally,

@@ -27,6 +27,7 @@ pub mod harvest;
 pub mod incremental;
 pub mod listing;
 pub mod schedule;
+pub mod sources;
 pub mod stale;
 pub mod tally;
 pub mod watchdog;
