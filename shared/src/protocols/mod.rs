@@ -12,7 +12,7 @@ pub mod geonode;
 pub mod oai;
 
 pub use common::{
-    expect_success, geojson_bbox, geojson_value_bbox, json_body, path_segment, plain_text,
+    endpoint, expect_success, geojson_bbox, geojson_value_bbox, json_body, path_segment, plain_text,
 };
 
 use crate::http::{HttpClient, RequestLog, Response};
