@@ -43,6 +43,8 @@ pub struct Csw;
 
 pub const RAW_EXTENSION: &str = "xml";
 pub const LISTS_INCREMENTALLY: bool = true;
+/// A query is kept: some endpoints want one (`…/csw?service=CSW`).
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = None;
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     options.parse::<NoOptions>("csw")?;

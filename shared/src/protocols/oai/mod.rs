@@ -63,6 +63,8 @@ const DEFAULT_PREFIX: &str = "oai_dc";
 
 pub const RAW_EXTENSION: &str = "xml";
 pub const LISTS_INCREMENTALLY: bool = true;
+/// A query is kept: pycsw serves OAI-PMH at `…/csw?mode=oaipmh`.
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = None;
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     let options: OaiOptions = options.parse("oai-pmh")?;
