@@ -8,7 +8,7 @@ use common::{incremental, t, world, World};
 use trawl::model::{ReasonCode, SessionStatus};
 use trawl::pipeline::schedule::run_now;
 use trawl::ports::ResourceStates;
-use trawl_fixtures::{CswConfig, CswFixture, CswQuirks};
+use trawl_fixtures::{CswConfig, CswFixture, CswQuirks, CswSchemas};
 
 async fn csw(records: usize, quirks: CswQuirks) -> (CswFixture, World) {
     let fixture = CswFixture::start(CswConfig {
@@ -171,4 +171,74 @@ async fn an_incremental_csw_source_filters_on_dct_modified_and_a_vanished_record
     let state = w.store.get_resource("src", &ids[8]).await.unwrap().unwrap();
     assert_eq!(state.last_session, report.started[0]);
     assert_eq!(state.last_reason.unwrap().code, ReasonCode::NotFound);
+}
+
+async fn csw_offering(schemas: CswSchemas) -> (CswFixture, World) {
+    let fixture = CswFixture::start(CswConfig {
+        records: 12,
+        max_records_cap: 10,
+        schemas,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = world("csw", fixture.base_url()).await;
+    (fixture, w)
+}
+
+#[tokio::test]
+async fn a_catalogue_without_iso_19139_is_harvested_in_iso_19115_3_or_else_dublin_core() {
+    let (iso, w) = csw_offering(CswSchemas::Iso19139).await;
+    w.harvest("2026-11-23").await;
+    let ids = iso.identifiers();
+    let reference = w.record(&ids[3]).await;
+    assert_eq!(iso.get_record_requests(&ids[3]), 1);
+
+    for (schemas, requests_each) in [(CswSchemas::Iso19115_3, 2), (CswSchemas::DublinCoreOnly, 3)] {
+        let (fixture, w) = csw_offering(schemas).await;
+        let s = w.harvest("2026-11-23").await;
+        assert_eq!(s.status, SessionStatus::Succeeded, "{schemas:?}");
+        assert_eq!(
+            (s.counters.harvested, s.counters.failed),
+            (12, 0),
+            "{schemas:?}"
+        );
+        // Each schema the server lacks costs one refused (or empty) request.
+        assert_eq!(
+            fixture.get_record_requests(&ids[3]),
+            requests_each,
+            "{schemas:?}"
+        );
+        let r = w.record(&ids[3]).await;
+        assert_eq!(r.title, reference.title, "{schemas:?}");
+        assert_eq!(r.summary, reference.summary, "{schemas:?}");
+        assert_eq!(r.keywords, reference.keywords, "{schemas:?}");
+        assert_eq!(r.institution, reference.institution, "{schemas:?}");
+        assert_eq!(r.license, reference.license, "{schemas:?}");
+        assert_eq!(r.bounding_box, reference.bounding_box, "{schemas:?}");
+        let hrefs = |r: &trawl::model::Record| -> Vec<String> {
+            r.links
+                .iter()
+                .filter(|l| l.rel == "data")
+                .map(|l| l.href.clone())
+                .collect()
+        };
+        assert_eq!(hrefs(&r), hrefs(&reference), "{schemas:?}");
+        assert!(r.dates.modified.is_some(), "{schemas:?}");
+        if schemas == CswSchemas::Iso19115_3 {
+            assert_eq!(r.time_range, reference.time_range);
+            assert_eq!(r.language.as_deref(), Some("eng"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_id_is_not_found_after_every_schema_came_back_empty() {
+    let (fixture, w) = csw_offering(CswSchemas::Iso19115_3).await;
+    let ids = fixture.identifiers();
+    fixture.set_failure(&ids[0], Some(trawl_fixtures::Failure::NotFound));
+    let s = w.harvest("2026-11-23").await;
+    assert_eq!((s.counters.harvested, s.counters.failed), (11, 1));
+    assert_eq!(w.summary(&s).await["reasons"]["NOT_FOUND"], 1);
+    assert_eq!(fixture.get_record_requests(&ids[0]), 3, "one per schema");
 }

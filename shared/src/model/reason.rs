@@ -34,6 +34,9 @@ pub enum ReasonCode {
     /// The harvested record could not be stored, and trying again would fail the same way
     /// (a key the store refuses, a store that refuses the request as such).
     StorageError,
+    /// The source's configuration does not fit its server (an OAI-PMH `metadata_prefix` the
+    /// repository does not offer): the operator has to change the source.
+    ConfigError,
 }
 
 impl ReasonCode {
@@ -51,6 +54,7 @@ impl ReasonCode {
             ReasonCode::Aborted => "ABORTED",
             ReasonCode::Throttled => "THROTTLED",
             ReasonCode::StorageError => "STORAGE_ERROR",
+            ReasonCode::ConfigError => "CONFIG_ERROR",
         }
     }
 }
@@ -97,6 +101,14 @@ impl Reason {
         Reason::new(ReasonCode::ParseError, detail)
     }
 
+    /// The source's `field` does not fit its server; `detail` says what would.
+    pub fn config(field: &str, detail: impl Into<String>) -> Reason {
+        Reason::new(
+            ReasonCode::ConfigError,
+            format!("{field}: {}", detail.into()),
+        )
+    }
+
     /// Whether another attempt later may succeed.
     pub fn retryable(&self) -> bool {
         match self.code {
@@ -111,7 +123,8 @@ impl Reason {
             | ReasonCode::RetriesExhausted
             | ReasonCode::Lost
             | ReasonCode::Aborted
-            | ReasonCode::StorageError => false,
+            | ReasonCode::StorageError
+            | ReasonCode::ConfigError => false,
         }
     }
 

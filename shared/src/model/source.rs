@@ -215,11 +215,32 @@ impl SourceSpec {
                 format!("{shown_url:?} must be an http(s) URL with a host"),
             ));
         }
-        if url.query().is_some() || url.fragment().is_some() {
+        if url.fragment().is_some() {
             return Err(ConfigError::new(
                 "base_url",
-                "must not carry a query or fragment: give the server's root (e.g. https://host/erddap)",
+                "must not carry a fragment (#…): servers never see it",
             ));
+        }
+        if url.query().is_some() {
+            if let Some(why) = protocol.refuses_base_url_query() {
+                return Err(ConfigError::new(
+                    "base_url",
+                    format!("must not carry a query for {protocol}: {why}"),
+                ));
+            }
+            // A query is copied into every request and record link like the rest of the URL,
+            // so the credentials a user name would carry must not hide in it either.
+            if let Some((name, _)) = url
+                .query_pairs()
+                .find(|(name, _)| is_credential_parameter(name))
+            {
+                return Err(ConfigError::new(
+                    "base_url",
+                    format!(
+                        "must not carry credentials: its query parameter {name:?} looks like one (the URL is shown by the status API and copied into every record's links)"
+                    ),
+                ));
+            }
         }
         let schedule = Schedule::parse(&self.schedule)
             .map_err(|e| ConfigError::new("schedule", e.to_string()))?;
@@ -288,6 +309,26 @@ impl Source {
         // by hand, and such a source never fires rather than failing every tick.
         Schedule::parse(&self.schedule).unwrap_or(Schedule::Rate { minutes: u32::MAX })
     }
+}
+
+/// Query parameter names servers take credentials in (API keys, tokens, passwords).
+fn is_credential_parameter(name: &str) -> bool {
+    const NAMES: [&str; 12] = [
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "access_token",
+        "auth",
+        "authorization",
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "client_secret",
+    ];
+    let name = name.to_ascii_lowercase();
+    NAMES.contains(&name.as_str())
 }
 
 pub fn valid_source_id(id: &str) -> bool {
@@ -534,6 +575,69 @@ mod tests {
             e.message.contains("https://…@data.example.org/erddap"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_base_url_may_carry_a_query_where_the_protocol_merges_it() {
+        for (protocol, base_url) in [
+            ("csw", "https://host/geonetwork/srv/eng/csw?service=CSW"),
+            ("oai-pmh", "https://host/pycsw/csw?mode=oaipmh"),
+            ("arcgis", "https://www.arcgis.com?q=orgid:abc123"),
+            ("dcat", "https://host/data.json?format=dcat-us"),
+        ] {
+            let s = SourceSpec {
+                protocol: protocol.into(),
+                base_url: base_url.into(),
+                ..spec()
+            }
+            .validate()
+            .unwrap_or_else(|e| panic!("{protocol} {base_url}: {e}"));
+            assert!(s.base_url.contains('?'), "{}", s.base_url);
+        }
+        for protocol in ["erddap", "ckan", "geonode"] {
+            let e = SourceSpec {
+                protocol: protocol.into(),
+                base_url: "https://host/x?a=1".into(),
+                ..spec()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(e.field, "base_url", "{protocol}: {e}");
+            assert!(e.message.contains("without a query"), "{protocol}: {e}");
+        }
+        let e = SourceSpec {
+            protocol: "csw".into(),
+            base_url: "https://host/csw#top".into(),
+            ..spec()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.message.contains("fragment"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_a_base_url_query_are_refused_without_repeating_them() {
+        for base_url in [
+            "https://host/csw?service=CSW&token=s3cr3t",
+            "https://www.arcgis.com?q=orgid:abc&Api_Key=s3cr3t",
+            "https://host/oai?password=s3cr3t",
+        ] {
+            let protocol = if base_url.contains("arcgis") {
+                "arcgis"
+            } else {
+                "csw"
+            };
+            let e = SourceSpec {
+                protocol: protocol.into(),
+                base_url: base_url.into(),
+                ..spec()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(e.field, "base_url", "{base_url}: {e}");
+            assert!(e.message.contains("credentials"), "{base_url}: {e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{base_url}: {e}");
+        }
     }
 
     #[test]

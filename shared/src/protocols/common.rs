@@ -29,6 +29,46 @@ pub fn path_segment(id: &str) -> Option<String> {
     Some(out)
 }
 
+/// A request URL on the source's server: `base_url` with `path` appended to its path, and its
+/// query merged with the adapter's `params`. A base URL may carry a query its server needs
+/// (`…/csw?service=CSW`, pycsw's `…/csw?mode=oaipmh`, an ArcGIS portal's `?q=` scope): its
+/// parameters are kept, as written and first, except those the adapter sets itself, which the
+/// adapter's value replaces (names compared without case, as OGC servers read them), so a
+/// request always says what the adapter means. Values of `params` are percent-encoded here.
+pub fn endpoint(base_url: &str, path: &str, params: &[(&str, &str)]) -> String {
+    let base = base_url.split('#').next().unwrap_or_default();
+    let (root, query) = base.split_once('?').unwrap_or((base, ""));
+    let mut url = root.trim_end_matches('/').to_string();
+    if !path.is_empty() {
+        url.push('/');
+        url.push_str(path.trim_start_matches('/'));
+    }
+    let overridden = |pair: &str| {
+        let raw = pair.split('=').next().unwrap_or_default();
+        let name: String = url::form_urlencoded::parse(raw.as_bytes())
+            .next()
+            .map(|(name, _)| name.into_owned())
+            .unwrap_or_default();
+        params.iter().any(|(p, _)| p.eq_ignore_ascii_case(&name))
+    };
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !overridden(pair))
+        .map(str::to_string)
+        .collect();
+    pairs.extend(params.iter().map(|(name, value)| {
+        format!(
+            "{name}={}",
+            url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+        )
+    }));
+    if !pairs.is_empty() {
+        url.push('?');
+        url.push_str(&pairs.join("&"));
+    }
+    url
+}
+
 /// A 2xx answer as it is; any other as a reason. Its detail is the server's own error message
 /// when `message` can read one from the body, else the body's first 200 characters. A 404 is
 /// NOT_FOUND; any other status keeps its code (and `Retry-After`, see `status_reason`).
@@ -112,6 +152,40 @@ mod tests {
                 "{id:?} → {parsed}"
             );
         }
+    }
+
+    #[test]
+    fn an_endpoint_keeps_the_base_urls_query_and_the_adapters_parameters_win() {
+        assert_eq!(
+            endpoint("https://h/csw", "", &[("service", "CSW"), ("id", "a b&c")]),
+            "https://h/csw?service=CSW&id=a+b%26c"
+        );
+        // pycsw's OAI-PMH endpoint and a CSW endpoint that wants its service named.
+        assert_eq!(
+            endpoint("https://h/csw?mode=oaipmh", "", &[("verb", "Identify")]),
+            "https://h/csw?mode=oaipmh&verb=Identify"
+        );
+        assert_eq!(
+            endpoint(
+                "https://h/geonetwork/srv/eng/csw?SERVICE=WMS&lang=fre",
+                "",
+                &[("service", "CSW"), ("request", "GetRecords")]
+            ),
+            "https://h/geonetwork/srv/eng/csw?lang=fre&service=CSW&request=GetRecords"
+        );
+        // A path goes under the base's path, before its query.
+        assert_eq!(
+            endpoint(
+                "https://h/portal/?q=orgid%3Aabc&x=1",
+                "sharing/rest/search",
+                &[("q", "z")]
+            ),
+            "https://h/portal/sharing/rest/search?x=1&q=z"
+        );
+        assert_eq!(
+            endpoint("https://h/", "data.json", &[]),
+            "https://h/data.json"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod extent;
 pub mod geonode;
 pub mod oai;
 
-pub use common::{expect_success, json_body, path_segment, plain_text};
+pub use common::{endpoint, expect_success, json_body, path_segment, plain_text};
 pub use extent::{geojson_extent, inverse_mercator, iso_interval, spatial, spatial_value, Spatial};
 
 use crate::http::{HttpClient, RequestLog, Response};
@@ -28,7 +28,7 @@ use std::fmt;
 
 /// The registry: each protocol's name (as operators write it) and its folder. The `Protocol`
 /// enum, its names and [`open`] are generated from this one table; each folder provides
-/// `open`, `RAW_EXTENSION` and `LISTS_INCREMENTALLY`.
+/// `open`, `RAW_EXTENSION`, `LISTS_INCREMENTALLY` and `REFUSES_BASE_URL_QUERY`.
 macro_rules! registry {
     ($($variant:ident => $name:literal, $module:ident;)*) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +56,15 @@ macro_rules! registry {
             pub fn lists_incrementally(self) -> bool {
                 match self {
                     $(Protocol::$variant => $module::LISTS_INCREMENTALLY),*
+                }
+            }
+
+            /// Why a `base_url` of this protocol may not carry a query; `None` when it may (the
+            /// query is then kept and merged with the adapter's own parameters, see
+            /// [`endpoint`]).
+            pub fn refuses_base_url_query(self) -> Option<&'static str> {
+                match self {
+                    $(Protocol::$variant => $module::REFUSES_BASE_URL_QUERY),*
                 }
             }
         }

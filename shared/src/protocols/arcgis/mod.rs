@@ -3,15 +3,17 @@
 //!
 //! The source's base URL is the portal root (`https://www.arcgis.com`, or
 //! `https://host/portal`); a `q` in it scopes the search (`…?q=orgid:abc123`), else public
-//! items are listed. A resource id is the item's 32-hex `id`.
+//! items are listed: the adapter's own `q` is that scope, combined with its modified window.
+//! Any other parameter of the base URL is sent with every request, the adapter's own winning.
+//! A resource id is the item's 32-hex `id`.
 //!
 //! ArcGIS answers most errors with HTTP 200 and `{"error": {...}}`: every answer is checked
 //! for one. Paging is sorted by id (stable while items are edited); a `nextStart` that does
 //! not move forward ends the listing and is reported.
 
 use super::{
-    expect_success, json_body, plain_text, Catalog, Entry, FetchContext, FetchError, Fetched,
-    ListingPage, NoOptions, ProtocolOptions, Remote,
+    endpoint, expect_success, json_body, plain_text, Catalog, Entry, FetchContext, FetchError,
+    Fetched, ListingPage, NoOptions, ProtocolOptions, Remote,
 };
 use crate::http::Response;
 use crate::messages::SourceSnapshot;
@@ -25,6 +27,8 @@ pub struct ArcGis;
 
 pub const RAW_EXTENSION: &str = "json";
 pub const LISTS_INCREMENTALLY: bool = true;
+/// A query is the search scope (`?q=orgid:abc`), combined with the adapter's own `q`.
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = None;
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     options.parse::<NoOptions>("arcgis")?;
@@ -49,8 +53,8 @@ impl Catalog for ArcGis {
                 .parse()
                 .map_err(|_| Reason::parse(format!("bad ArcGIS listing cursor {c:?}")))?,
         };
-        let (root, scope) = portal(source)?;
-        let mut q = scope.unwrap_or_else(|| "access:public".to_string());
+        let portal = portal(source)?;
+        let mut q = portal.scope.unwrap_or_else(|| "access:public".to_string());
         if let Some(since) = since {
             // Epoch milliseconds, zero-padded to 19 digits as the portal's index wants.
             q = format!(
@@ -58,9 +62,18 @@ impl Catalog for ArcGis {
                 since.timestamp_millis().max(0)
             );
         }
-        let url = format!(
-            "{root}/sharing/rest/search?f=json&q={}&num={PAGE_ITEMS}&start={start}&sortField=id&sortOrder=asc",
-            encode(&q)
+        let (num, start_at) = (PAGE_ITEMS.to_string(), start.to_string());
+        let url = endpoint(
+            &portal.base,
+            "sharing/rest/search",
+            &[
+                ("f", "json"),
+                ("q", &q),
+                ("num", &num),
+                ("start", &start_at),
+                ("sortField", "id"),
+                ("sortOrder", "asc"),
+            ],
         );
         let response = ok_or_reason(remote.get(&url).await?)?;
         let body = checked_json(&response.body, "search")?;
@@ -108,8 +121,12 @@ impl Catalog for ArcGis {
             ))
             .into());
         }
-        let (root, _) = portal(source)?;
-        let url = format!("{root}/sharing/rest/content/items/{resource_id}?f=json");
+        let portal = portal(source)?;
+        let url = endpoint(
+            &portal.base,
+            &format!("sharing/rest/content/items/{resource_id}"),
+            &[("f", "json")],
+        );
         let response = ok_or_reason(ctx.remote.get(&url).await?)?;
         checked_json(&response.body, "item")?;
         Ok(Fetched {
@@ -128,13 +145,23 @@ impl Catalog for ArcGis {
         if !item.is_object() {
             return Err(Reason::parse("an ArcGIS item must be an object"));
         }
-        let (root, _) = portal(source)?;
-        Ok(to_record(source, &root, resource_id, &item))
+        let portal = portal(source)?;
+        Ok(to_record(source, &portal.root, resource_id, &item))
     }
 }
 
-/// The portal root and the search scope (`q`) the base URL carries, if any.
-fn portal(source: &SourceSnapshot) -> Result<(String, Option<String>), Reason> {
+/// What a portal's base URL says.
+#[derive(Debug, PartialEq, Eq)]
+struct Portal {
+    /// Without any query: what item pages are linked under.
+    root: String,
+    /// The search scope (`q`), if any.
+    scope: Option<String>,
+    /// The base URL without its scope, other parameters kept: what requests are built on.
+    base: String,
+}
+
+fn portal(source: &SourceSnapshot) -> Result<Portal, Reason> {
     let url = url::Url::parse(&source.base_url)
         .map_err(|e| Reason::parse(format!("bad portal URL {:?}: {e}", source.base_url)))?;
     let scope = url
@@ -142,14 +169,21 @@ fn portal(source: &SourceSnapshot) -> Result<(String, Option<String>), Reason> {
         .find(|(k, _)| k == "q")
         .map(|(_, v)| v.into_owned())
         .filter(|q| !q.trim().is_empty());
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "q")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let mut root = url.clone();
     root.set_query(None);
     root.set_fragment(None);
-    Ok((root.as_str().trim_end_matches('/').to_string(), scope))
-}
-
-fn encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    let root = root.as_str().trim_end_matches('/').to_string();
+    let params: Vec<(&str, &str)> = others
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let base = endpoint(&root, "", &params);
+    Ok(Portal { root, scope, base })
 }
 
 /// Parses an answer and turns an `{"error": {...}}` body (sent with HTTP 200) into a reason:
@@ -277,14 +311,19 @@ mod tests {
     fn the_base_url_gives_the_portal_root_and_an_optional_scope() {
         assert_eq!(
             portal(&source("https://www.arcgis.com/")).unwrap(),
-            ("https://www.arcgis.com".to_string(), None)
+            Portal {
+                root: "https://www.arcgis.com".into(),
+                scope: None,
+                base: "https://www.arcgis.com".into()
+            }
         );
         assert_eq!(
-            portal(&source("https://host/portal?q=orgid:abc")).unwrap(),
-            (
-                "https://host/portal".to_string(),
-                Some("orgid:abc".to_string())
-            )
+            portal(&source("https://host/portal?q=orgid:abc&culture=fr")).unwrap(),
+            Portal {
+                root: "https://host/portal".into(),
+                scope: Some("orgid:abc".into()),
+                base: "https://host/portal?culture=fr".into()
+            }
         );
     }
 
@@ -394,5 +433,29 @@ mod tests {
             Some("2023-11-14T22:13:20.123Z")
         );
         assert_eq!(r.language.as_deref(), Some("en-us"));
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use crate::model::Protocol;
+    use crate::protocols::recorded::{self, list_one_page};
+
+    const EMPTY: &str = r#"{"total": 0, "start": 1, "num": 100, "nextStart": -1, "results": []}"#;
+
+    #[tokio::test]
+    async fn the_scope_is_combined_into_the_search_and_other_parameters_kept() {
+        let source = recorded::source(
+            Protocol::ArcGis,
+            "https://host/portal?q=orgid:abc&culture=fr&num=5",
+            serde_json::json!({}),
+        );
+        let since = "2026-11-01T00:00:00Z".parse().unwrap();
+        let (page, urls) = list_one_page(&source, None, Some(since), EMPTY).await;
+        assert_eq!(page.unwrap().entries, []);
+        assert_eq!(
+            urls,
+            ["https://host/portal/sharing/rest/search?culture=fr&f=json&q=%28orgid%3Aabc%29+AND+modified%3A%5B0000001793491200000+TO+9999999999999999999%5D&num=100&start=1&sortField=id&sortOrder=asc"]
+        );
     }
 }

@@ -42,6 +42,10 @@ pub struct CkanOptions {
 
 pub const RAW_EXTENSION: &str = "json";
 pub const LISTS_INCREMENTALLY: bool = true;
+/// CKAN's API paths are under the site root.
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = Some(
+    "the CKAN action API is reached under the site root: give the root without a query (https://catalog.example.org); scope the harvest with options.fq",
+);
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     let options: CkanOptions = options.parse("ckan")?;

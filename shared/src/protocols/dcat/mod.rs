@@ -28,6 +28,8 @@ pub struct Dcat;
 
 pub const RAW_EXTENSION: &str = "json";
 pub const LISTS_INCREMENTALLY: bool = false;
+/// A query is kept on the catalog URL (`…/data.json?format=…`).
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = None;
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     options.parse::<NoOptions>("dcat")?;
@@ -124,11 +126,13 @@ impl Catalog for Dcat {
     }
 }
 
+/// The base URL when it names a `.json` document (its query kept), else `data.json` under it.
 fn catalog_url(source: &SourceSnapshot) -> String {
-    if source.base_url.ends_with(".json") {
+    let path = source.base_url.split(['?', '#']).next().unwrap_or_default();
+    if path.ends_with(".json") {
         source.base_url.clone()
     } else {
-        format!("{}/data.json", source.base_url.trim_end_matches('/'))
+        super::endpoint(&source.base_url, "data.json", &[])
     }
 }
 
@@ -242,6 +246,17 @@ mod tests {
         assert_eq!(
             catalog_url(&source("https://agency.gov/open/catalog.json")),
             "https://agency.gov/open/catalog.json"
+        );
+        // A query the site needs stays where it was.
+        assert_eq!(
+            catalog_url(&source(
+                "https://agency.gov/open/catalog.json?format=dcat-us"
+            )),
+            "https://agency.gov/open/catalog.json?format=dcat-us"
+        );
+        assert_eq!(
+            catalog_url(&source("https://agency.gov/open?portal=water")),
+            "https://agency.gov/open/data.json?portal=water"
         );
     }
 

@@ -27,6 +27,10 @@ pub struct Erddap;
 
 pub const RAW_EXTENSION: &str = "json";
 pub const LISTS_INCREMENTALLY: bool = false;
+/// ERDDAP's own URLs are queries.
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = Some(
+    "ERDDAP URLs carry ERDDAP's own queries (constraints, page numbers) under the server's root: give the root without a query (https://host/erddap)",
+);
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     options.parse::<NoOptions>("erddap")?;

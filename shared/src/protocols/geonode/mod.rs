@@ -30,6 +30,10 @@ pub struct GeoNode;
 
 pub const RAW_EXTENSION: &str = "json";
 pub const LISTS_INCREMENTALLY: bool = true;
+/// GeoNode's API paths are under the site root.
+pub const REFUSES_BASE_URL_QUERY: Option<&str> = Some(
+    "the GeoNode API is reached under the site root: give the root without a query (https://geonode.example.org)",
+);
 
 pub fn open(options: &ProtocolOptions) -> Result<Box<dyn Catalog>, ConfigError> {
     options.parse::<NoOptions>("geonode")?;
