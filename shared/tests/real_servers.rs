@@ -48,7 +48,10 @@ impl RealServer {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert!(line.starts_with("http://"), "{script} did not start: {line:?}");
+        assert!(
+            line.starts_with("http://"),
+            "{script} did not start: {line:?}"
+        );
         RealServer {
             child,
             url: line.trim().to_string(),
@@ -321,4 +324,37 @@ async fn the_oaipmh_packages_server_is_harvested_with_paging_deletions_and_sets(
         .unwrap()
         .is_none());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pycsws_own_oai_endpoint_breaks_on_its_second_page_and_the_listing_is_reported_incomplete()
+{
+    let records = repo_root().join("tests/real-servers/csw-records");
+    let server = RealServer::start(
+        "serve_pycsw.py",
+        &[records.to_str().unwrap(), "--maxrecords", "3"],
+    );
+    // The endpoint as pycsw documents it: the CSW URL with `mode=oaipmh` (the query kept).
+    let w = world("oai-pmh", format!("{}?mode=oaipmh", server.url)).await;
+    let session = w.harvest("2026-12-01").await;
+    // pycsw 2.6.2 wraps ListIdentifiers headers in `record`s and repeats a page's first
+    // record in each (read, and the repeats noted), then refuses its own resumption token
+    // sent alone, as OAI-PMH requires it be sent ("Missing metadataPrefix parameter"): the
+    // listing stops there, incomplete, and so deletes nothing; what page 1 listed is
+    // harvested.
+    let problems = session.listing_problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("page 1:") && p.contains("twice")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("page 2:") && p.contains("metadataPrefix")),
+        "{problems:?}"
+    );
+    assert!(session.counters.harvested > 0, "{:?}", session.counters);
+    assert!(w.stale_report(&session).await.skipped.is_some());
 }

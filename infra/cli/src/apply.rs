@@ -23,9 +23,9 @@ pub fn read_sources(file: &Path) -> Result<Vec<Source>> {
     } else {
         match serde_json::from_str(&text) {
             Ok(value) => value,
-            Err(json) => serde_yaml::from_str(&text).map_err(|_| json).with_context(|| {
-                format!("{} is neither JSON nor YAML", file.display())
-            })?,
+            Err(json) => serde_yaml::from_str(&text)
+                .map_err(|_| json)
+                .with_context(|| format!("{} is neither JSON nor YAML", file.display()))?,
         }
     };
     sources_of(document).with_context(|| format!("{}", file.display()))

@@ -106,11 +106,19 @@ mod tests {
         .unwrap();
         let without = plan(&registered, desired.clone(), false);
         assert_eq!(
-            without.add.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            without
+                .add
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
             ["new"]
         );
         assert_eq!(
-            without.update.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            without
+                .update
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
             ["changed"]
         );
         assert_eq!(without.unchanged, ["kept"]);

@@ -15,7 +15,10 @@ pub struct Applied {
     pub kept_running: Vec<String>,
 }
 
-pub async fn apply(registry: &dyn SourceRegistry, plan: SourcesPlan) -> Result<Applied, StoreError> {
+pub async fn apply(
+    registry: &dyn SourceRegistry,
+    plan: SourcesPlan,
+) -> Result<Applied, StoreError> {
     let mut applied = Applied {
         unchanged: plan.unchanged,
         ..Applied::default()
@@ -49,8 +52,10 @@ mod tests {
     fn document(ids: &[&str]) -> serde_json::Value {
         serde_json::Value::Array(
             ids.iter()
-                .map(|id| serde_json::json!({"id": id, "protocol": "ckan",
-                    "base_url": format!("https://{id}.example.org"), "schedule": "rate(1 day)"}))
+                .map(|id| {
+                    serde_json::json!({"id": id, "protocol": "ckan",
+                    "base_url": format!("https://{id}.example.org"), "schedule": "rate(1 day)"})
+                })
                 .collect(),
         )
     }
@@ -80,9 +85,12 @@ mod tests {
             .unwrap();
 
         let second = sources_of(document(&["a"])).unwrap();
-        let done = apply(&store, plan(&registered(&store).await, second.clone(), true))
-            .await
-            .unwrap();
+        let done = apply(
+            &store,
+            plan(&registered(&store).await, second.clone(), true),
+        )
+        .await
+        .unwrap();
         assert_eq!(done.unchanged, ["a"]);
         assert_eq!(done.removed, ["b"]);
         assert_eq!(done.kept_running, ["busy"]);

@@ -173,7 +173,10 @@ impl Catalog for OaiPmh {
             .ok_or_else(|| Reason::parse("ListIdentifiers answer has no <ListIdentifiers>"))?;
         let mut listing = ListingPage::default();
         let mut deleted = Vec::new();
-        for header in xml::children(list, OAI, "header") {
+        // pycsw 2.6 wraps each header in a `record`, as if answering ListRecords.
+        let wrapped =
+            xml::children(list, OAI, "record").filter_map(|r| xml::child(r, OAI, "header"));
+        for header in xml::children(list, OAI, "header").chain(wrapped) {
             let id = xml::child(header, OAI, "identifier")
                 .and_then(xml::text)
                 .ok_or_else(|| Reason::parse("a ListIdentifiers header has no identifier"))?;
