@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trawl::local::{
+    retention::{self, Retention},
     run::{self, harvest_once, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
@@ -128,6 +129,19 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Remove what the retention rules expire from a data directory, as the bucket's lifecycle
+    /// rules do on AWS (also done after every `trawl harvest`, with the defaults).
+    Prune {
+        #[arg(long, default_value = "trawl-data")]
+        data_dir: PathBuf,
+        /// Days a session's logs and documents are kept (more than any source's
+        /// `full_listing_every_days`: incremental sessions read their base session's).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(8..))]
+        log_days: u32,
+        /// Days a record or raw response moved under deleted/ is kept.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        deleted_days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +209,31 @@ async fn main() {
 
 /// Whether every session ended without failing outright.
 async fn run(cli: Cli) -> Result<bool> {
+    if let Command::Prune {
+        data_dir,
+        log_days,
+        deleted_days,
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let retention = Retention {
+            log_days: *log_days,
+            deleted_days: *deleted_days,
+        };
+        let pruned = retention::prune(data_dir, chrono::Utc::now(), &retention)
+            .with_context(|| format!("pruning {}", data_dir.display()))?;
+        print_shown(
+            cli.json,
+            &deployed::Shown {
+                text: format!(
+                    "removed {} session folders of logs and documents and {} deleted records ({} bytes)",
+                    pruned.session_folders, pruned.deleted_files, pruned.bytes
+                ),
+                json: serde_json::to_value(&pruned)?,
+            },
+        )?;
+        return Ok(true);
+    }
     if let Command::Serve {
         data_dir,
         deployed,
@@ -276,7 +315,9 @@ async fn run(cli: Cli) -> Result<bool> {
                 DlqAction::List => deployed::dlq_list(&d).await?,
                 DlqAction::Replay => deployed::dlq_replay(&d).await?,
             },
-            Command::Harvest { .. } | Command::Serve { .. } => unreachable!("handled apart"),
+            Command::Harvest { .. } | Command::Serve { .. } | Command::Prune { .. } => {
+                unreachable!("handled apart")
+            }
         };
         print_shown(cli.json, &shown)?;
         return Ok(true);
@@ -404,6 +445,9 @@ async fn run(cli: Cli) -> Result<bool> {
         all_ok &= run.session.status != SessionStatus::Failed;
     }
     committer.abort();
+    // What the bucket's lifecycle rules would have expired by now.
+    retention::prune(&data_dir, chrono::Utc::now(), &Retention::default())
+        .with_context(|| format!("pruning {}", data_dir.display()))?;
     Ok(all_ok)
 }
 

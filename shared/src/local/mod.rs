@@ -5,6 +5,7 @@
 //! drives a whole session in one process (the embedded run).
 
 mod files;
+pub mod retention;
 mod rows;
 pub mod run;
 #[cfg(feature = "disk-state")]

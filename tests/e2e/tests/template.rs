@@ -82,3 +82,35 @@ fn cfn_lint_and_sam_validate_pass() {
         .expect("running infra/lint.sh (installed by infra/install.sh)");
     assert!(status.success(), "infra/lint.sh failed");
 }
+
+#[test]
+fn logs_session_documents_and_deleted_records_expire_by_their_retention_parameters() {
+    let t = template();
+    let rules = t["Resources"]["ArtifactBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .expect("the bucket has lifecycle rules");
+    let expiry = |prefix: &str| {
+        let rule = rules
+            .iter()
+            .find(|r| r["Prefix"].as_str() == Some(prefix))
+            .unwrap_or_else(|| panic!("no lifecycle rule for {prefix}"));
+        assert_eq!(rule["Status"].as_str(), Some("Enabled"));
+        match &rule["ExpirationInDays"] {
+            Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+                tagged.value.as_str().unwrap().to_string()
+            }
+            other => panic!("{prefix} expires after {other:?}, not a parameter"),
+        }
+    };
+    assert_eq!(expiry("logs/"), "LogRetentionDays");
+    assert_eq!(expiry("sessions/"), "LogRetentionDays");
+    assert_eq!(expiry("deleted/"), "DeletedRetentionDays");
+    // Records and raw responses are the catalog itself: no rule may touch them.
+    assert!(rules
+        .iter()
+        .all(|r| !matches!(r["Prefix"].as_str(), Some("records/" | "raw/" | ""))));
+    // An incremental session reads its base session's failed ids under sessions/; its base
+    // is at most `full_listing_every_days` (7 by default) old.
+    assert!(default_number(&t, "LogRetentionDays") > 7);
+    assert_eq!(default_number(&t, "DeletedRetentionDays"), 365);
+}
