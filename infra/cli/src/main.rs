@@ -445,9 +445,11 @@ async fn run(cli: Cli) -> Result<bool> {
         all_ok &= run.session.status != SessionStatus::Failed;
     }
     committer.abort();
-    // What the bucket's lifecycle rules would have expired by now.
-    retention::prune(&data_dir, chrono::Utc::now(), &Retention::default())
-        .with_context(|| format!("pruning {}", data_dir.display()))?;
+    // What the bucket's lifecycle rules would have expired by now. The harvest is done and
+    // saved whatever happens here, so a failure is said, not made the run's.
+    if let Err(e) = retention::prune(&data_dir, chrono::Utc::now(), &Retention::default()) {
+        eprintln!("could not prune {}: {e}", data_dir.display());
+    }
     Ok(all_ok)
 }
 
