@@ -10,7 +10,7 @@ state=$root/.local/localstack
 pidfile=$state/pid
 logfile=$root/.local/localstack.log
 endpoint=http://127.0.0.1:4566
-services=s3,sqs,dynamodb,dynamodbstreams,kinesis,kms,cloudformation,iam,sts,lambda,scheduler,events,logs
+services=s3,sqs,dynamodb,dynamodbstreams,kinesis,kms,cloudformation,iam,sts,lambda,scheduler,events,logs,sns,cloudwatch
 
 healthy() {
     local body

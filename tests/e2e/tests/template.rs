@@ -114,3 +114,47 @@ fn logs_session_documents_and_deleted_records_expire_by_their_retention_paramete
     assert!(default_number(&t, "LogRetentionDays") > 7);
     assert_eq!(default_number(&t, "DeletedRetentionDays"), 365);
 }
+
+#[test]
+fn a_non_empty_dead_letter_or_stream_failure_queue_alerts_the_topic() {
+    let t = template();
+    let resources = &t["Resources"];
+    let reference = |v: &Value| match v {
+        Value::Tagged(tagged) => tagged.value.as_str().map(str::to_string),
+        _ => None,
+    };
+    for (alarm, queue) in [
+        ("WorkDeadLetterAlarm", "WorkDeadLetterQueue"),
+        ("StreamFailureAlarm", "StreamFailureQueue"),
+    ] {
+        let p = &resources[alarm]["Properties"];
+        assert_eq!(
+            p["MetricName"].as_str(),
+            Some("ApproximateNumberOfMessagesVisible")
+        );
+        assert_eq!(
+            reference(&p["Dimensions"][0]["Value"]).as_deref(),
+            Some(format!("{queue}.QueueName").as_str()),
+            "{alarm} watches {queue}"
+        );
+        assert_eq!(
+            p["ComparisonOperator"].as_str(),
+            Some("GreaterThanOrEqualToThreshold")
+        );
+        assert_eq!(p["Threshold"].as_u64(), Some(1));
+        assert_eq!(
+            reference(&p["AlarmActions"][0]).as_deref(),
+            Some("AlertTopic"),
+            "{alarm} alerts"
+        );
+    }
+    assert_eq!(
+        resources["AlertTopic"]["Type"].as_str(),
+        Some("AWS::SNS::Topic")
+    );
+    assert_eq!(
+        resources["AlertEmailSubscription"]["Condition"].as_str(),
+        Some("HasAlertEmail"),
+        "no e-mail subscription without an address"
+    );
+}
