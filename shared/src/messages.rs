@@ -77,6 +77,15 @@ impl WorkMessage {
         serde_json::to_string(self).expect("work messages serialize")
     }
 
+    /// The source the work is for.
+    pub fn source_id(&self) -> &str {
+        match self {
+            WorkMessage::Resource { source, .. } | WorkMessage::ListPage { source, .. } => {
+                &source.id
+            }
+        }
+    }
+
     /// A dedupe-friendly id for batch entries (SQS batch entry ids: alphanumerics, - and _).
     pub fn entry_id(&self, index: usize) -> String {
         format!("m{index}")

@@ -26,18 +26,22 @@ impl SqsQueue {
     }
 
     async fn send_batch(&self, batch: &[WorkMessage], delay_secs: i32) -> Result<(), StoreError> {
-        let mut pending: Vec<(String, String)> = batch
+        let mut pending: Vec<(String, String, &str)> = batch
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.entry_id(i), m.to_json()))
+            .map(|(i, m)| (m.entry_id(i), m.to_json(), m.source_id()))
             .collect();
         for attempt in 0..6u32 {
             let entries = pending
                 .iter()
-                .map(|(id, body)| {
+                .map(|(id, body, source_id)| {
+                    // The message group is the source: a standard queue then delivers as a
+                    // fair queue, so one huge or slow source's backlog does not hold back
+                    // the other sources' messages.
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
                         .message_body(body)
+                        .message_group_id(*source_id)
                         .set_delay_seconds((delay_secs > 0).then_some(delay_secs))
                         .build()
                         .expect("id and body set")
@@ -62,7 +66,7 @@ impl SqsQueue {
                     f.message().unwrap_or_default()
                 )));
             }
-            pending.retain(|(id, _)| failed.iter().any(|f| f.id() == id));
+            pending.retain(|(id, _, _)| failed.iter().any(|f| f.id() == id));
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
         Err(StoreError::new(format!(
