@@ -101,6 +101,12 @@ impl HttpClient {
                 .timeout(timeout)
                 .tcp_nodelay(true)
                 .pool_max_idle_per_host(32)
+                // Catalogs compress JSON and XML 5-10x. Bodies arrive decompressed, so the
+                // size cap below counts what the server's content is, and a small
+                // compressed body that expands past it (a bomb) is refused as it streams;
+                // the raw copy kept is the content, not its transfer encoding.
+                .gzip(true)
+                .deflate(true)
         };
         let public = builder()
             .dns_resolver(Arc::new(PublicOnly))

@@ -23,7 +23,32 @@ async fn hostile_server() -> String {
                 let n = stream.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]).to_string();
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let asks_gzip = request
+                    .to_ascii_lowercase()
+                    .lines()
+                    .any(|l| l.starts_with("accept-encoding:") && l.contains("gzip"));
                 let _ = match path.as_str() {
+                    "/gzip" | "/gzip-bomb" if asks_gzip => {
+                        let content = if path == "/gzip" {
+                            COMPRESSED_CONTENT.repeat(100)
+                        } else {
+                            // 64 MiB of zeros: about 64 KiB compressed.
+                            vec![0u8; 64 << 20]
+                        };
+                        let body = gzip(&content);
+                        let mut out = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        out.extend_from_slice(&body);
+                        stream.write_all(&out).await
+                    }
+                    "/gzip" | "/gzip-bomb" => {
+                        stream
+                            .write_all(b"HTTP/1.1 406 Not Acceptable\r\nContent-Length: 0\r\n\r\n")
+                            .await
+                    }
                     "/big-announced" => {
                         stream
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")
@@ -75,6 +100,16 @@ async fn hostile_server() -> String {
     base
 }
 
+const COMPRESSED_CONTENT: &[u8] =
+    br#"{"table": {"columnNames": ["Dataset ID"], "rows": [["compressed"]]}}"#;
+
+fn gzip(content: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(content).unwrap();
+    encoder.finish().unwrap()
+}
+
 fn internal_source(base: &str) -> SourceSnapshot {
     SourceSnapshot {
         id: "hostile".into(),
@@ -103,6 +138,31 @@ async fn bodies_over_the_cap_are_refused_whether_announced_or_streamed() {
         .get(&source, &format!("{base}/ok"), &mut log)
         .await
         .is_ok());
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_asked_for_read_as_content_and_capped_once_expanded() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(2), 1 << 20);
+    let source = internal_source(&base);
+    let mut log = Vec::new();
+    let response = http
+        .get(&source, &format!("{base}/gzip"), &mut log)
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "the server was asked for gzip");
+    assert!(
+        response.body.starts_with(br#"{"table""#),
+        "the content, decompressed"
+    );
+    assert_eq!(response.body.len(), 100 * COMPRESSED_CONTENT.len());
+    // Small on the wire, 64 MiB once expanded: refused at the cap, as it streams.
+    let e = http
+        .get(&source, &format!("{base}/gzip-bomb"), &mut log)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ReasonCode::TooLarge, "{e}");
+    assert!(!e.retryable());
 }
 
 #[tokio::test]
