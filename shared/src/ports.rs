@@ -209,6 +209,13 @@ pub trait ObjectStore: Send + Sync {
     /// The "folders" directly under `prefix` (which ends with `/`), like S3's common
     /// prefixes with delimiter `/`: `sessions/s/` → `sessions/s/20261123T120000Z/`, …, sorted.
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// The objects directly under `prefix` (which ends with `/`), not in its folders, sorted:
+    /// how the status API finds a session's logs. Stores that cannot list say so.
+    async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::permanent(format!(
+            "this object store does not list objects ({prefix})"
+        )))
+    }
 }
 
 #[async_trait]

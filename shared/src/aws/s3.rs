@@ -81,6 +81,28 @@ impl ObjectStore for S3Objects {
         Ok(folders)
     }
 
+    async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut files = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
+            files.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        files.sort();
+        Ok(files)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         // S3 answers a delete of a missing key with success, which is what callers want.
         self.client

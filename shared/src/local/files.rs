@@ -98,6 +98,25 @@ impl ObjectStore for FileObjects {
         Ok(folders)
     }
 
+    async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(&dir, e)),
+        };
+        let mut files = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(&dir, e))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A put's temporary file, renamed over its object in a moment, is not an object.
+            if entry.file_type().await.is_ok_and(|t| t.is_file()) && !is_temporary(&name) {
+                files.push(format!("{prefix}{name}"));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {
@@ -106,6 +125,13 @@ impl ObjectStore for FileObjects {
             Err(e) => Err(io_error(&path, e)),
         }
     }
+}
+
+/// Whether `name` is a put's temporary file (`x.tmp` and 16 hex digits, see `put`).
+fn is_temporary(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, ext)| {
+        ext.len() == 19 && ext.starts_with("tmp") && ext[3..].bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// A file system error, classified: a name the file system refuses (too long, invalid) or a

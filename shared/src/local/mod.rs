@@ -72,6 +72,14 @@ impl ObjectStore for MemoryObjects {
             .collect();
         Ok(folders.into_iter().collect())
     }
+
+    async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .keys(prefix)
+            .into_iter()
+            .filter(|k| !k[prefix.len()..].contains('/'))
+            .collect())
+    }
 }
 
 /// A FIFO of work messages; whoever drives it decides about retries. Delayed sends are

@@ -115,17 +115,38 @@ pub async fn harvest_once(
             serde_json::to_string(&report).expect("reports serialize")
         )));
     };
+    let resource_times = drain(svc, queue, &session_id, concurrency, None, progress).await?;
+    let session = close(svc, &session_id).await?;
+    Ok(EmbeddedRun {
+        session,
+        resource_times,
+    })
+}
 
+/// Delivers the queue's messages for `session_id`, `concurrency` at a time, until the queue
+/// holds nothing (retries and deferrals waited for), or once `at_most` messages were taken
+/// (the rest stay queued: a run stopped part-way, as tests show a running session). Returns
+/// how long each resource message took.
+pub async fn drain(
+    svc: &Services,
+    queue: &MemoryQueue,
+    session_id: &str,
+    concurrency: usize,
+    at_most: Option<usize>,
+    progress: &(dyn Fn(&Counters) + Sync),
+) -> Result<Vec<std::time::Duration>, StoreError> {
     let mut receives: HashMap<String, u32> = HashMap::new();
     let mut resource_times = Vec::new();
+    let mut taken = 0;
     // Counted in small groups as messages get there: the store is in memory, so waiting for
     // every message in flight would only hold them back (see `Tally::early`).
     let tally = Tally::early();
     let tally = &tally;
     let mut in_flight = FuturesUnordered::new();
     loop {
-        while in_flight.len() < concurrency.max(1) {
+        while in_flight.len() < concurrency.max(1) && at_most.is_none_or(|n| taken < n) {
             let Some(message) = queue.pop() else { break };
+            taken += 1;
             let body = message.to_json();
             let receive = receives.entry(body.clone()).or_insert(0);
             *receive += 1;
@@ -137,6 +158,9 @@ pub async fn harvest_once(
             });
         }
         let Some((message, body, receive, disposition, took)) = in_flight.next().await else {
+            if at_most.is_some_and(|n| taken >= n) {
+                break;
+            }
             // Nothing ready: wait for what the queue holds back (retries backing off,
             // deferrals until the server's `Retry-After`), or stop when it holds nothing.
             match queue.next_due() {
@@ -160,26 +184,24 @@ pub async fn harvest_once(
             // Receive counts are kept for messages coming back only, so they do not pile up.
             receives.remove(&body);
         }
-        if let Some(session) = svc.store.get_session(&session_id).await? {
+        if let Some(session) = svc.store.get_session(session_id).await? {
             progress(&session.counters);
         }
     }
+    Ok(resource_times)
+}
 
-    // Work set aside still holds the session open: settle it now rather than at a deadline,
-    // since nothing else will deliver it.
-    if let Some(open) = svc.store.get_session(&session_id).await? {
+/// Closes a drained session: work set aside still holds it open, so it is settled now rather
+/// than at a deadline, since nothing else will deliver it; then it is finalized.
+pub async fn close(svc: &Services, session_id: &str) -> Result<Session, StoreError> {
+    if let Some(open) = svc.store.get_session(session_id).await? {
         if open.ended_at.is_none() && open.counters.remaining > 0 {
             crate::pipeline::watchdog::expire(svc, &open).await?;
         }
     }
-    finalize_session(svc, &session_id).await?;
-    let session = svc
-        .store
-        .get_session(&session_id)
+    finalize_session(svc, session_id).await?;
+    svc.store
+        .get_session(session_id)
         .await?
-        .ok_or_else(|| StoreError::new(format!("session {session_id} vanished")))?;
-    Ok(EmbeddedRun {
-        session,
-        resource_times,
-    })
+        .ok_or_else(|| StoreError::new(format!("session {session_id} vanished")))
 }

@@ -72,6 +72,35 @@ pub struct Session {
     /// The session an incremental one lists changes since (its failed resources are retried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_session: Option<String>,
+    /// What started it; `None` for sessions stored before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// What started a session: a scheduler tick, or an operator (`trawl run`, the scheduler
+/// invoked with a `source_id`, an embedded `trawl harvest`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Trigger> {
+        match s {
+            "schedule" => Some(Trigger::Schedule),
+            "manual" => Some(Trigger::Manual),
+            _ => None,
+        }
+    }
 }
 
 /// The listing's integrity, gathered page by page: a listing is *complete* only when it did
@@ -110,6 +139,7 @@ impl Session {
             listing: ListingCheck::default(),
             since: None,
             base_session: None,
+            trigger: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use super::listing::{list_page, PageResult};
 use super::Services;
 use crate::messages::{SourceSnapshot, WorkMessage};
-use crate::model::Session;
+use crate::model::{Session, Trigger};
 use crate::ports::{SessionStart, SourceEntry, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -49,7 +49,7 @@ pub async fn on_tick(
             .schedule()
             .fire_time_in(window_start, scheduled_time)
         {
-            start(svc, &entry, fire, &mut report).await?;
+            start(svc, &entry, fire, Trigger::Schedule, &mut report).await?;
         }
     }
     Ok(report)
@@ -63,7 +63,7 @@ pub async fn run_now(
 ) -> Result<ScheduleReport, StoreError> {
     let mut report = ScheduleReport::default();
     match svc.store.get_source(source_id).await? {
-        Some(entry) => start(svc, &entry, at, &mut report).await?,
+        Some(entry) => start(svc, &entry, at, Trigger::Manual, &mut report).await?,
         None => report.errors.push(format!("{source_id}: no such source")),
     }
     Ok(report)
@@ -73,10 +73,12 @@ async fn start(
     svc: &Services,
     entry: &SourceEntry,
     scheduled_time: DateTime<Utc>,
+    trigger: Trigger,
     report: &mut ScheduleReport,
 ) -> Result<(), StoreError> {
     let now = svc.clock.now();
     let mut session = Session::start(&entry.source.id, scheduled_time, now);
+    session.trigger = Some(trigger);
     if let Some((since, base)) = super::incremental::window(svc, entry, now).await? {
         session.since = Some(since);
         session.base_session = Some(base);

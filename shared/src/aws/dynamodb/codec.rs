@@ -5,7 +5,7 @@
 use crate::keys::{self, MARKER_PREFIX, SESSION_SK};
 use crate::model::{
     session::rfc3339, Counters, ListingCheck, Outcome, Reason, ResourceState, Session,
-    SessionStatus, Source, SourceOptions,
+    SessionStatus, Source, SourceOptions, Trigger,
 };
 use crate::ports::{Marker, PageState, SourceEntry, StoreError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -43,6 +43,9 @@ pub(super) fn session_item(session: &Session) -> Item {
     }
     if let Some(base) = &session.base_session {
         item.insert("base_session".into(), s(base));
+    }
+    if let Some(trigger) = session.trigger {
+        item.insert("trigger".into(), s(trigger.as_str()));
     }
     item
 }
@@ -86,6 +89,7 @@ pub(super) fn parse_session(item: &Item) -> Result<Session, StoreError> {
         ),
         since: time("since")?,
         base_session: get_s(item, "base_session"),
+        trigger: get_s(item, "trigger").and_then(|t| Trigger::parse(&t)),
         listing: ListingCheck {
             listed: get_n(item, "listed"),
             expected_total: get_opt_n(item, "expected_total"),
@@ -310,6 +314,7 @@ mod tests {
         session.ended_at = Some(at(90));
         session.since = Some(at(-86_400));
         session.base_session = Some("ocean@base".into());
+        session.trigger = Some(Trigger::Schedule);
         session.counters = Counters {
             total: 9,
             remaining: 0,
