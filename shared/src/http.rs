@@ -236,7 +236,35 @@ impl HttpClient {
             }
             &self.public
         };
-        let mut response = client.get(url).send().await.map_err(transport_reason)?;
+        match self.read(client, url, false).await {
+            // A server whose compression is broken (pycsw 2.6's WSGI sends the length of the
+            // uncompressed body with the compressed one) is asked once more for the plain
+            // content, which it then sends whole.
+            Err(Unread::Undecodable(e)) => {
+                tracing::warn!(%url, error = %e, "a compressed body did not decode; asked again uncompressed");
+                self.read(client, url, true)
+                    .await
+                    .map_err(Unread::into_reason)
+            }
+            other => other.map_err(Unread::into_reason),
+        }
+    }
+
+    /// One GET, its body read under the size cap; `identity` asks for it uncompressed.
+    async fn read(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        identity: bool,
+    ) -> Result<Response, Unread> {
+        let mut request = client.get(url);
+        if identity {
+            request = request.header(reqwest::header::ACCEPT_ENCODING, "identity");
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| Unread::Failed(transport_reason(e)))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -250,7 +278,7 @@ impl HttpClient {
             .and_then(parse_retry_after);
         if let Some(len) = response.content_length() {
             if len as usize > self.max_body_bytes {
-                return Err(too_large(self.max_body_bytes));
+                return Err(Unread::Failed(too_large(self.max_body_bytes)));
             }
         }
         let mut body = BytesMut::with_capacity(
@@ -258,9 +286,15 @@ impl HttpClient {
                 .content_length()
                 .map_or(16 * 1024, |len| len as usize),
         );
-        while let Some(chunk) = response.chunk().await.map_err(transport_reason)? {
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) if e.is_decode() && !identity => return Err(Unread::Undecodable(e)),
+                Err(e) => return Err(Unread::Failed(transport_reason(e))),
+            };
             if body.len() + chunk.len() > self.max_body_bytes {
-                return Err(too_large(self.max_body_bytes));
+                return Err(Unread::Failed(too_large(self.max_body_bytes)));
             }
             body.extend_from_slice(&chunk);
         }
@@ -270,6 +304,21 @@ impl HttpClient {
             body: body.freeze(),
             retry_after,
         })
+    }
+}
+
+/// Why a body was not read: its compression did not decode, or anything else.
+enum Unread {
+    Undecodable(reqwest::Error),
+    Failed(Reason),
+}
+
+impl Unread {
+    fn into_reason(self) -> Reason {
+        match self {
+            Unread::Undecodable(e) => transport_reason(e),
+            Unread::Failed(reason) => reason,
+        }
     }
 }
 

@@ -85,7 +85,14 @@ async fn pycsw_is_harvested_whole_with_every_mapped_field() {
     );
     let w = world("csw", server.url.clone()).await;
     let session = w.harvest("2026-12-01").await;
-    assert_eq!(session.counters.total, 8, "{:?}", session.counters);
+    assert_eq!(
+        session.counters.total,
+        8,
+        "{:?} {:?} {:?}",
+        session.counters,
+        session.listing_error,
+        session.listing_problems()
+    );
     assert_eq!(session.counters.harvested, 8, "{:?}", session.counters);
     assert!(
         session.listing_problems().is_empty(),
