@@ -367,6 +367,22 @@ async fn world() -> World {
     }
 }
 
+/// The world's directory goes however the test ends: 20-odd MB a run.
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a test's data directory however the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The text a number shows in `lang` (en-CA: `1,200`; fr-CA: `1 200`, spaces normalized).
 fn shown(n: &Value, lang: &str) -> String {
     let n = n.as_u64().unwrap_or_else(|| panic!("{n} is not a count"));
@@ -681,7 +697,6 @@ async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
         let html = view("resource-oai", &format!("resource/oai/{}", esc(oai_first)));
         assert!(html.contains(r#"id="record-title""#));
     }
-    std::fs::remove_dir_all(&w.dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -848,6 +863,7 @@ async fn a_catalog_of_html_and_script_payloads_is_shown_as_text_and_nothing_in_i
     ))
     .await;
     let dir = std::env::temp_dir().join(format!("trawl-dashboard-hostile-{}", std::process::id()));
+    let _cleanup = TempDir(dir.clone());
     for (url, id) in [(catalog, "hostile"), (broken, "hostile-listing")] {
         let dir = dir.clone();
         let out = tokio::task::spawn_blocking(move || {
