@@ -216,9 +216,14 @@ pub async fn api(svc: &Services, event: Value) -> Value {
         },
     )
     .await;
+    let mut headers = serde_json::Map::new();
+    headers.insert("content-type".into(), response.content_type.into());
+    for (name, value) in response.headers {
+        headers.insert(name.into(), value.into());
+    }
     json!({
         "statusCode": response.status,
-        "headers": {"content-type": response.content_type},
+        "headers": headers,
         "body": String::from_utf8_lossy(&response.body),
         "isBase64Encoded": false,
     })

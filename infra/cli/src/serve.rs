@@ -108,9 +108,13 @@ async fn answer(svc: &Services, request: &Request<Incoming>) -> Response<Full<By
         },
     )
     .await;
-    Response::builder()
+    let mut builder = Response::builder()
         .status(response.status)
-        .header("content-type", response.content_type)
+        .header("content-type", response.content_type);
+    for (name, value) in &response.headers {
+        builder = builder.header(*name, value);
+    }
+    builder
         .body(Full::new(Bytes::from(response.body)))
         .expect("a valid response")
 }

@@ -3,10 +3,11 @@
 //! against the API's own answers, and a screenshot of each is saved under
 //! `target/dashboard-screenshots/` (test artifacts, not committed).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
+use std::sync::Arc;
+use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure, OaiConfig, OaiFixture};
 
 fn chromium() -> &'static str {
     for candidate in ["chromium", "chromium-browser"] {
@@ -19,6 +20,53 @@ fn chromium() -> &'static str {
         }
     }
     panic!("headless Chromium is needed: apt-get install chromium (infra/install.sh does)");
+}
+
+const BASE: [&str; 5] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--virtual-time-budget=10000",
+];
+
+/// The page's DOM once its view is ready.
+fn dom(url: &str) -> String {
+    dom_in(url, "en-CA")
+}
+
+/// [`dom`] in a browser whose language is `lang`.
+fn dom_in(url: &str, lang: &str) -> String {
+    let out = Command::new(chromium())
+        .args(BASE)
+        // What headless Chromium tells pages for navigator.language(s).
+        .arg(format!("--accept-lang={lang}"))
+        .args(["--dump-dom", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let html = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        html.contains(r#"data-state="ready""#),
+        "{url} did not end ready: {html}"
+    );
+    html
+}
+
+/// A screenshot of the page at `size` (`width,height`).
+fn screenshot(url: &str, shot: &Path, size: &str) {
+    let out = Command::new(chromium())
+        .args(BASE)
+        .args([
+            &format!("--screenshot={}", shot.display()),
+            &format!("--window-size={size}"),
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::metadata(shot).unwrap().len();
+    assert!(bytes > 5_000, "{} is {bytes} bytes", shot.display());
 }
 
 /// The page's DOM after its scripts ran, and a screenshot of it.
@@ -81,131 +129,574 @@ async fn api(port: u16, path: &str) -> Value {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_view_shows_what_the_api_says() {
-    let fixture = ErddapFixture::start(ErddapConfig {
-        datasets: 12,
-        failures: [
-            ("ds_0002".to_string(), Failure::NotFound),
-            ("ds_0009".to_string(), Failure::Malformed),
-        ]
-        .into(),
+/// A clock `behind` the wall clock: the world's sessions happened over the last week, so
+/// the page's "3 days ago" and next runs read as they would on a real morning.
+struct Behind(std::sync::Mutex<chrono::Duration>);
+
+impl trawl::ports::Clock for Behind {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() - *self.0.lock().unwrap()
+    }
+}
+
+/// What the world holds, by name, for the checks.
+struct World {
+    dir: PathBuf,
+    /// Held while the dashboard is served: `trawl serve` would otherwise wind up the running
+    /// session as a killed run's.
+    _lock: std::fs::File,
+    coast_sessions: Vec<String>,
+    oai_incremental: String,
+    oai_deleted: String,
+    aborted: String,
+    running: String,
+    _fixtures: (ErddapFixture, ErddapFixture, ErddapFixture, OaiFixture),
+}
+
+/// A data directory as an operator's looks after a week: `coast` (ERDDAP, two resources
+/// failing, five sessions in which two datasets went missing, were tombstoned, deleted, one
+/// came back and another went missing), `shelf` (1,200 datasets, healthy), `broken` (its
+/// listing fails), `oai` (a full session, then an incremental one the schedule started in
+/// which the server declared a record deleted), `paused` (aborted), `live` (running, 3 of its
+/// resources done) and `fresh` (never harvested).
+async fn world() -> World {
+    use trawl::local::{run, DiskStore, FileObjects, MemoryQueue};
+    use trawl::model::SourceSpec;
+    use trawl::pipeline::Settings;
+
+    let dir = std::env::temp_dir().join(format!("trawl-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(DiskStore::open(&dir).unwrap());
+    let queue = Arc::new(MemoryQueue::with_delays());
+    let mut svc = run::services(
+        store.clone(),
+        Arc::new(FileObjects::new(&dir)),
+        queue.clone(),
+        Settings::default(),
+    );
+    let clock = Arc::new(Behind(std::sync::Mutex::new(chrono::Duration::zero())));
+    svc.clock = clock.clone();
+    let at = |days: f64| {
+        *clock.0.lock().unwrap() = chrono::Duration::minutes((days * 1440.0) as i64);
+        trawl::model::session::whole_second(
+            chrono::Utc::now() - chrono::Duration::minutes((days * 1440.0) as i64),
+        )
+    };
+    let erddap = |datasets, failures: &[(&str, Failure)]| {
+        ErddapFixture::start(ErddapConfig {
+            datasets,
+            failures: failures
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        })
+    };
+    let coast = erddap(
+        12,
+        &[
+            ("ds_0002", Failure::NotFound),
+            ("ds_0009", Failure::Malformed),
+        ],
+    )
+    .await
+    .unwrap();
+    let shelf = erddap(1200, &[]).await.unwrap();
+    let broken = erddap(3, &[("allDatasets", Failure::ServerError)])
+        .await
+        .unwrap();
+    let oai = OaiFixture::start(OaiConfig {
+        records: 12,
+        page_size: 5,
         ..Default::default()
     })
     .await
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("trawl-dashboard-{}", std::process::id()));
-    for _ in 0..2 {
-        let base_url = fixture.base_url();
-        let dir = dir.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_trawl"))
-                .args([
-                    "harvest",
-                    "erddap",
-                    &base_url,
-                    "--internal",
-                    "--id",
-                    "coast",
-                    "--quiet",
-                ])
-                .args(["--data-dir", &dir.display().to_string()])
-                .output()
-                .unwrap()
-        })
+    let register =
+        |id: &str, protocol: &str, base_url: String, schedule: &str, options: serde_json::Value| {
+            SourceSpec {
+                id: id.into(),
+                protocol: protocol.into(),
+                base_url,
+                schedule: schedule.into(),
+                enabled: true,
+                internal: true,
+                options: serde_json::from_value(options).unwrap(),
+            }
+            .validate()
+            .unwrap()
+        };
+    for source in [
+        register(
+            "coast",
+            "erddap",
+            coast.base_url(),
+            "cron(0 3 * * ? *)",
+            json!({"exclude": ["*_test"], "max_in_flight": 4, "requests_per_second": 10}),
+        ),
+        register(
+            "shelf",
+            "erddap",
+            shelf.base_url(),
+            "rate(6 hours)",
+            json!({}),
+        ),
+        register(
+            "broken",
+            "erddap",
+            broken.base_url(),
+            "cron(30 2 ? * MON-FRI *)",
+            json!({}),
+        ),
+        register(
+            "oai",
+            "oai-pmh",
+            oai.base_url(),
+            "cron(17 4 * * ? *)",
+            json!({"incremental": true, "full_listing_every_days": 7}),
+        ),
+        register(
+            "paused",
+            "erddap",
+            shelf.base_url(),
+            "rate(1 day)",
+            json!({"include": ["ds_000*"]}),
+        ),
+        register(
+            "live",
+            "erddap",
+            coast.base_url(),
+            "cron(0 */6 * * ? *)",
+            json!({}),
+        ),
+        register(
+            "fresh",
+            "erddap",
+            shelf.base_url(),
+            "rate(12 hours)",
+            json!({}),
+        ),
+    ] {
+        svc.store.put_source(&source).await.unwrap();
+    }
+    let harvest = |id: &'static str, days: f64| {
+        let svc = &svc;
+        let queue = &queue;
+        let store = &store;
+        let at = at(days);
+        async move {
+            let run = run::harvest_once(svc, queue, id, at, 8, &|_| {})
+                .await
+                .unwrap();
+            store.save().unwrap();
+            run.session.id
+        }
+    };
+
+    let mut coast_sessions = vec![harvest("coast", 6.0).await];
+    coast.remove_dataset("ds_0011");
+    coast.remove_dataset("ds_0012");
+    coast_sessions.push(harvest("coast", 4.0).await);
+    coast_sessions.push(harvest("coast", 3.0).await);
+    coast.restore_dataset("ds_0011");
+    coast_sessions.push(harvest("coast", 2.0).await);
+    coast.remove_dataset("ds_0010");
+    coast_sessions.push(harvest("coast", 1.0).await);
+    harvest("shelf", 2.5).await;
+    harvest("shelf", 0.5).await;
+    harvest("broken", 1.2).await;
+
+    harvest("oai", 3.5).await;
+    let oai_deleted = oai.identifiers()[3].clone();
+    oai.delete(&oai_deleted);
+    oai.touch(&oai.identifiers()[5]);
+    // The schedule starts the next one: a tick at its 04:17 fire time, two days ago.
+    let now = at(2.0);
+    let tick = now.date_naive().and_hms_opt(4, 17, 0).unwrap().and_utc();
+    let tick = if tick > now {
+        tick - chrono::Duration::days(1)
+    } else {
+        tick
+    };
+    // The function runs on the tick, a few seconds after it.
+    *clock.0.lock().unwrap() = chrono::Utc::now() - tick - chrono::Duration::seconds(20);
+    let report = trawl::pipeline::schedule::on_tick(&svc, tick)
         .await
         .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
+    assert_eq!(report.started.len(), 1, "{report:?}");
+    let oai_incremental = report.started[0].clone();
+    run::drain(&svc, &queue, &oai_incremental, 8, None, &|_| {})
+        .await
+        .unwrap();
+    run::close(&svc, &oai_incremental).await.unwrap();
+    store.save().unwrap();
 
-    let (_server, port) = serve(&dir).await;
+    // Aborted by an operator once its listing was in.
+    let report = trawl::pipeline::schedule::run_now(&svc, "paused", at(0.8))
+        .await
+        .unwrap();
+    let aborted = report.started[0].clone();
+    assert!(svc.store.request_abort(&aborted).await.unwrap());
+    run::drain(&svc, &queue, &aborted, 8, None, &|_| {})
+        .await
+        .unwrap();
+    run::close(&svc, &aborted).await.unwrap();
+    store.save().unwrap();
+
+    // Running: started ten minutes ago, 3 of its resources done.
+    let report = trawl::pipeline::schedule::run_now(&svc, "live", at(10.0 / 1440.0))
+        .await
+        .unwrap();
+    let running = report.started[0].clone();
+    run::drain(&svc, &queue, &running, 1, Some(3), &|_| {})
+        .await
+        .unwrap();
+    store.commit().unwrap();
+
+    let lock = std::fs::File::create(dir.join("harvest.lock")).unwrap();
+    lock.try_lock().unwrap();
+    World {
+        dir,
+        _lock: lock,
+        coast_sessions,
+        oai_incremental,
+        oai_deleted,
+        aborted,
+        running,
+        _fixtures: (coast, shelf, broken, oai),
+    }
+}
+
+/// The world's directory goes however the test ends: 20-odd MB a run.
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a test's data directory however the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The text a number shows in `lang` (en-CA: `1,200`; fr-CA: `1 200`, spaces normalized).
+fn shown(n: &Value, lang: &str) -> String {
+    let n = n.as_u64().unwrap_or_else(|| panic!("{n} is not a count"));
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(if lang == "fr" { ' ' } else { ',' });
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The rendered page, without the scripts that follow it (whose text names the same
+/// attributes), with the spaces fr-CA formats numbers with made plain.
+fn plain(html: String) -> String {
+    let page = html.split("<script").next().unwrap_or_default();
+    page.replace("&nbsp;", " ")
+        .replace(['\u{a0}', '\u{202f}'], " ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
+    let w = world().await;
+    let (_server, port) = serve(&w.dir).await;
     let shots =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let page = |view: &str| format!("http://127.0.0.1:{port}/#/{view}");
+    let get = |path: String| async move { api(port, &path).await };
+    let esc = |id: &str| id.replace('@', "%40");
+    let latest_coast = w.coast_sessions.last().unwrap().clone();
 
-    {
-        // Overview: counters, health badge, one sparkline bar per session, top reasons.
-        let sources = api(port, "/api/sources").await;
-        let source = &sources["sources"][0];
-        let html = tokio::task::block_in_place(|| render(&page(""), &shots.join("overview.png")));
-        let row = r#"data-source="coast""#;
-        for name in ["total", "harvested", "unchanged", "failed"] {
-            assert_eq!(
-                field(&html, row, name),
-                source["last_session"]["counters"][name].to_string(),
-                "{name}"
+    // The browser's language is the default; ?lang= forces one.
+    let url = format!("http://127.0.0.1:{port}/#/");
+    let html = tokio::task::block_in_place(|| dom_in(&url, "fr"));
+    assert!(
+        html.contains(r#"<html lang="fr""#),
+        "the browser's French is the default"
+    );
+    let url = format!("http://127.0.0.1:{port}/?lang=en#/");
+    let html = tokio::task::block_in_place(|| dom_in(&url, "fr"));
+    assert!(
+        html.contains(r#"<html lang="en""#),
+        "?lang=en wins over the browser"
+    );
+
+    for lang in ["en", "fr"] {
+        let page = |view: &str| format!("http://127.0.0.1:{port}/?lang={lang}#/{view}");
+        let view = |name: &str, v: &str| {
+            let url = page(v);
+            let shot = shots.join(format!("{name}-{lang}.png"));
+            let phone = shots.join(format!("{name}-{lang}-phone.png"));
+            tokio::task::block_in_place(|| {
+                screenshot(&url, &shot, "1400,1800");
+                screenshot(&url, &phone, "390,1600");
+                plain(dom(&url))
+            })
+        };
+        let word = |en: &'static str, fr: &'static str| if lang == "en" { en } else { fr };
+
+        // Overview: every source's counters, health and sessions; the running session's
+        // progress; the top reasons; the recent runs in the API's order.
+        let sources = get("/api/sources".into()).await;
+        let html = view("overview", "");
+        assert!(html.contains(&format!(r#"<html lang="{lang}""#)));
+        for s in sources["sources"].as_array().unwrap() {
+            let id = s["id"].as_str().unwrap();
+            let row = format!(r#"data-source="{id}""#);
+            assert!(html.contains(&row), "{id}");
+            if let Some(last) = s["last_session"].as_object() {
+                for name in ["total", "harvested", "unchanged", "failed"] {
+                    assert_eq!(
+                        field(&html, &row, name),
+                        shown(&last["counters"][name], lang),
+                        "{id} {name}"
+                    );
+                }
+            }
+            let health = s["health"].as_str().unwrap();
+            let row_html = &html[html.find(&row).unwrap()..];
+            assert!(
+                row_html[..row_html.find("</tr>").unwrap()]
+                    .contains(&format!(r#"data-badge="{health}""#)),
+                "{id} {health}"
             );
         }
-        assert!(html.contains(r#"data-badge="degraded""#));
-        assert!(html.contains(r#"data-sessions="2""#), "a bar per session");
-        let reasons = api(port, "/api/reasons").await;
+        assert!(
+            html.contains(r#"data-sessions="5""#),
+            "coast: a bar per session"
+        );
+        assert!(html.contains(&format!(r#"data-running="{}""#, w.running)));
+        let live = sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "live")
+            .unwrap();
+        let progress = &live["running"]["progress"];
+        assert_eq!(progress["done"], 3);
+        assert_eq!(
+            field(&html, r#"id="running""#, "progress"),
+            format!(
+                "3 {} {}",
+                word("of", "sur"),
+                shown(&progress["total"], lang)
+            )
+        );
+        assert!(html.contains(word("last success", "dernier succès")));
+        assert!(html.contains(word("never harvested", "jamais moissonnée")));
+        let reasons = get("/api/reasons".into()).await;
         for r in reasons["top"].as_array().unwrap() {
-            let code = r["code"].as_str().unwrap();
-            assert!(html.contains(&format!(r#"data-reason="{code}""#)), "{code}");
+            assert!(html.contains(&format!(r#"data-reason="{}""#, r["code"].as_str().unwrap())));
         }
+        let recent = get("/api/sessions?limit=15".into()).await;
+        let order: Vec<&str> = recent["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        let table = &html[html.find(r#"id="runs""#).unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        let shown_order: Vec<&str> = table
+            .split(r#"data-session=""#)
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap())
+            .collect();
+        assert_eq!(shown_order, order, "recent runs, newest first");
+        assert!(
+            html.contains(r#"data-trigger="schedule""#)
+                && html.contains(r#"data-mode="incremental""#)
+        );
 
-        // Source view: its sessions and its resources with history.
-        let detail = api(port, "/api/sources/coast").await;
-        let html = tokio::task::block_in_place(|| {
-            render(&page("source/coast"), &shots.join("source.png"))
-        });
+        // Every run, paged.
+        let html = view("runs", "runs");
+        let all = get("/api/sessions?limit=50".into()).await;
+        assert_eq!(
+            html.matches("data-session=").count(),
+            all["sessions"].as_array().unwrap().len()
+        );
+
+        // Source view: configuration, reasons, resources filtered, searched and paged.
+        let html = view("source", "source/coast");
+        assert!(
+            html.contains(&format!(r#"href="{}""#, w._fixtures.0.base_url())),
+            "base URL as a link"
+        );
+        assert!(
+            html.contains(word("every day at 03:00 UTC", "tous les jours à 03:00 UTC")),
+            "schedule in words"
+        );
+        assert!(html.contains(word(
+            "at most 4 requests at once",
+            "au plus 4 requêtes à la fois"
+        )));
+        assert!(
+            html.contains(r#"data-reason="NOT_FOUND""#)
+                && html.contains(r#"data-reason="PARSE_ERROR""#)
+        );
+        let detail = get("/api/sources/coast".into()).await;
         for s in detail["sessions"].as_array().unwrap() {
             assert!(html.contains(&format!(r#"data-session="{}""#, s["id"].as_str().unwrap())));
         }
-        assert_eq!(html.matches(r#"data-resource="ds_"#).count(), 12);
-        let html = tokio::task::block_in_place(|| {
-            render(
-                &page("source/coast/failed"),
-                &shots.join("source-failed.png"),
-            )
-        });
+        let listed = get("/api/sources/coast/resources?sort=failures&limit=50".into()).await;
+        let ids: Vec<&str> = html
+            .split(r#"data-resource=""#)
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap())
+            .collect();
+        let expected: Vec<&str> = listed["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "failures first, as the API sorts them");
+        assert_eq!(&ids[..2], ["ds_0002", "ds_0009"]);
+
+        let html = view("source-tombstoned", "source/coast?status=tombstoned");
+        assert_eq!(html.matches(r#"data-resource=""#).count(), 1);
+        assert!(html.contains(r#"data-resource="ds_0010""#));
+        assert!(
+            html.contains(word(
+                "missing from 1 of 2 listings",
+                "absente de 1 inventaire(s) sur 2"
+            )),
+            "the tombstone"
+        );
+        let html = view("source-deleted", "source/coast?status=deleted");
+        assert!(
+            html.contains(r#"data-resource="ds_0012""#)
+                && !html.contains(r#"data-resource="ds_0011""#),
+            "ds_0011 came back"
+        );
+        let html = view("source-search", "source/coast?q=not_found");
         assert_eq!(
-            html.matches(r#"data-resource="ds_"#).count(),
-            2,
-            "the failed filter"
+            html.matches(r#"data-resource=""#).count(),
+            1,
+            "searched by the error"
         );
 
-        // Session view: counters and reasons as the API gives them.
-        let session_id = source["last_session"]["id"].as_str().unwrap().to_string();
-        let session = api(
-            port,
-            &format!("/api/sessions/{}", session_id.replace('@', "%40")),
-        )
-        .await;
-        let html = tokio::task::block_in_place(|| {
-            render(
-                &page(&format!("session/{}", session_id.replace('@', "%40"))),
-                &shots.join("session.png"),
-            )
-        });
-        for name in ["total", "harvested", "unchanged", "failed"] {
+        // Past the first page of 1,200.
+        let html = view("source-page-2", "source/shelf?sort=id&page=2");
+        let second = get("/api/sources/shelf/resources?sort=id&limit=50&offset=50".into()).await;
+        let ids: Vec<&str> = html
+            .split(r#"data-resource=""#)
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap())
+            .collect();
+        let expected: Vec<&str> = second["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(
+            html.contains(word("51–100 of 1,200", "51 à 100 sur 1 200")),
+            "the range"
+        );
+
+        // Session views: the latest coast session (a tombstone), the one that deleted, the
+        // one that restored; the incremental one the schedule started; aborted; running.
+        let session = get(format!("/api/sessions/{}", esc(&latest_coast))).await;
+        let html = view("session", &format!("session/{}", esc(&latest_coast)));
+        for name in ["total", "harvested", "unchanged", "failed", "remaining"] {
             assert_eq!(
                 field(&html, r#"id="counters""#, name),
-                session["session"]["counters"][name].to_string(),
+                shown(&session["session"]["counters"][name], lang),
                 "{name}"
             );
         }
         assert!(html.contains(r#"data-reason="NOT_FOUND""#));
-
-        // Resource view: history and the request URLs of its latest log.
-        let html = tokio::task::block_in_place(|| {
-            render(&page("resource/coast/ds_0002"), &shots.join("resource.png"))
-        });
-        assert!(html.contains("/info/ds_0002/index.json"), "the request URL");
+        assert!(html.contains(r#"data-mode="full""#) && html.contains(r#"data-trigger="manual""#));
+        assert!(html[html.find(r#"id="stale-tombstoned""#).unwrap()..].contains("ds_0010"));
+        let outcomes = get(format!(
+            "/api/sessions/{}/outcomes?limit=50",
+            esc(&latest_coast)
+        ))
+        .await;
         assert_eq!(
-            html.matches(r#"data-badge="failed""#).count(),
-            3,
-            "status + 2 history rows"
+            html.matches("data-outcome=").count(),
+            outcomes["outcomes"].as_array().unwrap().len()
         );
-        for shot in ["overview", "source", "source-failed", "session", "resource"] {
-            let size = std::fs::metadata(shots.join(format!("{shot}.png")))
-                .unwrap()
-                .len();
-            assert!(size > 5_000, "{shot}.png is {size} bytes");
-        }
+        assert!(html.contains(
+            &format!("/api/sessions/{}/summary", esc(&latest_coast)).replace('@', "%40")
+        ));
+        let html = view(
+            "session-failed-outcomes",
+            &format!("session/{}?outcome=failed", esc(&latest_coast)),
+        );
+        assert_eq!(html.matches("data-outcome=").count(), 2);
+
+        let html = view(
+            "session-deleted",
+            &format!("session/{}", esc(&w.coast_sessions[2])),
+        );
+        let deleted = &html[html.find(r#"id="stale-deleted""#).unwrap()..];
+        assert!(deleted.contains("ds_0011") && deleted.contains("ds_0012"));
+        let html = view(
+            "session-restored",
+            &format!("session/{}", esc(&w.coast_sessions[3])),
+        );
+        assert!(html[html.find(r#"id="restored""#).unwrap()..].contains("ds_0011"));
+
+        let html = view(
+            "session-incremental",
+            &format!("session/{}", esc(&w.oai_incremental)),
+        );
+        assert!(
+            html.contains(r#"data-mode="incremental""#)
+                && html.contains(r#"data-trigger="schedule""#)
+        );
+        assert!(html.contains(word(
+            "incremental, changes since",
+            "incrémentielle, changements depuis"
+        )));
+        assert!(html[html.find(r#"id="declared-deleted""#).unwrap()..].contains(&w.oai_deleted));
+
+        let html = view("session-aborted", &format!("session/{}", esc(&w.aborted)));
+        assert!(html.contains(r#"data-badge="aborted""#));
+        let html = view("session-running", &format!("session/{}", esc(&w.running)));
+        assert!(html.contains(r#"data-badge="running""#));
+        assert!(html.contains(r#"data-filter="pending""#));
+        let html = view("source-broken", "source/broken");
+        assert!(html.contains(r#"data-badge="failing""#));
+
+        // Resource views: a failure with its error, marked request and history; a record.
+        let html = view("resource-failed", "resource/coast/ds_0002");
+        assert!(html.contains(r#"id="error-detail""#));
+        let failed_row = &html[html.find("data-failed").unwrap()..];
+        assert!(
+            failed_row[..failed_row.find("</tr>").unwrap()].contains("/info/ds_0002/index.json"),
+            "the failed request is marked"
+        );
+        assert_eq!(
+            html.matches("data-history=").count(),
+            5,
+            "a row per session"
+        );
+        let html = view("resource", "resource/shelf/ds_0001");
+        let record = get("/api/sources/shelf/record?id=ds_0001".into()).await;
+        assert!(html.contains(&format!(
+            r#"<h3 id="record-title">{}</h3>"#,
+            record["record"]["title"].as_str().unwrap()
+        )));
+        assert!(html.contains("data-box"), "the bounding box drawn");
+        assert!(html.contains(r#"id="raw-link""#));
+        let oai_first = get("/api/sources/oai/resources?limit=1".into()).await;
+        let oai_first = oai_first["resources"][0]["id"].as_str().unwrap();
+        let html = view("resource-oai", &format!("resource/oai/{}", esc(oai_first)));
+        assert!(html.contains(r#"id="record-title""#));
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,4 +824,190 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Markup, script and `javascript:` payloads in every field a catalog writes: ids, titles,
+/// descriptions, keywords, publishers, landing pages and distributions.
+fn hostile_catalog() -> String {
+    let run = |n: u32| format!("document.body.setAttribute('data-pwned','{n}')");
+    json!({"dataset": [
+        {
+            "identifier": format!("<img src=x onerror=\"{}\">", run(1)),
+            "title": format!("<script>{}</script>", run(2)),
+            "description": format!("<b onmouseover=\"{}\">bold</b><svg onload=\"{}\"></svg>", run(3), run(4)),
+            "keyword": [format!("<iframe src=\"javascript:{}\"></iframe>", run(5))],
+            "publisher": {"name": "<style>body{display:none}</style>"},
+            "landingPage": format!("javascript:{}", run(6)),
+            "distribution": [
+                {"downloadURL": format!("JaVaScRiPt:{}", run(7)), "title": format!("<a href=\"javascript:{}\">x</a>", run(8))},
+                {"accessURL": format!(" javascript:{}", run(9)), "description": "\"><script>alert(10)</script>"},
+                {"downloadURL": "data:text/html,<script>alert(11)</script>"}
+            ]
+        },
+        {
+            "identifier": format!("\"><script>{}</script>", run(12)),
+            "title": "'><img src=x onerror=alert(13)>",
+            "landingPage": "https://example.org/fine"
+        }
+    ]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_of_html_and_script_payloads_is_shown_as_text_and_nothing_in_it_runs() {
+    let catalog = serve_body(hostile_catalog()).await;
+    // A listing whose body is a page with a script in it: its error text is shown too.
+    let broken = serve_body(format!(
+        "<html><script>document.body.setAttribute('data-pwned','14')</script>{}",
+        "x".repeat(200)
+    ))
+    .await;
+    let dir = std::env::temp_dir().join(format!("trawl-dashboard-hostile-{}", std::process::id()));
+    let _cleanup = TempDir(dir.clone());
+    for (url, id) in [(catalog, "hostile"), (broken, "hostile-listing")] {
+        let dir = dir.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_trawl"))
+                .args(["harvest", "dcat", &url, "--internal", "--id", id, "--quiet"])
+                .args(["--data-dir", &dir.display().to_string()])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+    }
+    let (_server, port) = serve(&dir).await;
+    let shots =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let resources = api(port, "/api/sources/hostile/resources").await;
+    let ids: Vec<String> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{resources}");
+    let sessions = api(port, "/api/sessions").await;
+    let mut views = vec![
+        "".to_string(),
+        "runs".into(),
+        "source/hostile".into(),
+        "source/hostile-listing".into(),
+    ];
+    for s in sessions["sessions"].as_array().unwrap() {
+        views.push(format!(
+            "session/{}",
+            s["id"].as_str().unwrap().replace('@', "%40")
+        ));
+    }
+    for id in &ids {
+        let escaped: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        views.push(format!("resource/hostile/{}", escaped.replace('+', "%20")));
+    }
+    for lang in ["en", "fr"] {
+        for (i, view) in views.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/?lang={lang}#/{view}");
+            let html = tokio::task::block_in_place(|| {
+                screenshot(
+                    &url,
+                    &shots.join(format!("hostile-{i}-{lang}.png")),
+                    "1400,1400",
+                );
+                dom(&url)
+            });
+            let lower = html.to_lowercase();
+            assert!(!lower.contains("data-pwned=\""), "{view}: a payload ran");
+            assert_eq!(
+                lower.matches("<script").count(),
+                2,
+                "{view}: only the page's own scripts"
+            );
+            assert_eq!(
+                lower.matches("<style").count(),
+                1,
+                "{view}: only the page's own style"
+            );
+            // The elements the page holds (text is serialized with `<` escaped, so whatever
+            // a payload spelled as text is not among them), up to the page's scripts.
+            let page = lower.split("<script").next().unwrap();
+            let tags = tags(page);
+            for tag in &tags {
+                for element in ["<img", "<iframe", "<svg onload", "<b ", "<object", "<embed"] {
+                    assert!(!tag.starts_with(element), "{view}: {tag} became an element");
+                }
+                for (name, value) in attributes(tag) {
+                    assert!(!name.starts_with("on"), "{view}: a handler in {tag}");
+                    if name == "href" || name == "src" || name == "action" {
+                        assert!(
+                            value.starts_with('#')
+                                || value.starts_with("http://")
+                                || value.starts_with("https://")
+                                || value.starts_with("/api/"),
+                            "{view}: {name} to {value}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // The payloads are there, as text.
+    let url = format!("http://127.0.0.1:{port}/?lang=en#/resource/hostile/{}", {
+        let img = ids.iter().find(|id| id.starts_with("<img")).unwrap();
+        let escaped: String = url::form_urlencoded::byte_serialize(img.as_bytes()).collect();
+        escaped.replace('+', "%20")
+    });
+    let html = tokio::task::block_in_place(|| dom(&url));
+    assert!(
+        html.contains("&lt;script&gt;document.body.setAttribute"),
+        "the title, as text"
+    );
+    assert!(html.contains("&lt;iframe"), "the keyword, as text");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The start tags of serialized HTML, in order: `<` inside a quoted attribute value does not
+/// start one, and text never holds a raw `<`.
+fn tags(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut quoted = false;
+    for c in html.chars() {
+        match (&mut current, c) {
+            (None, '<') => current = Some("<".into()),
+            (None, _) => {}
+            (Some(tag), '"') => {
+                quoted = !quoted;
+                tag.push(c);
+            }
+            (Some(tag), '>') if !quoted => {
+                if !tag.starts_with("</") {
+                    out.push(std::mem::take(tag));
+                }
+                current = None;
+            }
+            (Some(tag), _) => tag.push(c),
+        }
+    }
+    out
+}
+
+/// A start tag's `name="value"` attributes.
+fn attributes(tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = tag;
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq]
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let after = &rest[eq + 2..];
+        let end = after.find('"').unwrap_or(after.len());
+        out.push((name, after[..end].to_string()));
+        rest = &after[(end + 1).min(after.len())..];
+    }
+    out
 }

@@ -1,15 +1,25 @@
 //! The status API: read-only JSON about sources, sessions and resources, answered from the
 //! same stores the pipeline writes. A plain function of (method, path, query), so the same
 //! handler serves behind API Gateway, in the local runner and in the embedded run
-//! (`trawl serve`). `openapi.json` beside this file describes it.
+//! (`trawl serve`). `openapi.json` beside this file describes it; `dashboard.html` is the
+//! page that reads it.
+//!
+//! Everything a remote server wrote (ids, titles, error texts, raw responses) is data here:
+//! JSON strings, or a raw response served as `text/plain` that the browser may not sniff.
+//! Objects are read only by the keys the state store names, never by a key a request spells.
 
-use crate::documents::{self, ResourceLog, SessionSummary};
+mod resources;
+mod sessions;
+
+use crate::documents::{self, SessionSummary};
 use crate::keys;
-use crate::model::{Outcome, Session, SessionStatus};
+use crate::model::{Session, SessionStatus};
 use crate::pipeline::Services;
 use crate::ports::{SourceEntry, StoreError};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 /// The OpenAPI 3 description of every route below.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -17,8 +27,29 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// The dashboard: a static page (no build toolchain) reading the routes below.
 pub const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// At most this many resources or markers in one answer; `after` pages on.
+/// At most this many resources or outcomes in one answer; `offset` or `after` pages on.
 const PAGE_LIMIT: usize = 500;
+
+/// How many of a source's sessions its sparkline and freshness look back over.
+const RECENT_SESSIONS: usize = 30;
+
+/// The dashboard's policy: only its own inline script runs (by hash, so a script that text
+/// from a remote server smuggled in would not, were it ever rendered as HTML), it talks only
+/// to this API, and no other site may frame it.
+static DASHBOARD_POLICY: LazyLock<String> = LazyLock::new(|| {
+    use sha2::{Digest, Sha256};
+    let script = DASHBOARD
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(script, _)| script)
+        .expect("the dashboard has one inline script");
+    let hash = aws_smithy_types::base64::encode(Sha256::digest(script.as_bytes()));
+    format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+});
 
 pub struct ApiRequest<'a> {
     pub method: &'a str,
@@ -30,28 +61,70 @@ pub struct ApiRequest<'a> {
 pub struct ApiResponse {
     pub status: u16,
     pub content_type: &'static str,
+    /// Headers beside the content type: every answer forbids content sniffing (a raw
+    /// response must stay text), the dashboard carries its content security policy.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
 impl ApiResponse {
-    fn json(status: u16, value: &Value) -> ApiResponse {
+    fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> ApiResponse {
         ApiResponse {
             status,
-            content_type: "application/json",
-            body: serde_json::to_vec_pretty(value).expect("values serialize"),
+            content_type,
+            headers: vec![
+                ("x-content-type-options", "nosniff".into()),
+                ("referrer-policy", "no-referrer".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body,
         }
+    }
+
+    fn json(status: u16, value: &Value) -> ApiResponse {
+        ApiResponse::new(
+            status,
+            "application/json",
+            serde_json::to_vec_pretty(value).expect("values serialize"),
+        )
     }
 
     fn error(status: u16, message: impl Into<String>) -> ApiResponse {
         ApiResponse::json(status, &json!({"error": message.into()}))
     }
+
+    fn dashboard() -> ApiResponse {
+        let mut page = ApiResponse::new(
+            200,
+            "text/html; charset=utf-8",
+            DASHBOARD.as_bytes().to_vec(),
+        );
+        page.headers
+            .push(("content-security-policy", DASHBOARD_POLICY.clone()));
+        page.headers.push(("x-frame-options", "DENY".into()));
+        page
+    }
 }
 
-/// Answers one request. Store failures are a 503 (the caller may retry), never a panic.
+/// Answers one request: `GET`, or `HEAD` (the same answer without its body). Store failures
+/// are a 503 (the caller may retry), never a panic.
 pub async fn handle(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
-    if request.method != "GET" {
-        return ApiResponse::error(405, "the status API is read-only: GET only");
+    let mut response = match request.method {
+        "GET" | "HEAD" => route(svc, request).await,
+        _ => {
+            let mut refused =
+                ApiResponse::error(405, "the status API is read-only: GET and HEAD only");
+            refused.headers.push(("allow", "GET, HEAD".into()));
+            refused
+        }
+    };
+    if request.method == "HEAD" {
+        response.body.clear();
     }
+    response
+}
+
+async fn route(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
     let segments: Vec<String> = request
         .path
         .trim_matches('/')
@@ -59,35 +132,35 @@ pub async fn handle(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
         .map(decode)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let query = &request.query;
     let answer = match segments.as_slice() {
-        [""] | ["dashboard"] => {
-            return ApiResponse {
-                status: 200,
-                content_type: "text/html; charset=utf-8",
-                body: DASHBOARD.as_bytes().to_vec(),
-            }
-        }
+        [""] | ["dashboard"] => return ApiResponse::dashboard(),
         ["api", "openapi.json"] => {
-            return ApiResponse {
-                status: 200,
-                content_type: "application/json",
-                body: OPENAPI.as_bytes().to_vec(),
-            }
+            return ApiResponse::new(200, "application/json", OPENAPI.as_bytes().to_vec())
         }
         ["api", "sources"] => sources(svc).await,
         ["api", "sources", id] => source(svc, id).await,
-        ["api", "sources", id, "resources"] => resources(svc, id, &request.query).await,
-        ["api", "sources", id, "resources", rid] => resource(svc, id, rid).await,
+        ["api", "sources", id, "reasons"] => resources::source_reasons(svc, id).await,
+        ["api", "sources", id, "resources"] => resources::list(svc, id, query).await,
+        ["api", "sources", id, "resources", rid] => resources::one(svc, id, rid).await,
         // The same resource named in the query: a browser resolves an id of `.` or `..` out
         // of a path (escaped or not) before sending it, so the dashboard asks this way.
-        ["api", "sources", id, "resource"] => match request.query.get("id") {
-            Some(rid) => resource(svc, id, rid).await,
+        ["api", "sources", id, what @ ("resource" | "record" | "raw")] => match query.get("id") {
+            Some(rid) => match *what {
+                "resource" => resources::one(svc, id, rid).await,
+                "record" => resources::record(svc, id, rid).await,
+                _ => return resources::raw(svc, id, rid).await,
+            },
             None => Ok(Err(ApiResponse::error(
                 400,
                 "id is required: the resource's id, as a query parameter",
             ))),
         },
-        ["api", "sessions", id] => session(svc, id, &request.query).await,
+        ["api", "sessions"] => sessions::recent(svc, query).await,
+        ["api", "sessions", id] => sessions::one(svc, id, query).await,
+        ["api", "sessions", id, "outcomes"] => sessions::outcomes(svc, id, query).await,
+        ["api", "sessions", id, "summary"] => sessions::summary(svc, id).await,
+        ["api", "sessions", id, "logs"] => sessions::logs(svc, id, query).await,
         ["api", "reasons"] => top_reasons(svc).await,
         _ => Ok(Err(ApiResponse::error(
             404,
@@ -133,36 +206,89 @@ fn not_found(what: String) -> Answer {
     Ok(Err(ApiResponse::error(404, what)))
 }
 
+fn bad_request(what: String) -> Answer {
+    Ok(Err(ApiResponse::error(400, what)))
+}
+
+/// A `limit` query parameter: `default` when absent, at most [`PAGE_LIMIT`].
+fn limit_of(query: &HashMap<String, String>, default: usize) -> Result<usize, ApiResponse> {
+    number_of(query, "limit", default).map(|n| n.clamp(1, PAGE_LIMIT))
+}
+
+fn number_of(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ApiResponse> {
+    match query.get(name).map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            ApiResponse::error(400, format!("{name} must be a whole number, not {v:?}"))
+        }),
+    }
+}
+
 /// Every source with its last session's counters, its health and its next scheduled run.
 async fn sources(svc: &Services) -> Answer {
     let mut out = Vec::new();
     for entry in svc.store.list_sources().await? {
-        out.push(source_overview(svc, &entry).await?);
+        out.push(source_overview(svc, &entry).await?.0);
     }
-    Ok(Ok(json!({"sources": out})))
+    Ok(Ok(json!({"sources": out, "now": svc.clock.now()})))
 }
 
-async fn source_overview(svc: &Services, entry: &SourceEntry) -> Result<Value, StoreError> {
-    let last = match &entry.last_session {
-        Some(id) => svc.store.get_session(id).await?,
-        None => None,
+/// A source's overview, and its recent sessions (newest first) it was drawn from.
+async fn source_overview(
+    svc: &Services,
+    entry: &SourceEntry,
+) -> Result<(Value, Vec<Session>), StoreError> {
+    let now = svc.clock.now();
+    let recent = crate::queries::recent_sessions(svc, &entry.source.id, RECENT_SESSIONS).await?;
+    let stored = |id: &Option<String>| {
+        id.as_ref()
+            .and_then(|id| recent.iter().find(|s| &s.id == id).cloned())
+    };
+    let last = match (&entry.last_session, stored(&entry.last_session)) {
+        (_, Some(s)) => Some(s),
+        (Some(id), None) => svc.store.get_session(id).await?,
+        (None, None) => None,
+    };
+    let running = match (&entry.running_session, stored(&entry.running_session)) {
+        (_, Some(s)) => Some(s),
+        (Some(id), None) => svc.store.get_session(id).await?,
+        (None, None) => None,
     };
     let next_run = entry
         .source
         .schedule()
-        .next_after(svc.clock.now())
+        .next_after(now)
         .filter(|_| entry.source.enabled);
-    Ok(json!({
+    let last_success = recent
+        .iter()
+        .find(|s| s.status == SessionStatus::Succeeded)
+        .and_then(|s| s.ended_at);
+    let closed: Vec<&Session> = recent
+        .iter()
+        .filter(|s| s.status != SessionStatus::Running)
+        .collect();
+    let overview = json!({
         "id": entry.source.id,
         "protocol": entry.source.protocol,
         "base_url": entry.source.base_url,
         "enabled": entry.source.enabled,
         "schedule": entry.source.schedule,
         "running_session": entry.running_session,
-        "last_session": last.as_ref().map(session_brief),
+        "running": running.as_ref().filter(|s| s.status == SessionStatus::Running).map(|s| session_brief(s, now)),
+        "last_session": last.as_ref().map(|s| session_brief(s, now)),
         "health": health(entry, last.as_ref()),
         "next_run": next_run,
-    }))
+        "last_success": last_success,
+        // How many closed sessions `last_success` looked over (none found among them is
+        // "no success in the last N", not "never").
+        "sessions_looked_at": closed.len(),
+        "recent": recent.iter().take(20).map(|s| session_brief(s, now)).collect::<Vec<_>>(),
+    });
+    Ok((overview, recent))
 }
 
 /// `ok` (last session succeeded), `degraded` (some failures or an incomplete listing),
@@ -176,14 +302,33 @@ fn health(entry: &SourceEntry, last: Option<&Session>) -> &'static str {
     }
 }
 
-fn session_brief(s: &Session) -> Value {
+/// A session as lists show it: status, times, duration, mode, trigger, counters and, while
+/// it runs, its progress.
+fn session_brief(s: &Session, now: DateTime<Utc>) -> Value {
+    let c = &s.counters;
+    let done = c.harvested + c.unchanged + c.failed;
+    let running = s.status == SessionStatus::Running;
+    let duration = s.ended_at.unwrap_or(now) - s.started_at;
     json!({
         "id": s.id,
+        "source_id": s.source_id,
         "status": s.status.as_str(),
+        "scheduled_time": s.scheduled_time,
         "started_at": s.started_at,
         "ended_at": s.ended_at,
+        "duration_seconds": duration.num_milliseconds().max(0) as f64 / 1000.0,
+        "mode": if s.since.is_some() { "incremental" } else { "full" },
+        "since": s.since,
+        "trigger": s.trigger.map(|t| t.as_str()),
         "counters": s.counters,
         "listing_complete": s.listing_problems().is_empty(),
+        "abort_requested": s.abort_requested,
+        // `remaining` counts unfinished listing pages beside unfinished resources.
+        "progress": running.then(|| json!({
+            "done": done,
+            "total": c.total,
+            "pages_remaining": c.remaining.saturating_sub(c.total.saturating_sub(done)),
+        })),
     })
 }
 
@@ -191,144 +336,24 @@ async fn source(svc: &Services, id: &str) -> Answer {
     let Some(entry) = svc.store.get_source(id).await? else {
         return not_found(format!("no source {id}"));
     };
-    let mut overview = source_overview(svc, &entry).await?;
-    let sessions = crate::queries::recent_sessions(svc, id, 30).await?;
+    let now = svc.clock.now();
+    let (mut overview, sessions) = source_overview(svc, &entry).await?;
+    let schedule = entry.source.schedule();
+    let mut next_runs = Vec::new();
+    let mut t = now;
+    while next_runs.len() < 5 && entry.source.enabled {
+        let Some(next) = schedule.next_after(t) else {
+            break;
+        };
+        next_runs.push(next);
+        t = next;
+    }
     overview["options"] = serde_json::to_value(&entry.source.options).expect("options serialize");
-    overview["sessions"] = Value::Array(sessions.iter().map(session_brief).collect());
+    overview["incremental_available"] = entry.source.protocol.lists_incrementally().into();
+    overview["next_runs"] = json!(next_runs);
+    overview["last_full_listing_at"] = json!(entry.last_full_listing_at);
+    overview["sessions"] = Value::Array(sessions.iter().map(|s| session_brief(s, now)).collect());
     Ok(Ok(overview))
-}
-
-/// A source's resources, optionally only those whose last outcome is `status`, or whose id
-/// or title contains `q` (case-insensitive); paged by `after` (the last id of a page).
-async fn resources(svc: &Services, source_id: &str, query: &HashMap<String, String>) -> Answer {
-    if svc.store.get_source(source_id).await?.is_none() {
-        return not_found(format!("no source {source_id}"));
-    }
-    let status = match query.get("status").map(String::as_str) {
-        None | Some("") => None,
-        Some(s) => match Outcome::parse(s) {
-            Some(o) => Some(o),
-            None => {
-                return Ok(Err(ApiResponse::error(
-                    400,
-                    format!("status must be harvested, unchanged or failed, not {s:?}"),
-                )))
-            }
-        },
-    };
-    let needle = query
-        .get("q")
-        .map(|q| q.to_lowercase())
-        .filter(|q| !q.is_empty());
-    let mut after = query.get("after").cloned();
-    let mut found = Vec::new();
-    let mut next = None;
-    'pages: loop {
-        let (states, more) = svc.store.list_resources(source_id, after.clone()).await?;
-        for state in states {
-            let matches = status.is_none_or(|s| s == state.last_outcome)
-                && needle.as_ref().is_none_or(|n| {
-                    state.resource_id.to_lowercase().contains(n)
-                        || state
-                            .title
-                            .as_deref()
-                            .is_some_and(|t| t.to_lowercase().contains(n))
-                });
-            if matches {
-                found.push(json!({
-                    "id": state.resource_id,
-                    "title": state.title,
-                    "status": state.last_outcome,
-                    "reason": state.last_reason,
-                    "last_session": state.last_session,
-                    "last_harvested_at": state.last_harvested_at,
-                    "deleted_at": state.deleted_at,
-                    "history": state.history.iter().map(|h| json!({"session_id": h.session_id, "outcome": h.outcome})).collect::<Vec<_>>(),
-                }));
-                if found.len() == PAGE_LIMIT {
-                    next = Some(state.resource_id.clone());
-                    break 'pages;
-                }
-            }
-        }
-        match more {
-            Some(m) => after = Some(m),
-            None => break,
-        }
-    }
-    Ok(Ok(
-        json!({"source_id": source_id, "resources": found, "next_after": next}),
-    ))
-}
-
-async fn resource(svc: &Services, source_id: &str, id: &str) -> Answer {
-    let Some(state) = svc.store.get_resource(source_id, id).await? else {
-        return not_found(format!("no resource {id} in source {source_id}"));
-    };
-    let log = match &state.log_key {
-        Some(key) => svc
-            .objects
-            .get(key)
-            .await?
-            .and_then(|b| ResourceLog::find(&b, id)),
-        None => None,
-    };
-    Ok(Ok(json!({"state": state, "latest_log": log})))
-}
-
-/// A session with its summary (when closed), reason counts and per-resource outcomes (paged
-/// by `after`).
-async fn session(svc: &Services, id: &str, query: &HashMap<String, String>) -> Answer {
-    let Some(session) = svc.store.get_session(id).await? else {
-        return not_found(format!("no session {id}"));
-    };
-    let summary = summary_of(svc, &session).await?;
-    let mut outcomes = Vec::new();
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    let mut after = query.get("after").map(|a| keys::marker_sk(a));
-    let mut next = None;
-    loop {
-        let (markers, more) = svc.store.session_markers(id, after.clone()).await?;
-        for m in markers {
-            if let Some(r) = &m.reason {
-                *reasons.entry(r.code.as_str().to_string()).or_default() += 1;
-            }
-            if outcomes.len() < PAGE_LIMIT {
-                outcomes.push(
-                    json!({"resource_id": m.resource_id, "outcome": m.outcome, "reason": m.reason}),
-                );
-            } else if next.is_none() {
-                next = outcomes
-                    .last()
-                    .and_then(|o: &Value| o["resource_id"].as_str().map(str::to_string));
-            }
-        }
-        match more {
-            Some(m) => after = Some(m),
-            None => break,
-        }
-    }
-    // Markers outlive a session only where the state store keeps them (DynamoDB, for its
-    // TTL); the embedded run keeps summaries instead, which hold the reason counts and the
-    // failed resources.
-    if outcomes.is_empty() && !query.contains_key("after") {
-        if let Some(summary) = &summary {
-            reasons = summary.reasons.clone();
-            outcomes = summary
-                .failed_resources
-                .iter()
-                .map(|f| json!({"resource_id": f.resource_id, "outcome": "failed", "reason": f.reason}))
-                .collect();
-        }
-    }
-    Ok(Ok(json!({
-        "session": session,
-        "listing_problems": session.listing_problems(),
-        "reasons": reasons,
-        "outcomes": outcomes,
-        "outcomes_next_after": next,
-        "summary": summary,
-    })))
 }
 
 /// A session's summary, once it closed; one that does not parse is left out, not an error
@@ -338,9 +363,17 @@ async fn summary_of(
     session: &Session,
 ) -> Result<Option<SessionSummary>, StoreError> {
     let key = keys::summary_key(&session.source_id, &session.stamp());
-    match documents::get(svc.objects.as_ref(), &key).await {
+    readable(svc, &key).await
+}
+
+/// A document, or `None` when there is none or it does not parse (logged).
+async fn readable<T: serde::de::DeserializeOwned>(
+    svc: &Services,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match documents::get(svc.objects.as_ref(), key).await {
         Err(e) if e.is_permanent() => {
-            tracing::warn!(%key, error = %e, "session summary unreadable");
+            tracing::warn!(%key, error = %e, "document unreadable");
             Ok(None)
         }
         other => other,
@@ -374,4 +407,170 @@ async fn top_reasons(svc: &Services) -> Answer {
         "top": top.iter().map(|(code, count)| json!({"code": code, "count": count})).collect::<Vec<_>>(),
         "by_source": by_source,
     })))
+}
+
+/// A link's address if it is one a page may follow (`http` or `https`); a catalog can write
+/// `javascript:` as easily as a URL.
+fn followable(href: &str) -> Option<String> {
+    let url = url::Url::parse(href.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_and_https_links_are_followable() {
+        assert_eq!(
+            followable(" https://example.org/a b").as_deref(),
+            Some("https://example.org/a%20b")
+        );
+        assert!(followable("http://example.org").is_some());
+        for hostile in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            " javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:x",
+            "//evil.example/x",
+            "/relative",
+            "",
+        ] {
+            assert_eq!(followable(hostile), None, "{hostile}");
+        }
+    }
+
+    /// The dashboard's string tables, by language.
+    fn strings() -> BTreeMap<String, BTreeMap<String, String>> {
+        let block = DASHBOARD
+            .split_once(r#"<script type="application/json" id="strings">"#)
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .expect("the dashboard has its string tables")
+            .0;
+        serde_json::from_str(block).expect("the string tables are JSON")
+    }
+
+    #[test]
+    fn every_dashboard_string_is_in_both_languages_and_every_key_used_exists() {
+        let tables = strings();
+        assert_eq!(
+            tables.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["en", "fr"]
+        );
+        let (en, fr) = (&tables["en"], &tables["fr"]);
+        let missing_in = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            a.keys()
+                .filter(|k| !b.contains_key(*k))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            missing_in(en, fr),
+            Vec::<String>::new(),
+            "missing in French"
+        );
+        assert_eq!(
+            missing_in(fr, en),
+            Vec::<String>::new(),
+            "missing in English"
+        );
+        for (key, text) in fr {
+            assert!(!text.trim().is_empty(), "{key} is empty in French");
+        }
+        // Keys the script spells out, and those it builds from a value the API gives.
+        let script = DASHBOARD.split_once("<script>").unwrap().1;
+        let mut used: Vec<String> = Vec::new();
+        for opener in [r#"t(""#, r#"data-i18n=""#] {
+            for (at, _) in script.match_indices(opener) {
+                // `t("` as a call of its own, not the end of `split("`.
+                let before = script[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let key = script[at + opener.len()..].split('"').next().unwrap();
+                if !key.ends_with('.') {
+                    used.push(key.to_string());
+                }
+            }
+        }
+        use crate::model::ReasonCode::*;
+        let reasons = [
+            NotFound,
+            HttpError,
+            Timeout,
+            ConnectError,
+            TooLarge,
+            ParseError,
+            BlockedAddress,
+            RetriesExhausted,
+            Lost,
+            Aborted,
+            Throttled,
+            StorageError,
+        ];
+        used.extend(reasons.iter().map(|r| format!("reason.{r}")));
+        for status in [
+            SessionStatus::Running,
+            SessionStatus::Succeeded,
+            SessionStatus::PartiallyFailed,
+            SessionStatus::Failed,
+            SessionStatus::Aborted,
+        ] {
+            used.push(format!("status.{}", status.as_str()));
+        }
+        let built = [
+            (
+                "outcome",
+                &[
+                    "harvested",
+                    "unchanged",
+                    "failed",
+                    "pending",
+                    "restored",
+                    "tombstoned",
+                    "deleted",
+                ][..],
+            ),
+            ("health", &["ok", "degraded", "failing", "new", "disabled"]),
+            (
+                "filter",
+                &[
+                    "all",
+                    "harvested",
+                    "unchanged",
+                    "failed",
+                    "tombstoned",
+                    "deleted",
+                    "pending",
+                    "restored",
+                ],
+            ),
+            ("sort", &["id", "failures", "last_attempt", "title"]),
+            ("trigger", &["schedule", "manual", "unknown"]),
+            (
+                "tile",
+                &["sources", "ok", "degraded", "failing", "new", "running"],
+            ),
+            ("record", &["created", "modified", "published"]),
+        ];
+        for (prefix, values) in built {
+            used.extend(values.iter().map(|v| format!("{prefix}.{v}")));
+        }
+        assert!(
+            used.len() > 150,
+            "the scan found the script's keys: {}",
+            used.len()
+        );
+        let unknown: Vec<&String> = used.iter().filter(|k| !en.contains_key(*k)).collect();
+        assert!(unknown.is_empty(), "keys used but in no table: {unknown:?}");
+    }
+
+    #[test]
+    fn the_dashboards_policy_allows_exactly_its_own_script() {
+        let policy = DASHBOARD_POLICY.as_str();
+        assert!(policy.contains("script-src 'sha256-"), "{policy}");
+        assert!(!policy.contains("unsafe-eval"));
+        assert_eq!(DASHBOARD.matches("<script>").count(), 1);
+    }
 }
