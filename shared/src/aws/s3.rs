@@ -14,6 +14,36 @@ pub struct S3Objects {
 }
 
 impl S3Objects {
+    /// What lies directly under `prefix` (which ends with `/`), each list sorted: the
+    /// "folders" (common prefixes with delimiter `/`) and the objects' keys.
+    async fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let (mut folders, mut files) = (Vec::new(), Vec::new());
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+            files.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        folders.sort();
+        files.sort();
+        Ok((folders, files))
+    }
+
     pub fn new(client: Client, bucket: impl Into<String>) -> S3Objects {
         S3Objects {
             client,
@@ -60,47 +90,11 @@ impl ObjectStore for S3Objects {
     }
 
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut folders = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
-            folders.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_string)),
-            );
-        }
-        folders.sort();
-        Ok(folders)
+        Ok(self.list(prefix).await?.0)
     }
 
     async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut files = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
-            files.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-        }
-        files.sort();
-        Ok(files)
+        Ok(self.list(prefix).await?.1)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

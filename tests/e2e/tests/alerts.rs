@@ -77,27 +77,9 @@ fn a_dead_letter_alarm_reaches_a_subscriber_of_the_alert_topic_saying_what_to_do
         .expect("the stack has a dead-letter alarm")
         .to_string();
     // From OK: only a change of state notifies.
-    aws(&[
-        "cloudwatch",
-        "set-alarm-state",
-        "--alarm-name",
-        &alarm,
-        "--state-value",
-        "OK",
-        "--state-reason",
-        "before the test",
-    ]);
+    set_alarm(&alarm, "OK", "before the test");
     drain(&queue);
-    aws(&[
-        "cloudwatch",
-        "set-alarm-state",
-        "--alarm-name",
-        &alarm,
-        "--state-value",
-        "ALARM",
-        "--state-reason",
-        "one message in the work dead-letter queue",
-    ]);
+    set_alarm(&alarm, "ALARM", "one message in the work dead-letter queue");
 
     let mut notification = None;
     for _ in 0..10 {
@@ -121,16 +103,7 @@ fn a_dead_letter_alarm_reaches_a_subscriber_of_the_alert_topic_saying_what_to_do
         }
     }
     aws(&["sqs", "delete-queue", "--queue-url", &queue]);
-    aws(&[
-        "cloudwatch",
-        "set-alarm-state",
-        "--alarm-name",
-        &alarm,
-        "--state-value",
-        "OK",
-        "--state-reason",
-        "test over",
-    ]);
+    set_alarm(&alarm, "OK", "test over");
     let notification = notification.expect("the subscriber got the alarm");
     let message = json(notification["Message"].as_str().unwrap());
     assert_eq!(message["AlarmName"], alarm.as_str());
@@ -146,4 +119,17 @@ fn a_dead_letter_alarm_reaches_a_subscriber_of_the_alert_topic_saying_what_to_do
 fn drain(queue: &str) {
     std::thread::sleep(std::time::Duration::from_secs(1));
     aws(&["sqs", "purge-queue", "--queue-url", queue]);
+}
+
+fn set_alarm(alarm: &str, state: &str, reason: &str) {
+    aws(&[
+        "cloudwatch",
+        "set-alarm-state",
+        "--alarm-name",
+        alarm,
+        "--state-value",
+        state,
+        "--state-reason",
+        reason,
+    ]);
 }
