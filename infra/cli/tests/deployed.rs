@@ -19,7 +19,10 @@ async fn trawl(args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(&all)
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+            .env(
+                "AWS_ENDPOINT_URL",
+                std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
+            )
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")

@@ -12,7 +12,7 @@ fn aws(args: &[&str]) -> String {
     let out = Command::new(repo_root().join(".local/tools-venv/bin/aws"))
         .args([
             "--endpoint-url",
-            "http://127.0.0.1:4566",
+            &std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
             "--output",
             "json",
         ])
