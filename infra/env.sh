@@ -1,7 +1,7 @@
 # Source this to point the AWS CLI and SDKs at the local emulator and put the tools on PATH:
 #   source infra/env.sh
 _trawl_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:${TRAWL_LOCALSTACK_PORT:-4566}}
+export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_REGION=${AWS_REGION:-us-east-1}

@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
 # Starts, stops or checks LocalStack in host mode (no Docker) on 127.0.0.1:4566.
 #   infra/localstack.sh start|stop|status
-# TRAWL_LOCALSTACK_PORT picks another port, so two checkouts can each run their own emulator
-# (each keeps its state in its own .local/localstack); point the tools at it with
-# AWS_ENDPOINT_URL=http://127.0.0.1:$TRAWL_LOCALSTACK_PORT.
 # With a working Docker engine and TRAWL_LOCALSTACK_DOCKER=1, `start` runs the
 # localstack/localstack:4.14.0 image instead (the last tag that needs no auth token).
 set -euo pipefail
@@ -12,8 +9,7 @@ root=$PWD
 state=$root/.local/localstack
 pidfile=$state/pid
 logfile=$root/.local/localstack.log
-port=${TRAWL_LOCALSTACK_PORT:-4566}
-endpoint=http://127.0.0.1:$port
+endpoint=http://127.0.0.1:4566
 services=s3,sqs,dynamodb,dynamodbstreams,kinesis,kms,cloudformation,iam,sts,lambda,scheduler,events,logs,sns,cloudwatch
 
 healthy() {
@@ -33,14 +29,14 @@ start() {
     fi
     mkdir -p "$state"
     if [ "${TRAWL_LOCALSTACK_DOCKER:-0}" = 1 ] && docker info >/dev/null 2>&1; then
-        docker run -d --rm --name trawl-localstack -p 127.0.0.1:$port:4566 \
+        docker run -d --rm --name trawl-localstack -p 127.0.0.1:4566:4566 \
             -e SERVICES=$services -e SQS_ENDPOINT_STRATEGY=path \
             -v /var/run/docker.sock:/var/run/docker.sock localstack/localstack:4.14.0 >/dev/null
     else
         [ -x .local/localstack-venv/bin/python ] || { echo "run infra/install.sh first" >&2; exit 1; }
         echo "starting LocalStack (host mode), log in $logfile"
-        GATEWAY_LISTEN=127.0.0.1:$port \
-        LOCALSTACK_HOST=127.0.0.1:$port \
+        GATEWAY_LISTEN=127.0.0.1:4566 \
+        LOCALSTACK_HOST=127.0.0.1:4566 \
         SQS_ENDPOINT_STRATEGY=path \
         LOCALSTACK_VOLUME_DIR=$state/volume \
         DNS_ADDRESS=0 \
