@@ -111,3 +111,102 @@ async fn a_sources_politeness_limits_hold_in_the_embedded_run() {
         fixture.max_info_requests_in_a_second()
     );
 }
+
+/// Fair share, end to end: a source with 20,000 datasets harvested together with five of
+/// 50 (whose catalogs take 3 s to list) does not keep them waiting: each small session is
+/// closed as soon as it is done, long before the large one, and while a small source's
+/// resources were being harvested the large source harvested only about its share (the
+/// queue's turn-taking itself is tested deterministically in `local::tests`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_sources_finish_while_a_large_one_runs() {
+    let large = ErddapFixture::start(ErddapConfig {
+        datasets: 20_000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut small = Vec::new();
+    for _ in 0..5 {
+        small.push(
+            ErddapFixture::start(ErddapConfig {
+                datasets: 50,
+                failures: [(
+                    "allDatasets".to_string(),
+                    Failure::Slow(Duration::from_secs(3)),
+                )]
+                .into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let queue = Arc::new(MemoryQueue::with_delays());
+    let svc = run::services(
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryObjects::default()),
+        queue.clone(),
+        Settings::default(),
+    );
+    let mut ids = vec!["large".to_string()];
+    let mut urls = vec![large.base_url()];
+    for (i, fixture) in small.iter().enumerate() {
+        ids.push(format!("small-{i}"));
+        urls.push(fixture.base_url());
+    }
+    for (id, url) in ids.iter().zip(&urls) {
+        let source = SourceSpec {
+            id: id.clone(),
+            protocol: "erddap".into(),
+            base_url: url.clone(),
+            schedule: "rate(1 day)".into(),
+            enabled: true,
+            internal: true,
+            options: Default::default(),
+        }
+        .validate()
+        .unwrap();
+        svc.store.put_source(&source).await.unwrap();
+    }
+
+    // For each small source, how many resources the large one harvested between the small
+    // one's listing and its last resource.
+    let large_done = std::sync::atomic::AtomicU64::new(0);
+    let small_spans = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let runs = run::harvest_together(&svc, &queue, &id_refs, chrono::Utc::now(), 8, &|id, c| {
+        let done = c.harvested + c.unchanged + c.failed;
+        let now = large_done.load(std::sync::atomic::Ordering::SeqCst);
+        if id == "large" {
+            large_done.store(done, std::sync::atomic::Ordering::SeqCst);
+        } else if c.total > 0 {
+            let mut spans = small_spans.lock().unwrap();
+            let span = spans.entry(id.to_string()).or_insert((now, now));
+            if c.remaining == 0 {
+                span.1 = span.1.max(now);
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(runs[0].session.counters.harvested, 20_000);
+    for run in &runs[1..] {
+        assert_eq!(run.session.counters.harvested, 50, "{}", run.session.id);
+        assert!(
+            run.took < runs[0].took / 2,
+            "{} closed after {:?}, the large source after {:?}",
+            run.session.id,
+            run.took,
+            runs[0].took
+        );
+    }
+    let spans = small_spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    // Taking turns, each small source's 50 resources are done within about 300 messages of
+    // all six sources, of which the large source's share is about 50.
+    assert!(
+        spans.values().all(|(from, to)| to - from <= 500),
+        "the large source harvested this much while small ones waited: {spans:?}"
+    );
+}

@@ -21,13 +21,13 @@ mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trawl::local::{
     retention::{self, Retention},
-    run::{self, harvest_once, wind_up_interrupted, EmbeddedRun},
+    run::{self, harvest_together, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
 use trawl::model::{SessionStatus, Source, SourceSpec};
@@ -407,7 +407,7 @@ async fn run(cli: Cli) -> Result<bool> {
         })
     };
 
-    let mut all_ok = true;
+    let mut sources = Vec::new();
     for source in specs {
         // As the scheduler does: a source switched off in its file is left alone.
         if !source.enabled {
@@ -418,29 +418,40 @@ async fn run(cli: Cli) -> Result<bool> {
             continue;
         }
         svc.store.put_source(&source).await?;
-        let bar = progress_bar(quiet, &source.id);
-        let started = std::time::Instant::now();
-        let run = harvest_once(
-            &svc,
-            &queue,
-            &source.id,
-            chrono::Utc::now(),
-            concurrency,
-            &|c| {
+        sources.push(source.id);
+    }
+    // All sources harvest together, taking turns in the queue, so a large source does not
+    // keep the others waiting (see `MemoryQueue`).
+    let bars = MultiProgress::new();
+    let bar_of: HashMap<&str, ProgressBar> = sources
+        .iter()
+        .map(|id| (id.as_str(), bars.add(progress_bar(quiet, id))))
+        .collect();
+    let ids: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let runs = harvest_together(
+        &svc,
+        &queue,
+        &ids,
+        chrono::Utc::now(),
+        concurrency,
+        &|id, c| {
+            if let Some(bar) = bar_of.get(id) {
                 bar.set_length(c.total.max(1));
                 bar.set_position(c.harvested + c.unchanged + c.failed);
-            },
-        )
-        .await?;
+            }
+        },
+    )
+    .await?;
+    for bar in bar_of.values() {
         bar.finish_and_clear();
-        // Sources and sessions saved after each source, so a later failure keeps what was
-        // done (resource states were written as they were counted).
-        store.save()?;
-        let took = started.elapsed();
+    }
+    store.save()?;
+    let mut all_ok = true;
+    for run in &runs {
         if json {
-            println!("{}", run_json(&run, took));
+            println!("{}", run_json(run, run.took));
         } else {
-            print_summary(&run, objects.as_ref(), &data_dir, took).await?;
+            print_summary(run, objects.as_ref(), &data_dir, run.took).await?;
         }
         all_ok &= run.session.status != SessionStatus::Failed;
     }

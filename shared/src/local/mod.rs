@@ -22,7 +22,7 @@ use crate::messages::WorkMessage;
 use crate::ports::{ObjectStore, StoreError, WorkQueue};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -82,39 +82,82 @@ impl ObjectStore for MemoryObjects {
     }
 }
 
-/// A FIFO of work messages; whoever drives it decides about retries. Delayed sends are
-/// queued at once, unless the queue was made [`MemoryQueue::with_delays`] (the embedded run,
-/// which must not ask a server that said "later" again right away).
+/// The embedded run's stand-in for SQS; whoever drives it decides about retries. Delayed
+/// sends are queued at once, unless the queue was made [`MemoryQueue::with_delays`] (the
+/// embedded run, which must not ask a server that said "later" again right away).
+///
+/// Delivery is fair between sources, as the work queue's `MessageGroupId` makes SQS deliver
+/// (a fair queue): each source's messages wait in their own lane, first in first out, and
+/// [`MemoryQueue::pop`] takes from the lanes in turn. A source with 20,000 messages waiting
+/// then delays another source's next message by one message, not by its whole backlog.
 #[derive(Default)]
 pub struct MemoryQueue {
-    messages: Mutex<VecDeque<WorkMessage>>,
+    lanes: Mutex<Lanes>,
     /// With delays honoured: messages not to be handed out before their instant.
     delayed: Option<Mutex<Vec<(std::time::Instant, WorkMessage)>>>,
+}
+
+/// One first-in-first-out lane per source, and the sources with messages waiting in the
+/// order they take their next turn.
+#[derive(Default)]
+struct Lanes {
+    by_source: HashMap<String, VecDeque<WorkMessage>>,
+    turns: VecDeque<String>,
+    len: usize,
+}
+
+impl Lanes {
+    fn push(&mut self, message: WorkMessage) {
+        let lane = self
+            .by_source
+            .entry(message.source_id().to_string())
+            .or_default();
+        if lane.is_empty() {
+            self.turns.push_back(message.source_id().to_string());
+        }
+        lane.push_back(message);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<WorkMessage> {
+        let source = self.turns.pop_front()?;
+        let lane = self.by_source.get_mut(&source)?;
+        let message = lane.pop_front();
+        if lane.is_empty() {
+            self.by_source.remove(&source);
+        } else {
+            self.turns.push_back(source);
+        }
+        self.len -= usize::from(message.is_some());
+        message
+    }
 }
 
 impl MemoryQueue {
     pub fn with_delays() -> MemoryQueue {
         MemoryQueue {
-            messages: Mutex::default(),
+            lanes: Mutex::default(),
             delayed: Some(Mutex::default()),
         }
     }
 
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next message, taking turns between the sources that have one ready.
     pub fn pop(&self) -> Option<WorkMessage> {
         if let Some(delayed) = &self.delayed {
             let now = std::time::Instant::now();
             let mut delayed = delayed.lock().unwrap_or_else(|e| e.into_inner());
             let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(at, _)| *at <= now);
             *delayed = later;
-            self.messages
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(due.into_iter().map(|(_, m)| m));
+            let mut lanes = self.lanes();
+            for (_, message) in due {
+                lanes.push(message);
+            }
         }
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        self.lanes().pop()
     }
 
     pub fn honours_delays(&self) -> bool {
@@ -128,11 +171,9 @@ impl MemoryQueue {
         delayed.iter().map(|(at, _)| *at).min()
     }
 
+    /// Messages ready now (delayed ones not yet due are not counted).
     pub fn len(&self) -> usize {
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.lanes().len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,10 +196,92 @@ impl WorkQueue for MemoryQueue {
                 .extend(messages.iter().map(|m| (at, m.clone())));
             return Ok(());
         }
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(messages.iter().cloned());
+        let mut lanes = self.lanes();
+        for message in messages {
+            lanes.push(message.clone());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::SourceSnapshot;
+
+    fn resource(source: &str, n: usize) -> WorkMessage {
+        let snapshot: SourceSnapshot = serde_json::from_value(serde_json::json!({
+            "id": source, "protocol": "erddap", "base_url": "http://h/erddap"
+        }))
+        .unwrap();
+        WorkMessage::Resource {
+            session_id: format!("{source}@20260101T000000Z"),
+            source: snapshot,
+            resource_id: format!("r{n}"),
+            deferrals: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_queued_behind_a_large_backlog_gets_every_other_turn() {
+        let queue = MemoryQueue::default();
+        let large: Vec<_> = (0..10_000).map(|n| resource("large", n)).collect();
+        let small: Vec<_> = (0..50).map(|n| resource("small", n)).collect();
+        queue.send(&large).await.unwrap();
+        queue.send(&small).await.unwrap();
+        let first_hundred: Vec<_> = (0..100).map(|_| queue.pop().unwrap()).collect();
+        assert!(
+            first_hundred
+                .iter()
+                .filter(|m| m.source_id() == "small")
+                .count()
+                == 50,
+            "the small source's 50 messages are all in the first 100 delivered"
+        );
+        // Each source's own messages keep their order.
+        let small_order: Vec<_> = first_hundred
+            .iter()
+            .filter_map(|m| match m {
+                WorkMessage::Resource {
+                    source,
+                    resource_id,
+                    ..
+                } if source.id == "small" => Some(resource_id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            small_order,
+            (0..50).map(|n| format!("r{n}")).collect::<Vec<_>>()
+        );
+        assert_eq!(queue.len(), 9_950);
+        let mut rest = 0;
+        while let Some(m) = queue.pop() {
+            assert_eq!(m.source_id(), "large");
+            rest += 1;
+        }
+        assert_eq!(rest, 9_950);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn delayed_messages_join_their_sources_turn_when_due() {
+        let queue = MemoryQueue::with_delays();
+        queue
+            .send_delayed(&[resource("b", 0)], std::time::Duration::from_millis(30))
+            .await
+            .unwrap();
+        queue
+            .send(&(0..3).map(|n| resource("a", n)).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(queue.pop().unwrap().source_id(), "a");
+        assert!(queue.next_due().is_some());
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        // Due now, "b" joins the turns: after one more of "a", not after all of them.
+        assert_eq!(queue.pop().unwrap().source_id(), "a");
+        assert_eq!(queue.pop().unwrap().source_id(), "b");
+        assert_eq!(queue.pop().unwrap().source_id(), "a");
+        assert!(queue.pop().is_none());
     }
 }

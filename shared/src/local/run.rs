@@ -1,4 +1,4 @@
-//! The embedded run: one session of one source with every stage in this process. The same
+//! The embedded run: one session of each source asked for, with every stage in this process. The same
 //! pipeline functions the Lambda handlers call do the work; an in-process queue stands in
 //! for SQS (with the same receive counting and backoff, held in the queue, and the same
 //! `maxReceiveCount`: a message out of receives is set aside as the DLQ would keep it, and
@@ -66,6 +66,8 @@ pub struct EmbeddedRun {
     /// How long each resource message took to handle (fetch, normalize, store, count), one
     /// entry per attempt, in completion order. Time spent waiting in the queue is not in it.
     pub resource_times: Vec<std::time::Duration>,
+    /// From the start of the run to the session's close.
+    pub took: std::time::Duration,
 }
 
 impl EmbeddedRun {
@@ -92,11 +94,56 @@ pub async fn harvest_once(
     concurrency: usize,
     progress: &(dyn Fn(&Counters) + Sync),
 ) -> Result<EmbeddedRun, StoreError> {
+    let mut runs = harvest_together(svc, queue, &[source_id], at, concurrency, &|_, c| {
+        progress(c)
+    })
+    .await?;
+    runs.pop()
+        .ok_or_else(|| StoreError::new(format!("no session ran for {source_id}")))
+}
+
+/// Harvests several sources at once, as the deployed functions do: one session each, all
+/// delivered from one queue that takes turns between sources (so a small source is not
+/// kept waiting behind a large one's backlog), each session closed as soon as its counters
+/// say it is done, as the table stream starts the finalizer. `progress` sees a source id and
+/// its session's counters after each of its messages. Returns the runs in the order of `source_ids`.
+pub async fn harvest_together(
+    svc: &Services,
+    queue: &MemoryQueue,
+    source_ids: &[&str],
+    at: DateTime<Utc>,
+    concurrency: usize,
+    progress: &(dyn Fn(&str, &Counters) + Sync),
+) -> Result<Vec<EmbeddedRun>, StoreError> {
     if !queue.honours_delays() {
         return Err(StoreError::new(
             "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
         ));
     }
+    let started = Instant::now();
+    let mut session_ids = Vec::with_capacity(source_ids.len());
+    for source_id in source_ids {
+        session_ids.push(start(svc, source_id, at).await?);
+    }
+    let mut delivered = deliver(svc, queue, concurrency, None, Some(started), progress).await?;
+    let mut runs = Vec::with_capacity(session_ids.len());
+    for session_id in session_ids {
+        let (session, took) = match delivered.closed.remove(&session_id) {
+            Some(closed) => closed,
+            None => (close(svc, &session_id).await?, started.elapsed()),
+        };
+        runs.push(EmbeddedRun {
+            session,
+            resource_times: delivered.times.remove(&session_id).unwrap_or_default(),
+            took,
+        });
+    }
+    Ok(runs)
+}
+
+/// Starts one session of `source_id` through the scheduler's path for a manual run and
+/// returns its id.
+async fn start(svc: &Services, source_id: &str, at: DateTime<Utc>) -> Result<String, StoreError> {
     // Session ids are named after the scheduled second: two runs within one second (or a
     // clock that went back) must not land in a closed session.
     let mut at = at;
@@ -109,17 +156,11 @@ pub async fn harvest_once(
         at += chrono::Duration::seconds(1);
     }
     let report = run_now(svc, source_id, at).await?;
-    let Some(session_id) = report.started.first().cloned() else {
-        return Err(StoreError::new(format!(
+    report.started.first().cloned().ok_or_else(|| {
+        StoreError::new(format!(
             "no session started for {source_id}: {}",
             serde_json::to_string(&report).expect("reports serialize")
-        )));
-    };
-    let resource_times = drain(svc, queue, &session_id, concurrency, None, progress).await?;
-    let session = close(svc, &session_id).await?;
-    Ok(EmbeddedRun {
-        session,
-        resource_times,
+        ))
     })
 }
 
@@ -135,8 +176,33 @@ pub async fn drain(
     at_most: Option<usize>,
     progress: &(dyn Fn(&Counters) + Sync),
 ) -> Result<Vec<std::time::Duration>, StoreError> {
+    let mut delivered =
+        deliver(svc, queue, concurrency, at_most, None, &|_, c| progress(c)).await?;
+    Ok(delivered.times.remove(session_id).unwrap_or_default())
+}
+
+/// What [`deliver`] did, by session.
+#[derive(Default)]
+struct Delivered {
+    times: HashMap<String, Vec<std::time::Duration>>,
+    /// Sessions closed as soon as they were done, with the time since `deliver`'s caller
+    /// started.
+    closed: HashMap<String, (Session, std::time::Duration)>,
+}
+
+/// Delivers the queue's messages, `concurrency` at a time, until it holds nothing or
+/// `at_most` were taken. With `close_done_since`, a session whose counters say it is done
+/// is closed at once (its time measured from that instant).
+async fn deliver(
+    svc: &Services,
+    queue: &MemoryQueue,
+    concurrency: usize,
+    at_most: Option<usize>,
+    close_done_since: Option<Instant>,
+    progress: &(dyn Fn(&str, &Counters) + Sync),
+) -> Result<Delivered, StoreError> {
     let mut receives: HashMap<String, u32> = HashMap::new();
-    let mut resource_times = Vec::new();
+    let mut delivered = Delivered::default();
     let mut taken = 0;
     // Counted in small groups as messages get there: the store is in memory, so waiting for
     // every message in flight would only hold them back (see `Tally::early`).
@@ -171,8 +237,14 @@ pub async fn drain(
                 None => break,
             }
         };
+        let session_id = message.session_id().to_string();
+        let source_id = message.source_id().to_string();
         if matches!(message, WorkMessage::Resource { .. }) {
-            resource_times.push(took);
+            delivered
+                .times
+                .entry(session_id.clone())
+                .or_default()
+                .push(took);
         }
         if disposition == Disposition::Retry && receive >= svc.settings.max_receive_count {
             tracing::error!(session = %session_id, receive, "a message is out of receives; set aside, its work is counted LOST");
@@ -184,11 +256,20 @@ pub async fn drain(
             // Receive counts are kept for messages coming back only, so they do not pile up.
             receives.remove(&body);
         }
-        if let Some(session) = svc.store.get_session(session_id).await? {
-            progress(&session.counters);
+        let Some(session) = svc.store.get_session(&session_id).await? else {
+            continue;
+        };
+        progress(&source_id, &session.counters);
+        if let Some(since) = close_done_since {
+            if session.ended_at.is_none() && session.counters.remaining == 0 {
+                let closed = close(svc, &session_id).await?;
+                delivered
+                    .closed
+                    .insert(session_id, (closed, since.elapsed()));
+            }
         }
     }
-    Ok(resource_times)
+    Ok(delivered)
 }
 
 /// Closes a drained session: work set aside still holds it open, so it is settled now rather
