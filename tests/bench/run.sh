@@ -2,7 +2,7 @@
 # Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
 # (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
 #   infra/localstack.sh start && infra/deploy.sh
-# Usage: tests/bench/run.sh [throughput|stages|one-answer|cold-start|aws-requests|all]
+# Usage: tests/bench/run.sh [throughput|stages|one-answer|fair-share|cold-start|aws-requests|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-all}"
@@ -24,12 +24,15 @@ case "$what" in
   one-answer|all)
     "$bench" one-answer --sizes 10000,100000,1000000
     ;;&
+  fair-share|all)
+    "$bench" fair-share --large 20000 --small 50 --small-sources 5 --concurrency 8
+    ;;&
   cold-start|all)
     "$bench" cold-start --repeats 20
     ;;&
   aws-requests|all)
     "$bench" aws-requests --datasets 2000
     ;;
-  throughput|stages|one-answer|cold-start) ;;
+  throughput|stages|one-answer|fair-share|cold-start) ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac

@@ -6,11 +6,13 @@
 //! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
+//! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
 //! ```
 //! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
 
 mod aws_requests;
 mod cold_start;
+mod fair_share;
 mod one_answer;
 mod process;
 mod stages;
@@ -71,6 +73,20 @@ enum Bench {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
     },
+    /// One large source harvested with small ones: when each session closes, together
+    /// (taking turns) and one after another (issue 18, fair share).
+    FairShare {
+        #[arg(long, default_value_t = 20000)]
+        large: usize,
+        #[arg(long, default_value_t = 50)]
+        small: usize,
+        #[arg(long, default_value_t = 5)]
+        small_sources: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
     /// Each function binary: start to first Runtime API request, size, RSS after 10 (part 4).
     ColdStart {
         #[arg(long, default_value_t = 20)]
@@ -105,6 +121,22 @@ async fn main() -> Result<()> {
         }
         Bench::OneAnswer { sizes, work_dir } => {
             one_answer::run(&sizes, &work_dir).await?;
+        }
+        Bench::FairShare {
+            large,
+            small,
+            small_sources,
+            concurrency,
+            work_dir,
+        } => {
+            fair_share::run(&fair_share::Options {
+                large,
+                small,
+                small_sources,
+                concurrency,
+                work_dir,
+            })
+            .await?;
         }
         Bench::ColdStart { repeats } => {
             cold_start::run(repeats.max(1)).await?;
