@@ -107,6 +107,7 @@ impl HttpClient {
                 // the raw copy kept is the content, not its transfer encoding.
                 .gzip(true)
                 .deflate(true)
+                .brotli(true)
         };
         let public = builder()
             .dns_resolver(Arc::new(PublicOnly))

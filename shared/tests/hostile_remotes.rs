@@ -23,11 +23,35 @@ async fn hostile_server() -> String {
                 let n = stream.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]).to_string();
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let asks_gzip = request
-                    .to_ascii_lowercase()
-                    .lines()
-                    .any(|l| l.starts_with("accept-encoding:") && l.contains("gzip"));
+                let accepts = |coding: &str| {
+                    request.to_ascii_lowercase().lines().any(|l| {
+                        l.strip_prefix("accept-encoding:")
+                            .is_some_and(|v| v.split(',').any(|c| c.trim() == coding))
+                    })
+                };
+                let asks_gzip = accepts("gzip");
                 let _ = match path.as_str() {
+                    "/br" | "/br-bomb" if accepts("br") => {
+                        let content = if path == "/br" {
+                            COMPRESSED_CONTENT.repeat(100)
+                        } else {
+                            // 64 MiB of zeros: a few dozen bytes compressed.
+                            vec![0u8; 64 << 20]
+                        };
+                        let body = brotli(&content);
+                        let mut out = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        out.extend_from_slice(&body);
+                        stream.write_all(&out).await
+                    }
+                    "/br" | "/br-bomb" => {
+                        stream
+                            .write_all(b"HTTP/1.1 406 Not Acceptable\r\nContent-Length: 0\r\n\r\n")
+                            .await
+                    }
                     "/gzip" | "/gzip-bomb" if asks_gzip => {
                         let content = if path == "/gzip" {
                             COMPRESSED_CONTENT.repeat(100)
@@ -110,6 +134,17 @@ fn gzip(content: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+fn brotli(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::BrotliCompress(
+        &mut &content[..],
+        &mut out,
+        &brotli::enc::BrotliEncoderParams::default(),
+    )
+    .unwrap();
+    out
+}
+
 fn internal_source(base: &str) -> SourceSnapshot {
     SourceSnapshot {
         id: "hostile".into(),
@@ -163,6 +198,26 @@ async fn compressed_bodies_are_asked_for_read_as_content_and_capped_once_expande
         .unwrap_err();
     assert_eq!(e.code, ReasonCode::TooLarge, "{e}");
     assert!(!e.retryable());
+}
+
+#[tokio::test]
+async fn brotli_bodies_are_asked_for_read_as_content_and_capped_once_expanded() {
+    let base = hostile_server().await;
+    let http = HttpClient::new(Duration::from_secs(5), 1 << 20);
+    let source = internal_source(&base);
+    let mut log = Vec::new();
+    let response = http
+        .get(&source, &format!("{base}/br"), &mut log)
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "the server was asked for br");
+    assert_eq!(response.body.len(), 100 * COMPRESSED_CONTENT.len());
+    assert!(response.body.starts_with(br#"{"table""#));
+    let e = http
+        .get(&source, &format!("{base}/br-bomb"), &mut log)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ReasonCode::TooLarge, "{e}");
 }
 
 #[tokio::test]
