@@ -29,6 +29,9 @@ pub struct HttpClient {
     /// Answers requests in place of the network (the deterministic simulation's remote
     /// catalogs); the timeout and the size cap still apply.
     transport: Option<Arc<dyn Transport>>,
+    /// At most this many requests at once through this client (the embedded run's
+    /// `--concurrency`); a slot is held from the request to its body read, not longer.
+    request_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A remote that answers in-process, so a simulated history needs no sockets and its
@@ -125,6 +128,7 @@ impl HttpClient {
             timeout,
             gate: None,
             transport: None,
+            request_slots: None,
         }
     }
 
@@ -137,6 +141,14 @@ impl HttpClient {
         HttpClient {
             transport: Some(transport),
             ..HttpClient::new(timeout, max_body_bytes)
+        }
+    }
+
+    /// A copy of this client (same connections) that sends at most `slots` requests at once.
+    pub fn with_request_slots(&self, slots: usize) -> HttpClient {
+        HttpClient {
+            request_slots: Some(Arc::new(tokio::sync::Semaphore::new(slots.max(1)))),
+            ..self.clone()
         }
     }
 
@@ -183,8 +195,20 @@ impl HttpClient {
             }
             _ => None,
         };
+        // After the politeness wait: a slot is for a request, not for waiting on a source's
+        // limits.
+        let slot = match &self.request_slots {
+            Some(slots) => Some(
+                slots
+                    .acquire()
+                    .await
+                    .expect("request slots are never closed"),
+            ),
+            None => None,
+        };
         let started = Instant::now();
         let result = self.get_inner(source.internal, url).await;
+        drop(slot);
         if let (Some(gate), Some(permit)) = (&self.gate, &permit) {
             if let Err(e) = gate.release(permit).await {
                 // The lease runs out on its own.

@@ -187,8 +187,24 @@ async fn a_late_copy_of_a_page_never_resets_markers_already_counted() {
     assert_eq!(w.session(&id).await.counters, before);
 }
 
+/// The next chunk (or page) is listed ahead: its message is sent in the middle of this
+/// chunk's resources, so it is listed while the second half is harvested rather than after.
+#[tokio::test]
+async fn the_next_chunk_is_listed_from_the_middle_of_this_one() {
+    let mut w = erddap_world(25, &[]).await;
+    w.svc.settings.delivery_chunk = 10;
+    run_now(&w.svc, "src", t("2026-11-22T12:00:00Z"))
+        .await
+        .unwrap();
+    let order: Vec<bool> = std::iter::from_fn(|| w.queue.pop())
+        .map(|m| matches!(m, WorkMessage::ListPage { .. }))
+        .collect();
+    assert_eq!(order.len(), 11);
+    assert_eq!(order.iter().position(|&page| page), Some(5), "{order:?}");
+}
+
 /// A page larger than the delivery chunk is fanned out a chunk a message: the queue never
-/// holds more than a chunk of its resources, a copy of any of those messages counts nothing
+/// holds more than about one and a half chunks of its resources, a copy of any of those messages counts nothing
 /// twice, and every resource is counted once.
 #[tokio::test]
 async fn a_page_larger_than_the_delivery_chunk_is_fanned_out_a_chunk_at_a_time() {
@@ -222,9 +238,10 @@ async fn a_page_larger_than_the_delivery_chunk_is_fanned_out_a_chunk_at_a_time()
         }
         most_queued = most_queued.max(w.queue.len());
     }
-    // Ten resources and one continuation at most; the duplicate continuations re-send a
-    // chunk, which the markers make harmless.
-    assert!(most_queued <= 2 * 11, "{most_queued}");
+    // The next chunk is listed ahead, from the middle of this one: at most the half chunk
+    // left and the next chunk with its continuation, each twice here, as every continuation
+    // arrives twice (the copy re-sends its chunk, which the markers make harmless).
+    assert!(most_queued <= 2 * 11 + 5, "{most_queued}");
     assert!(
         continuations.contains(&10) && continuations.contains(&20),
         "{continuations:?}"

@@ -121,10 +121,11 @@ pub async fn harvest_together(
         ));
     }
     let started = Instant::now();
-    let mut session_ids = Vec::with_capacity(source_ids.len());
-    for source_id in source_ids {
-        session_ids.push(start(svc, source_id, at).await?);
-    }
+    // Started together: starting a session lists its first page, and one slow catalog must
+    // not hold back the others' start.
+    let session_ids =
+        futures::future::try_join_all(source_ids.iter().map(|source_id| start(svc, source_id, at)))
+            .await?;
     let mut delivered = deliver(svc, queue, concurrency, None, Some(started), progress).await?;
     let mut runs = Vec::with_capacity(session_ids.len());
     for session_id in session_ids {
@@ -201,6 +202,16 @@ async fn deliver(
     close_done_since: Option<Instant>,
     progress: &(dyn Fn(&str, &Counters) + Sync),
 ) -> Result<Delivered, StoreError> {
+    // `concurrency` is requests in flight. Twice as many messages are worked on, so a
+    // message whose response is read and that waits to be counted with others (see
+    // `Tally::early`) has handed its request slot on to the next.
+    let concurrency = concurrency.max(1);
+    let with_slots = Services {
+        http: svc.http.with_request_slots(concurrency),
+        ..svc.clone()
+    };
+    let svc = &with_slots;
+    let messages_in_flight = 2 * concurrency;
     let mut receives: HashMap<String, u32> = HashMap::new();
     let mut delivered = Delivered::default();
     let mut taken = 0;
@@ -210,7 +221,7 @@ async fn deliver(
     let tally = &tally;
     let mut in_flight = FuturesUnordered::new();
     loop {
-        while in_flight.len() < concurrency.max(1) && at_most.is_none_or(|n| taken < n) {
+        while in_flight.len() < messages_in_flight && at_most.is_none_or(|n| taken < n) {
             let Some(message) = queue.pop() else { break };
             taken += 1;
             let body = message.to_json();

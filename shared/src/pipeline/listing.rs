@@ -425,8 +425,8 @@ impl Delivery<'_> {
     }
 
     /// Writes the pending markers of `chunk`, the page's ids from `from` on (of `total`), and
-    /// sends their messages; then either a message that delivers the next chunk, or the next
-    /// page's message and the record that this page is delivered. A page within one chunk
+    /// sends their messages, with either a message that delivers the next chunk or the next
+    /// page's message among them; then records that this page is delivered. A page within one chunk
     /// (every protocol's normal page) is one send, as it always was.
     async fn deliver(
         &self,
@@ -451,24 +451,35 @@ impl Delivery<'_> {
                 deferrals: 0,
             })
             .collect();
+        // The next page (or chunk) is listed ahead: its message goes in the middle of this
+        // chunk's, so its resources are queued before this chunk's run out and the harvest
+        // does not wait on a listing request between pages, while no more than about one
+        // and a half pages' messages wait in the queue.
+        let ahead = messages.len() / 2;
         if end < total {
-            messages.push(WorkMessage::ListPage {
-                session_id: self.session_id.to_string(),
-                source: self.source.clone(),
-                page: page.page,
-                cursor: self.cursor.map(str::to_string),
-                delivered: end as u64,
-            });
+            messages.insert(
+                ahead,
+                WorkMessage::ListPage {
+                    session_id: self.session_id.to_string(),
+                    source: self.source.clone(),
+                    page: page.page,
+                    cursor: self.cursor.map(str::to_string),
+                    delivered: end as u64,
+                },
+            );
             return svc.queue.send(&messages).await;
         }
         if let Some(cursor) = &page.next_cursor {
-            messages.push(WorkMessage::ListPage {
-                session_id: self.session_id.to_string(),
-                source: self.source.clone(),
-                page: page.page + 1,
-                cursor: Some(cursor.clone()),
-                delivered: 0,
-            });
+            messages.insert(
+                ahead,
+                WorkMessage::ListPage {
+                    session_id: self.session_id.to_string(),
+                    source: self.source.clone(),
+                    page: page.page + 1,
+                    cursor: Some(cursor.clone()),
+                    delivered: 0,
+                },
+            );
         }
         svc.queue.send(&messages).await?;
         svc.store.mark_page_sent(self.session_id, page.page).await
