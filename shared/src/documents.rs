@@ -212,6 +212,10 @@ pub struct StaleReport {
     /// as the listing met them, whatever the listing (incremental ones included).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted_upstream: Vec<String>,
+    /// The shrink guard held deletions back: the listing missed more than
+    /// `max_shrink_percent` of the known resources (an alert says so).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shrink_guard: bool,
 }
 
 /// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an
@@ -344,4 +348,8 @@ mod tests {
         let ids = FailedIds(vec!["x".into(), "y".into()]);
         assert_eq!(serde_json::to_string(&ids).unwrap(), r#"["x","y"]"#);
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }

@@ -245,12 +245,13 @@ async fn run(cli: Cli) -> Result<bool> {
         } else {
             let store = Arc::new(DiskStore::open_reader(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
-            let svc = Services::new(
+            let mut svc = Services::new(
                 store,
-                objects,
+                objects.clone(),
                 Arc::new(MemoryQueue::default()),
                 Settings::default(),
             );
+            svc.alerts = Arc::new(trawl::pipeline::alerts::EmbeddedAlerts::new(objects));
             // A run that was killed left its session running; with no harvest holding the
             // directory now, nothing will finish it, so it is wound up before it is shown.
             if let Ok(_no_harvest) = lock_data_dir(&data_dir) {

@@ -145,6 +145,7 @@ fn build(world: Arc<World>) -> Ctx {
         clock,
         settings,
         aborts: Arc::new(AbortFlags::default()),
+        alerts: Arc::new(trawl::pipeline::alerts::LogAlerts),
     };
 
     // Sources and their catalogs, drawn from the seed.
