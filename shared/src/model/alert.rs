@@ -386,7 +386,11 @@ mod tests {
         assert_eq!(a.source_id, "src");
         assert_eq!(a.session_id.as_deref(), Some(s.id.as_str()));
         assert!(!a.subject.contains('\n'));
-        assert!(a.body.contains("HTTP 503 from info/index.json"), "{}", a.body);
+        assert!(
+            a.body.contains("HTTP 503 from info/index.json"),
+            "{}",
+            a.body
+        );
         assert_eq!(a.link, format!("trawl session {}", s.id));
         assert!(a.body.contains(&a.link));
     }
@@ -395,7 +399,11 @@ mod tests {
     fn a_session_that_harvested_nothing_names_its_top_reasons() {
         let s = session(10, SessionStatus::Failed);
         let alerts = at_close(&s, &summary(&s), &[], RULES, &AlertLinks::default());
-        assert!(alerts[0].body.contains("NOT_FOUND 7, TIMEOUT 3"), "{}", alerts[0].body);
+        assert!(
+            alerts[0].body.contains("NOT_FOUND 7, TIMEOUT 3"),
+            "{}",
+            alerts[0].body
+        );
     }
 
     #[test]
@@ -407,7 +415,13 @@ mod tests {
         ] {
             let s = session(10, status);
             let failed_before = history(&[(9, SessionStatus::Failed), (8, SessionStatus::Failed)]);
-            let alerts = at_close(&s, &summary(&s), &failed_before, RULES, &AlertLinks::default());
+            let alerts = at_close(
+                &s,
+                &summary(&s),
+                &failed_before,
+                RULES,
+                &AlertLinks::default(),
+            );
             assert!(alerts.is_empty(), "{status:?}: {alerts:?}");
         }
     }
@@ -495,7 +509,11 @@ mod tests {
         assert_eq!(alert.kind, AlertKind::NoSuccess);
         assert_eq!(alert.link, "trawl sessions src");
         assert!(alert.body.contains("7 days"), "{}", alert.body);
-        assert!(alert.body.contains("src@20261105T030000Z"), "{}", alert.body);
+        assert!(
+            alert.body.contains("src@20261105T030000Z"),
+            "{}",
+            alert.body
+        );
     }
 
     #[test]
@@ -517,12 +535,19 @@ mod tests {
         let h = history(&[(9, SessionStatus::Failed), (2, SessionStatus::Failed)]);
         // The oldest started on the 2nd at 03:00: due 7 days later.
         let alert = no_success("src", &h, t(9, 3), RULES, None, &links).expect("due");
-        assert!(alert.body.contains("none of its sessions since"), "{}", alert.body);
+        assert!(
+            alert.body.contains("none of its sessions since"),
+            "{}",
+            alert.body
+        );
         let before = t(9, 3) - Duration::seconds(1);
         assert!(no_success("src", &h, before, RULES, None, &links).is_none());
         assert!(no_success("src", &[], t(30, 0), RULES, None, &links).is_none());
         // A partial failure is a success here: the listing worked.
-        let h = history(&[(9, SessionStatus::PartiallyFailed), (1, SessionStatus::Failed)]);
+        let h = history(&[
+            (9, SessionStatus::PartiallyFailed),
+            (1, SessionStatus::Failed),
+        ]);
         assert!(no_success("src", &h, t(12, 0), RULES, None, &links).is_none());
     }
 }

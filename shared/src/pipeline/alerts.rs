@@ -120,8 +120,7 @@ pub async fn on_tick(svc: &Services, now: DateTime<Utc>) {
                 }
             }
         }
-        let history = match crate::queries::recent_sessions(svc, &entry.source.id, HISTORY).await
-        {
+        let history = match crate::queries::recent_sessions(svc, &entry.source.id, HISTORY).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(source = %entry.source.id, error = %e, "alerts: history not read");

@@ -216,7 +216,9 @@ mod tests {
             for set in &sets {
                 assert!(set.len() <= MAX_DIMENSIONS);
                 for name in set {
-                    let value = root[name].as_str().expect("a dimension's value is a string");
+                    let value = root[name]
+                        .as_str()
+                        .expect("a dimension's value is a string");
                     assert!(!value.is_empty() && value.len() <= 1024);
                 }
             }
@@ -230,7 +232,9 @@ mod tests {
                     ["Count", "Seconds", "None"].contains(&unit),
                     "a CloudWatch unit: {unit}"
                 );
-                let value = root[name].as_f64().expect("the value is a number on the root");
+                let value = root[name]
+                    .as_f64()
+                    .expect("the value is a number on the root");
                 found.push((name.to_string(), value, sets.clone()));
             }
         }
@@ -255,14 +259,18 @@ mod tests {
                     std::iter::repeat_n(d, n)
                 }))
                 .find(|((n, _, _), d)| {
-                    n == name && dims.iter().all(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap();
-                        d[k] == v
-                    })
+                    n == name
+                        && dims.iter().all(|kv| {
+                            let (k, v) = kv.split_once('=').unwrap();
+                            d[k] == v
+                        })
                 })
                 .map(|((_, v, _), _)| *v)
         };
-        assert_eq!(value("Sessions", &["Status=partially_failed", "Source=src"]), Some(1.0));
+        assert_eq!(
+            value("Sessions", &["Status=partially_failed", "Source=src"]),
+            Some(1.0)
+        );
         assert_eq!(value("SessionDuration", &["Source=src"]), Some(95.5));
         assert_eq!(value("ListingComplete", &["Source=src"]), Some(0.0));
         assert_eq!(value("ResourcesListed", &["Source=src"]), Some(10.0));
