@@ -72,7 +72,14 @@ async fn a_failed_listing_is_alerted_on_stderr_and_in_alerts_json_beside_the_sum
     assert_eq!(alerts[0]["kind"], "session_failed");
     assert_eq!(alerts[0]["source_id"], "lost");
     assert_eq!(alerts[0]["session_id"], session_id.as_str());
-    assert_eq!(alerts[0]["link"], format!("trawl session {session_id}"));
+    assert_eq!(
+        alerts[0]["link"],
+        format!(
+            "http://127.0.0.1:8080/#/session/{}",
+            session_id.replace('@', "%40")
+        )
+    );
+    assert!(stderr.contains("trawl serve --data-dir"), "{stderr}");
     assert!(
         alerts[0]["body"].as_str().unwrap().contains("NOT_FOUND"),
         "{alerts:?}"

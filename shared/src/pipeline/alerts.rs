@@ -310,11 +310,23 @@ impl AlertSink for WebhookAlerts {
 /// summary (`sessions/{source}/{stamp}/alerts.json`, pruned with it).
 pub struct EmbeddedAlerts {
     objects: Arc<dyn ObjectStore>,
+    /// Printed under each alert: how to open what its link points at.
+    hint: Option<String>,
 }
 
 impl EmbeddedAlerts {
     pub fn new(objects: Arc<dyn ObjectStore>) -> EmbeddedAlerts {
-        EmbeddedAlerts { objects }
+        EmbeddedAlerts {
+            objects,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(self, hint: impl Into<String>) -> EmbeddedAlerts {
+        EmbeddedAlerts {
+            hint: Some(hint.into()),
+            ..self
+        }
     }
 }
 
@@ -323,6 +335,9 @@ impl AlertSink for EmbeddedAlerts {
     async fn publish(&self, alerts: &[Alert]) -> Result<(), AlertError> {
         for a in alerts {
             eprintln!("ALERT {}: {}\n  {}", a.kind.as_str(), a.subject, a.body);
+            if let Some(hint) = &self.hint {
+                eprintln!("  ({hint})");
+            }
         }
         let mut by_session: std::collections::BTreeMap<&str, Vec<&Alert>> = Default::default();
         for a in alerts {
