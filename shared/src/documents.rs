@@ -269,6 +269,10 @@ pub async fn get<T: DeserializeOwned>(
         .map_err(|e| StoreError::permanent(format!("{key} does not parse: {e}")))
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,8 +352,4 @@ mod tests {
         let ids = FailedIds(vec!["x".into(), "y".into()]);
         assert_eq!(serde_json::to_string(&ids).unwrap(), r#"["x","y"]"#);
     }
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
