@@ -532,6 +532,26 @@ mod tests {
                 },
                 "options.max_shrink_percent",
             ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        alert_after_days: Some(0),
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.alert_after_days",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        alert_failures_in_a_row: Some(0),
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.alert_failures_in_a_row",
+            ),
         ];
         for (spec, field) in cases {
             let e = spec.clone().validate().unwrap_err();
