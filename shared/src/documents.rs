@@ -212,6 +212,10 @@ pub struct StaleReport {
     /// as the listing met them, whatever the listing (incremental ones included).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted_upstream: Vec<String>,
+    /// The shrink guard held deletions back: the listing missed more than
+    /// `max_shrink_percent` of the known resources (an alert says so).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shrink_guard: bool,
 }
 
 /// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an
@@ -263,6 +267,10 @@ pub async fn get<T: DeserializeOwned>(
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| StoreError::permanent(format!("{key} does not parse: {e}")))
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[cfg(test)]

@@ -19,11 +19,12 @@
 //! - `logs/{source_id}/{stamp}/{first_id}-{random:08x}.ndjson`: one batch's log lines
 //! - `sessions/{source_id}/{stamp}/`: one session's documents (a source's sessions are the
 //!   folders under `sessions/{source_id}/`):
-//!   - `summary.json`, `stale.json`, `failed.json`
+//!   - `summary.json`, `stale.json`, `failed.json`, `alerts.json` (the embedded run's alerts)
 //!   - `pages/{n:08}-{attempt:016x}.json`: a listing page's ids, one object per listing attempt
 //!     ([`page_attempt_ids_key`]; [`page_ids_key`] names a page the watchdog gave up on)
 //!   - `staged/{id}.json`: a resource's document as the listing delivered it
 //! - `deleted/{key}`: a stale resource's object, moved aside
+//! - `alerts/{source_id}/no_success.json`: when the "no success" alert last fired
 //! - `rejected/{day}/{message_id}.json`: an unreadable work message
 
 pub const SOURCES_PK: &str = "SOURCES";
@@ -145,6 +146,16 @@ pub fn summary_key(source_id: &str, session_stamp: &str) -> String {
 /// The stale check's report of a session (`documents::StaleReport`).
 pub fn stale_report_key(source_id: &str, session_stamp: &str) -> String {
     format!("{}stale.json", session_folder(source_id, session_stamp))
+}
+
+/// The alerts a session raised, as the embedded run writes them beside its summary.
+pub fn session_alerts_key(source_id: &str, session_stamp: &str) -> String {
+    format!("{}alerts.json", session_folder(source_id, session_stamp))
+}
+
+/// When the "no success" alert last fired for a source (its once-a-day memory).
+pub fn no_success_alert_key(source_id: &str) -> String {
+    format!("alerts/{source_id}/no_success.json")
 }
 
 /// A session's failed resource ids (`documents::FailedIds`).

@@ -237,6 +237,19 @@ pub trait WorkQueue: Send + Sync {
     }
 }
 
+/// Where alerts go: the SNS topic, a chat webhook, or the embedded run's terminal and files.
+/// Best effort: a failure is logged and counted by the caller, never retried by failing the
+/// stage that raised the alert.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn publish(&self, alerts: &[crate::model::alert::Alert]) -> Result<(), AlertError>;
+}
+
+/// An alert that could not be delivered, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AlertError(pub String);
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

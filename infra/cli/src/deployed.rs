@@ -52,6 +52,9 @@ pub async fn connect(stack_outputs: Option<PathBuf>) -> Result<Deployed> {
         table: need("TableName")?,
         bucket: need("BucketName")?,
         work_queue_url: outputs.get("WorkQueueUrl").cloned(),
+        // The CLI closes no session (the functions do), so it raises no alert.
+        alert_topic_arn: None,
+        webhook_url: None,
     };
     let config = trawl::aws::sdk_config().await;
     Ok(Deployed {

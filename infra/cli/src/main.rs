@@ -35,6 +35,9 @@ use trawl::pipeline::{Services, Settings};
 use trawl::ports::ObjectStore;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
+/// Where `trawl serve` answers unless told otherwise (embedded alerts link there).
+const DEFAULT_SERVE_PORT: u16 = 8080;
+
 /// Where `--sample` serves its catalog when the port is free.
 const SAMPLE_PORT: u16 = 47810;
 
@@ -121,7 +124,7 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         deployed: bool,
-        #[arg(long, default_value_t = 8080)]
+        #[arg(long, default_value_t = DEFAULT_SERVE_PORT)]
         port: u16,
     },
     /// The work dead-letter queue.
@@ -245,12 +248,13 @@ async fn run(cli: Cli) -> Result<bool> {
         } else {
             let store = Arc::new(DiskStore::open_reader(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
-            let svc = Services::new(
+            let mut svc = Services::new(
                 store,
-                objects,
+                objects.clone(),
                 Arc::new(MemoryQueue::default()),
                 Settings::default(),
             );
+            svc.alerts = Arc::new(trawl::pipeline::alerts::EmbeddedAlerts::new(objects));
             // A run that was killed left its session running; with no harvest holding the
             // directory now, nothing will finish it, so it is wound up before it is shown.
             if let Ok(_no_harvest) = lock_data_dir(&data_dir) {
@@ -383,11 +387,15 @@ async fn run(cli: Cli) -> Result<bool> {
     let store = Arc::new(DiskStore::open(&data_dir)?);
     let objects = Arc::new(FileObjects::new(&data_dir));
     let queue = Arc::new(MemoryQueue::with_delays());
-    let svc = run::services(
-        store.clone(),
-        objects.clone(),
-        queue.clone(),
-        Settings::default(),
+    // Alerts link to the dashboard `trawl serve` shows over this directory.
+    let mut settings = Settings::default();
+    settings.alerts.dashboard_url = Some(format!("http://127.0.0.1:{DEFAULT_SERVE_PORT}/"));
+    let mut svc = run::services(store.clone(), objects.clone(), queue.clone(), settings);
+    svc.alerts = Arc::new(
+        trawl::pipeline::alerts::EmbeddedAlerts::new(objects.clone()).with_hint(format!(
+            "the dashboard: trawl serve --data-dir {}",
+            data_dir.display()
+        )),
     );
     for session in wind_up_interrupted(&svc).await? {
         eprintln!("{session} was interrupted (its run stopped); wound up");

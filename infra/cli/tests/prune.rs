@@ -6,6 +6,7 @@ fn prune_removes_expired_session_folders_and_refuses_a_retention_shorter_than_a_
     let _ = std::fs::remove_dir_all(&dir);
     for path in [
         "sessions/src/20200101T000000Z/summary.json",
+        "sessions/src/20200101T000000Z/alerts.json",
         "logs/src/20200101T000000Z/a-1.ndjson",
         "records/src/a.json",
     ] {

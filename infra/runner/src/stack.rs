@@ -41,6 +41,10 @@ impl Stack {
             table: self.get("TableName")?.to_string(),
             bucket: self.get("BucketName")?.to_string(),
             work_queue_url: Some(self.get("WorkQueueUrl")?.to_string()),
+            // The functions' alerts go to the stack's topic (a stack deployed before it had
+            // one: only logged).
+            alert_topic_arn: self.get("AlertTopic").ok().map(str::to_string),
+            webhook_url: None,
         })
     }
 

@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod errors;
 pub mod gate;
 pub mod s3;
+pub mod sns;
 pub mod sqs;
 
 pub use counting::RequestCounter;
@@ -20,6 +21,10 @@ pub struct Resources {
     pub bucket: String,
     /// The finalizer sends no work, so it runs without one.
     pub work_queue_url: Option<String>,
+    /// Where alerts are published (`AlertTopic`); none: alerts are only logged.
+    pub alert_topic_arn: Option<String>,
+    /// A chat tool's incoming webhook that gets each alert too (`WebhookUrl`).
+    pub webhook_url: Option<String>,
 }
 
 /// The environment variables `template.yaml` sets on the functions.
@@ -31,7 +36,17 @@ pub const ENV_MAX_RECEIVE_COUNT: &str = "TRAWL_MAX_RECEIVE_COUNT";
 pub const ENV_HTTP_TIMEOUT_MS: &str = "TRAWL_HTTP_TIMEOUT_MS";
 pub const ENV_SESSION_DEADLINE_MINUTES: &str = "TRAWL_SESSION_DEADLINE_MINUTES";
 pub const ENV_WORK_VISIBILITY_TIMEOUT: &str = "TRAWL_WORK_VISIBILITY_TIMEOUT";
+pub const ENV_ALERT_TOPIC_ARN: &str = "TRAWL_ALERT_TOPIC_ARN";
+pub const ENV_WEBHOOK_URL: &str = "TRAWL_WEBHOOK_URL";
+pub const ENV_ALERT_AFTER_DAYS: &str = "TRAWL_ALERT_AFTER_DAYS";
+pub const ENV_ALERT_FAILURES_IN_A_ROW: &str = "TRAWL_ALERT_FAILURES_IN_A_ROW";
+pub const ENV_DASHBOARD_URL: &str = "TRAWL_DASHBOARD_URL";
 pub const ENV_VARS: &[&str] = &[
+    ENV_ALERT_TOPIC_ARN,
+    ENV_WEBHOOK_URL,
+    ENV_ALERT_AFTER_DAYS,
+    ENV_ALERT_FAILURES_IN_A_ROW,
+    ENV_DASHBOARD_URL,
     ENV_WORK_VISIBILITY_TIMEOUT,
     ENV_SESSION_DEADLINE_MINUTES,
     ENV_TABLE,
@@ -61,6 +76,8 @@ pub fn from_env() -> Result<(Resources, Settings), EnvError> {
         table: required(ENV_TABLE)?,
         bucket: required(ENV_BUCKET)?,
         work_queue_url: var(ENV_WORK_QUEUE_URL),
+        alert_topic_arn: var(ENV_ALERT_TOPIC_ARN),
+        webhook_url: var(ENV_WEBHOOK_URL),
     };
     let settings = Settings {
         tick_minutes: number(ENV_TICK_MINUTES, defaults.tick_minutes.into())? as u32,
@@ -77,6 +94,18 @@ pub fn from_env() -> Result<(Resources, Settings), EnvError> {
             ENV_WORK_VISIBILITY_TIMEOUT,
             defaults.max_retry_delay.as_secs(),
         )?),
+        alerts: crate::pipeline::alerts::AlertSettings {
+            after_days: number(ENV_ALERT_AFTER_DAYS, defaults.alerts.after_days.into())?.max(1)
+                as u32,
+            failures_in_a_row: number(
+                ENV_ALERT_FAILURES_IN_A_ROW,
+                defaults.alerts.failures_in_a_row.into(),
+            )?
+            .max(1) as u32,
+            dashboard_url: var(ENV_DASHBOARD_URL),
+        },
+        // The functions' stdout goes to CloudWatch Logs, which reads the metrics out of it.
+        emit_metrics: true,
         ..defaults
     };
     Ok((resources, settings))
@@ -169,8 +198,40 @@ pub fn services_counted(
     let gate = gate::DynamoGate::new(dynamodb(), &resources.table);
     let mut services = Services::new(Arc::new(store), Arc::new(objects), queue, settings);
     services.http = services.http.with_gate(Arc::new(gate));
+    services.alerts = alert_sinks(config, resources, counter);
     services
 }
+
+/// The stack's topic and the webhook, whichever are configured; a webhook URL that does not
+/// parse is logged and left out (alerts still reach the topic).
+fn alert_sinks(
+    config: &aws_config::SdkConfig,
+    resources: &Resources,
+    counter: Option<&RequestCounter>,
+) -> Arc<dyn crate::ports::AlertSink> {
+    let mut sinks: Vec<Arc<dyn crate::ports::AlertSink>> = Vec::new();
+    if let Some(topic) = &resources.alert_topic_arn {
+        let mut builder = aws_sdk_sns::config::Builder::from(config);
+        if let Some(counter) = counter {
+            builder = builder.interceptor(counter.clone());
+        }
+        let client = aws_sdk_sns::Client::from_conf(builder.build());
+        sinks.push(Arc::new(sns::SnsAlerts::new(client, topic)));
+    }
+    if let Some(url) = &resources.webhook_url {
+        match crate::pipeline::alerts::WebhookAlerts::new(url, WEBHOOK_TIMEOUT) {
+            Ok(webhook) => sinks.push(Arc::new(webhook)),
+            Err(e) => tracing::error!(error = %e, "the alert webhook is left out"),
+        }
+    }
+    match sinks.len() {
+        0 => Arc::new(crate::pipeline::alerts::LogAlerts),
+        _ => Arc::new(crate::pipeline::alerts::AllOf(sinks)),
+    }
+}
+
+/// A chat webhook that does not answer within this delays a close by this much at most.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Services for a Lambda function, from its environment.
 pub async fn services_from_env() -> Result<Services, EnvError> {

@@ -46,14 +46,17 @@ pub async fn wind_up_interrupted(svc: &Services) -> Result<Vec<String>, StoreErr
 
 /// The services an embedded run harvests with: `store`, `objects` and `queue` (which must be
 /// [`MemoryQueue::with_delays`]), and sources' politeness limits kept in this process, as
-/// the deployed functions keep them in DynamoDB.
+/// the deployed functions keep them in DynamoDB; alerts go to stderr and `alerts.json`
+/// beside each summary.
 pub fn services(
     store: std::sync::Arc<dyn crate::ports::StateStore>,
     objects: std::sync::Arc<dyn crate::ports::ObjectStore>,
     queue: std::sync::Arc<MemoryQueue>,
     settings: crate::pipeline::Settings,
 ) -> Services {
-    let mut svc = Services::new(store, objects, queue, settings);
+    let mut svc = Services::new(store, objects.clone(), queue, settings);
+    // Alerts are printed and written beside the session's summary.
+    svc.alerts = std::sync::Arc::new(crate::pipeline::alerts::EmbeddedAlerts::new(objects));
     svc.http = svc
         .http
         .with_gate(std::sync::Arc::new(crate::politeness::MemoryGate::default()));

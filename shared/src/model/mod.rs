@@ -1,5 +1,6 @@
 //! Plain data: what Trawl knows about sources, sessions, resources and records.
 
+pub mod alert;
 pub mod ledger;
 pub mod reason;
 pub mod record;

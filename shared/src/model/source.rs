@@ -45,6 +45,14 @@ pub struct SourceOptions {
     /// … and after this many resources.
     #[serde(default = "default_max_resources")]
     pub max_resources: u64,
+    /// Alert when no session has succeeded for this many days (default: the deployment's
+    /// `AlertAfterDays`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_after_days: Option<u32>,
+    /// Alert when this many sessions in a row failed (default: the deployment's
+    /// `AlertFailuresInARow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_failures_in_a_row: Option<u32>,
     /// Options of the source's protocol (OAI-PMH `set`, CKAN `fq`, …), written beside these.
     #[serde(flatten)]
     pub protocol: ProtocolOptions,
@@ -80,6 +88,8 @@ impl Default for SourceOptions {
             full_listing_every_days: default_full_listing_days(),
             max_pages: default_max_pages(),
             max_resources: default_max_resources(),
+            alert_after_days: None,
+            alert_failures_in_a_row: None,
             protocol: ProtocolOptions::default(),
         }
     }
@@ -261,6 +271,20 @@ impl SourceSpec {
                 return Err(ConfigError::new(
                     field,
                     "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+        }
+        for (field, value) in [
+            ("options.alert_after_days", self.options.alert_after_days),
+            (
+                "options.alert_failures_in_a_row",
+                self.options.alert_failures_in_a_row,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be at least 1 (leave it out for the deployment's default)",
                 ));
             }
         }
@@ -507,6 +531,26 @@ mod tests {
                     ..spec()
                 },
                 "options.max_shrink_percent",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        alert_after_days: Some(0),
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.alert_after_days",
+            ),
+            (
+                SourceSpec {
+                    options: SourceOptions {
+                        alert_failures_in_a_row: Some(0),
+                        ..SourceOptions::default()
+                    },
+                    ..spec()
+                },
+                "options.alert_failures_in_a_row",
             ),
         ];
         for (spec, field) in cases {

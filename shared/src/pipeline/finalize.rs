@@ -40,15 +40,17 @@ pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finali
                 ended_at: Some(now),
                 ..session
             };
-            write_summary(svc, &closed).await?;
-            expected = Some(closed);
+            let summary = write_summary(svc, &closed).await?;
+            expected = Some((closed, summary));
         }
     }
     match svc.store.close_session(session_id, now).await? {
         Closing::Closed(session) => {
-            if expected.as_ref() != Some(&*session) {
-                write_summary(svc, &session).await?;
-            }
+            let summary = match expected {
+                Some((closed, summary)) if closed == *session => summary,
+                _ => write_summary(svc, &session).await?,
+            };
+            announce(svc, &session, &summary).await;
             tracing::info!(session = %session.id, status = session.status.as_str(),
                 total = session.counters.total, harvested = session.counters.harvested,
                 unchanged = session.counters.unchanged, failed = session.counters.failed,
@@ -65,8 +67,24 @@ pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finali
     }
 }
 
-/// The session summary: counters, reason counts and the failed resources.
-pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, StoreError> {
+/// What the close tells operators: its metrics (where the functions print them) and its
+/// alerts. Only the call that closed the session does this, after the close committed;
+/// nothing here can fail the close.
+async fn announce(svc: &Services, session: &Session, summary: &SessionSummary) {
+    if svc.settings.emit_metrics {
+        for document in super::metrics::session_metrics(summary) {
+            super::metrics::print(&document);
+        }
+    }
+    super::alerts::at_close(svc, session, summary).await;
+}
+
+/// The session summary: counters, reason counts and the failed resources. Written under
+/// `keys::summary_key`.
+pub async fn write_summary(
+    svc: &Services,
+    session: &Session,
+) -> Result<SessionSummary, StoreError> {
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut pending = 0u64;
@@ -131,5 +149,5 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
     };
     let key = keys::summary_key(&session.source_id, &session.stamp());
     documents::put_readable(svc.objects.as_ref(), &key, &summary).await?;
-    Ok(key)
+    Ok(summary)
 }

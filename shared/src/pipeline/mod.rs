@@ -18,14 +18,19 @@
 //! Each ledger change is persisted by a store under its condition: `local::store` (memory
 //! and SQLite) or `aws::dynamodb` (`expressions.rs`), both proved by `testing::contract`.
 //!
+//! 6. What the close means for operators: alerts ([`alerts`], rules in `model::alert`) and
+//!    metrics ([`metrics`]).
+//!
 //! Beside them: [`incremental`] (listing changes since a base session) and [`watchdog`]
 //! (every tick: stalled listings resent, sessions past their deadline wound up).
 
+pub mod alerts;
 pub mod content;
 pub mod finalize;
 pub mod harvest;
 pub mod incremental;
 pub mod listing;
+pub mod metrics;
 pub mod schedule;
 pub mod sources;
 pub mod stale;
@@ -61,6 +66,10 @@ pub struct Settings {
     /// The longest backoff before a transient failure is retried: the work queue's
     /// visibility timeout, which is what a retry would wait without one.
     pub max_retry_delay: Duration,
+    /// Thresholds and links of the alerts (`pipeline::alerts`).
+    pub alerts: alerts::AlertSettings,
+    /// Print metrics in CloudWatch's embedded metric format on stdout (the functions do).
+    pub emit_metrics: bool,
 }
 
 impl Settings {
@@ -82,6 +91,8 @@ impl Default for Settings {
             delivery_chunk: 10_000,
             session_deadline_minutes: 360,
             max_retry_delay: Duration::from_secs(180),
+            alerts: alerts::AlertSettings::default(),
+            emit_metrics: false,
         }
     }
 }
@@ -96,6 +107,8 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub aborts: Arc<AbortFlags>,
+    /// Where alerts go (`pipeline::alerts`); a log line by default.
+    pub alerts: Arc<dyn crate::ports::AlertSink>,
 }
 
 impl Services {
@@ -113,6 +126,7 @@ impl Services {
             clock: Arc::new(SystemClock),
             settings,
             aborts: Arc::new(AbortFlags::default()),
+            alerts: Arc::new(alerts::LogAlerts),
         }
     }
 

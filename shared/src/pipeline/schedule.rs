@@ -52,6 +52,9 @@ pub async fn on_tick(
             start(svc, &entry, fire, Trigger::Schedule, &mut report).await?;
         }
     }
+    // After the sessions are started: a source that just started is not silent any more
+    // than it was, and a failing start must not be hidden behind an alert.
+    super::alerts::on_tick(svc, scheduled_time).await;
     Ok(report)
 }
 

@@ -136,6 +136,7 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
             report.missing * 100 / report.known.max(1),
             options.max_shrink_percent
         ));
+        report.shrink_guard = true;
         return Ok(report);
     }
 

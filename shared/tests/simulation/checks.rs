@@ -63,6 +63,31 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
             _ => None,
         })
         .collect();
+    // A session's alerts come from the call that closed it: never twice (however often its
+    // stream record is redelivered), and a failure alert only for a failed session.
+    let mut alerted: BTreeMap<(String, &'static str), u32> = BTreeMap::new();
+    for a in ctx.alerts.published() {
+        if let Some(session) = &a.session_id {
+            if a.kind != trawl::model::alert::AlertKind::NoSuccess {
+                *alerted
+                    .entry((session.clone(), a.kind.as_str()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    for ((session, kind), n) in &alerted {
+        if *n > 1 {
+            violation(format!("{session}: alert {kind} published {n} times"));
+        }
+        let failed = sessions
+            .iter()
+            .any(|s| &s.id == session && s.status == SessionStatus::Failed);
+        if matches!(*kind, "session_failed" | "failing_in_a_row") && !failed {
+            violation(format!(
+                "{session}: alert {kind} for a session that did not fail"
+            ));
+        }
+    }
     for s in &sessions {
         let c = &s.counters;
         let mine = &markers[&s.id];

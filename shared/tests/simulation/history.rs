@@ -27,6 +27,8 @@ pub struct Report {
     pub sessions: u64,
     pub resources_counted: u64,
     pub invocations: u64,
+    /// Alerts the stages published.
+    pub alerts: u64,
     pub violations: Vec<String>,
     pub faults: String,
     pub injected: BTreeMap<&'static str, u64>,
@@ -47,7 +49,30 @@ pub struct Ctx {
     /// Stream records given up on (the mapping's on-failure destination).
     pub stream_failures: Mutex<Vec<StreamRecord>>,
     pub invocations: AtomicU64,
+    /// Every alert the stages published.
+    pub alerts: Arc<SimAlerts>,
     stop: AtomicBool,
+}
+
+/// The alert topic: keeps what it is given.
+#[derive(Default)]
+pub struct SimAlerts(Mutex<Vec<trawl::model::alert::Alert>>);
+
+impl SimAlerts {
+    pub fn published(&self) -> Vec<trawl::model::alert::Alert> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl trawl::ports::AlertSink for SimAlerts {
+    async fn publish(
+        &self,
+        alerts: &[trawl::model::alert::Alert],
+    ) -> Result<(), trawl::ports::AlertError> {
+        self.0.lock().unwrap().extend(alerts.iter().cloned());
+        Ok(())
+    }
 }
 
 /// Template values (`template.yaml` defaults): harvester timeout 30 s, visibility 180 s,
@@ -91,6 +116,7 @@ pub fn run(seed: u64) -> Report {
         };
         checks::check(&ctx, &mut report).await;
         report.invocations = ctx.invocations.load(Ordering::Relaxed);
+        report.alerts = ctx.alerts.published().len() as u64;
         report.injected = world
             .injected
             .lock()
@@ -129,6 +155,7 @@ fn build(world: Arc<World>) -> Ctx {
         settings.http_timeout,
         clock.clone(),
     ));
+    let alerts = Arc::new(SimAlerts::default());
     let svc = Services {
         store: store.clone(),
         objects: Arc::new(SimObjects {
@@ -145,6 +172,7 @@ fn build(world: Arc<World>) -> Ctx {
         clock,
         settings,
         aborts: Arc::new(AbortFlags::default()),
+        alerts: alerts.clone(),
     };
 
     // Sources and their catalogs, drawn from the seed.
@@ -211,6 +239,7 @@ fn build(world: Arc<World>) -> Ctx {
         sources,
         stream_failures: Mutex::default(),
         invocations: AtomicU64::new(0),
+        alerts,
         stop: AtomicBool::new(false),
     }
 }

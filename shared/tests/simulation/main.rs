@@ -76,7 +76,7 @@ fn simulation_every_history_keeps_every_invariant() {
         .min(seeds.len().max(1));
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let totals = Mutex::new((0u64, 0u64, 0u64));
+    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64));
     let started = Instant::now();
     println!("simulation: running seeds {range} on {threads} threads");
     std::thread::scope(|scope| {
@@ -90,6 +90,7 @@ fn simulation_every_history_keeps_every_invariant() {
                     t.0 += report.sessions;
                     t.1 += report.resources_counted;
                     t.2 += report.invocations;
+                    t.3 += report.alerts;
                 }
                 if std::env::var_os("TRAWL_SIM_TRACE").is_some() {
                     for line in &report.trace {
@@ -107,11 +108,12 @@ fn simulation_every_history_keeps_every_invariant() {
         }
     });
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    let (sessions, resources, invocations) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (sessions, resources, invocations, alerts) =
+        totals.into_inner().unwrap_or_else(|e| e.into_inner());
     let seconds = started.elapsed().as_secs_f64();
     let violations: usize = failures.iter().map(|r| r.violations.len()).sum();
     println!(
-        "simulation: {sessions} sessions, {resources} resource outcomes, {invocations} invocations, {:.0} seeds/s over {seconds:.1} s",
+        "simulation: {sessions} sessions, {resources} resource outcomes, {invocations} invocations, {alerts} alerts, {:.0} seeds/s over {seconds:.1} s",
         seeds.len() as f64 / seconds
     );
     if !failures.is_empty() {

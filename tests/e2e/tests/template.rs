@@ -116,6 +116,36 @@ fn logs_session_documents_and_deleted_records_expire_by_their_retention_paramete
 }
 
 #[test]
+fn the_functions_that_close_sessions_publish_alerts_to_the_topic_with_their_settings() {
+    let t = template();
+    for f in ["SchedulerFunction", "FinalizerFunction"] {
+        let properties = &t["Resources"][f]["Properties"];
+        let vars = &properties["Environment"]["Variables"];
+        for needed in [
+            trawl::aws::ENV_ALERT_TOPIC_ARN,
+            trawl::aws::ENV_WEBHOOK_URL,
+            trawl::aws::ENV_ALERT_AFTER_DAYS,
+            trawl::aws::ENV_ALERT_FAILURES_IN_A_ROW,
+            trawl::aws::ENV_DASHBOARD_URL,
+        ] {
+            assert!(vars.get(needed).is_some(), "{f} lacks {needed}");
+        }
+        let publishes = properties["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.get("SNSPublishMessagePolicy"))
+            .any(|p| format!("{:?}", p["TopicName"]).contains("AlertTopic"));
+        assert!(publishes, "{f} may not publish to AlertTopic");
+    }
+    assert_eq!(default_number(&t, "AlertAfterDays"), 7);
+    assert_eq!(default_number(&t, "AlertFailuresInARow"), 3);
+    let defaults = trawl::pipeline::alerts::AlertSettings::default();
+    assert_eq!(u64::from(defaults.after_days), 7);
+    assert_eq!(u64::from(defaults.failures_in_a_row), 3);
+}
+
+#[test]
 fn a_non_empty_dead_letter_or_stream_failure_queue_alerts_the_topic() {
     let t = template();
     let resources = &t["Resources"];
