@@ -182,6 +182,26 @@ fn a_non_empty_dead_letter_or_stream_failure_queue_alerts_the_topic() {
         resources["AlertTopic"]["Type"].as_str(),
         Some("AWS::SNS::Topic")
     );
+    // Alarms cannot publish to a topic under the AWS-managed aws/sns key: the topic's key is
+    // the stack's own, and its policy lets CloudWatch use it.
+    assert_eq!(
+        reference(&resources["AlertTopic"]["Properties"]["KmsMasterKeyId"]).as_deref(),
+        Some("AlertTopicKey")
+    );
+    let key_policy = &resources["AlertTopicKey"]["Properties"]["KeyPolicy"]["Statement"];
+    assert!(
+        key_policy
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(
+                |st| st["Principal"]["Service"].as_str() == Some("cloudwatch.amazonaws.com")
+                    && st["Action"].as_sequence().is_some_and(|a| a
+                        .iter()
+                        .any(|x| x.as_str() == Some("kms:GenerateDataKey*")))
+            ),
+        "{key_policy:?}"
+    );
     assert_eq!(
         resources["AlertEmailSubscription"]["Condition"].as_str(),
         Some("HasAlertEmail"),
