@@ -2,7 +2,7 @@
 # Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
 # (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
 #   infra/localstack.sh start && infra/deploy.sh
-# Usage: tests/bench/run.sh [throughput|stages|one-answer|fair-share|cold-start|aws-requests|all]
+# Usage: tests/bench/run.sh [throughput|latency|stages|one-answer|fair-share|cold-start|aws-requests|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-all}"
@@ -17,6 +17,11 @@ case "$what" in
   throughput|all)
     peer_python="$(tests/bench/peer/setup.sh | tail -1)"
     "$bench" throughput --sizes 1000,10000,100000 --peer-python "$peer_python"
+    ;;&
+  latency|all)
+    peer_python="$(tests/bench/peer/setup.sh | tail -1)"
+    "$bench" latency --sizes 2000,10000 --latencies-ms 20,50 --bandwidth-mbit 50 \
+        --concurrency 8 --peer-python "$peer_python"
     ;;&
   stages|all)
     "$bench" stages --sizes 1000,10000,100000
@@ -33,6 +38,6 @@ case "$what" in
   aws-requests|all)
     "$bench" aws-requests --datasets 2000
     ;;
-  throughput|stages|one-answer|fair-share|cold-start) ;;
+  throughput|latency|stages|one-answer|fair-share|cold-start) ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac

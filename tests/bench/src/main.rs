@@ -7,12 +7,14 @@
 //! trawl-bench stages [--sizes 1000,10000,100000]
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
+//! trawl-bench latency [--sizes 2000,10000] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
 //! ```
 //! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
 
 mod aws_requests;
 mod cold_start;
 mod fair_share;
+mod latency;
 mod one_answer;
 mod process;
 mod stages;
@@ -87,6 +89,24 @@ enum Bench {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
     },
+    /// The embedded run against a server with per-request latency and a bandwidth limit, set
+    /// against the physical limit and erddapy (issue 19, part 1).
+    Latency {
+        #[arg(long, value_delimiter = ',', default_values_t = [2000, 10000])]
+        sizes: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_values_t = [20, 50])]
+        latencies_ms: Vec<u64>,
+        #[arg(long, default_value_t = 50)]
+        bandwidth_mbit: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        #[arg(long, default_value_t = 2000)]
+        peer_max: usize,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
     /// Each function binary: start to first Runtime API request, size, RSS after 10 (part 4).
     ColdStart {
         #[arg(long, default_value_t = 20)]
@@ -134,6 +154,26 @@ async fn main() -> Result<()> {
                 small,
                 small_sources,
                 concurrency,
+                work_dir,
+            })
+            .await?;
+        }
+        Bench::Latency {
+            sizes,
+            latencies_ms,
+            bandwidth_mbit,
+            concurrency,
+            peer_python,
+            peer_max,
+            work_dir,
+        } => {
+            latency::run(&latency::Options {
+                sizes,
+                latencies_ms,
+                bandwidth_mbit,
+                concurrency,
+                peer_python,
+                peer_max,
                 work_dir,
             })
             .await?;
