@@ -165,11 +165,22 @@ fn entry_json(e: &SourceEntry) -> Value {
 
 /// Harvest now: the session starts here (page 1 listed, its work sent to the queue) and the
 /// deployed harvesters take it from there, as with a scheduled run.
-pub async fn run(d: &Deployed, source_id: &str) -> Result<Shown> {
+/// With a selection, only its resources are harvested (trigger `selection`).
+pub async fn run(
+    d: &Deployed,
+    source_id: &str,
+    selection: Option<&trawl::model::selection::Selection>,
+) -> Result<Shown> {
     if d.work_queue.is_none() {
         bail!("no work queue: pass --stack-outputs or set TRAWL_WORK_QUEUE_URL");
     }
-    let report = run_now(&d.svc, source_id, chrono::Utc::now()).await?;
+    let now = trawl::model::session::whole_second(chrono::Utc::now());
+    let report = match selection {
+        Some(selection) => {
+            trawl::pipeline::schedule::run_selection(&d.svc, source_id, selection, now).await?
+        }
+        None => run_now(&d.svc, source_id, now).await?,
+    };
     if !report.errors.is_empty() {
         bail!("{}", report.errors.join("; "));
     }

@@ -7,10 +7,11 @@
 
 use super::MemoryQueue;
 use crate::messages::WorkMessage;
+use crate::model::selection::Selection;
 use crate::model::{Counters, Session};
 use crate::pipeline::finalize::finalize_session;
 use crate::pipeline::harvest::{handle_in_batch, retry_delay, Disposition};
-use crate::pipeline::schedule::run_now;
+use crate::pipeline::schedule::{run_now, run_selection};
 use crate::pipeline::tally::Tally;
 use crate::pipeline::Services;
 use crate::ports::{StoreError, WorkQueue};
@@ -92,6 +93,41 @@ pub async fn harvest_once(
     concurrency: usize,
     progress: &(dyn Fn(&Counters) + Sync),
 ) -> Result<EmbeddedRun, StoreError> {
+    harvest_session(svc, queue, source_id, None, at, concurrency, progress).await
+}
+
+/// [`harvest_once`] for only `selection`'s resources (`trawl run SOURCE --resources ID…
+/// --data-dir DIR`): a session with trigger `selection`, which deletes nothing as stale.
+pub async fn harvest_selection_once(
+    svc: &Services,
+    queue: &MemoryQueue,
+    source_id: &str,
+    selection: &Selection,
+    at: DateTime<Utc>,
+    concurrency: usize,
+    progress: &(dyn Fn(&Counters) + Sync),
+) -> Result<EmbeddedRun, StoreError> {
+    harvest_session(
+        svc,
+        queue,
+        source_id,
+        Some(selection),
+        at,
+        concurrency,
+        progress,
+    )
+    .await
+}
+
+async fn harvest_session(
+    svc: &Services,
+    queue: &MemoryQueue,
+    source_id: &str,
+    selection: Option<&Selection>,
+    at: DateTime<Utc>,
+    concurrency: usize,
+    progress: &(dyn Fn(&Counters) + Sync),
+) -> Result<EmbeddedRun, StoreError> {
     if !queue.honours_delays() {
         return Err(StoreError::new(
             "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
@@ -108,7 +144,10 @@ pub async fn harvest_once(
     {
         at += chrono::Duration::seconds(1);
     }
-    let report = run_now(svc, source_id, at).await?;
+    let report = match selection {
+        Some(selection) => run_selection(svc, source_id, selection, at).await?,
+        None => run_now(svc, source_id, at).await?,
+    };
     let Some(session_id) = report.started.first().cloned() else {
         return Err(StoreError::new(format!(
             "no session started for {source_id}: {}",
