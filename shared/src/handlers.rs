@@ -313,8 +313,30 @@ mod tests {
         for file in [
             include_str!("../../infra/events/scheduler-tick.json"),
             include_str!("../../infra/events/scheduler-manual.json"),
+            include_str!("../../infra/events/scheduler-selection.json"),
         ] {
             parse_scheduler_event(serde_json::from_str(file).unwrap()).unwrap();
         }
+        let selection = parse_scheduler_event(
+            serde_json::from_str(include_str!("../../infra/events/scheduler-selection.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(selection.resource_ids.unwrap(), ["ds_0001", "ds_0002"]);
+        let deploy = parse_scheduler_event(json!({"deploy": true})).unwrap();
+        assert!(deploy.deploy && deploy.source_id.is_none());
+        let custom: Value = serde_json::from_str(include_str!(
+            "../../infra/events/scheduler-deploy-resource.json"
+        ))
+        .unwrap();
+        assert!(crate::deploy::is_custom_resource_event(&custom));
+        let properties =
+            crate::deploy::DeployProperties::from_properties(&custom["ResourceProperties"])
+                .unwrap();
+        assert_eq!(
+            properties.sources_key.as_deref(),
+            Some("config/sources.yaml")
+        );
+        assert!(properties.harvest_on_deploy && !properties.prune);
     }
 }
