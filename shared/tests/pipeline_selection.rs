@@ -244,3 +244,34 @@ async fn bad_scheduler_events_are_refused_saying_why() {
         .unwrap();
     assert_eq!(unknown.errors, ["nope: no such source"]);
 }
+
+#[tokio::test]
+async fn a_failed_fetch_in_a_selection_lifts_no_tombstone_and_undoes_no_deletion() {
+    let w = erddap_world(6, &[]).await;
+    w.harvest("2026-11-01").await;
+    w.fixture.remove_dataset("ds_0004");
+    w.harvest("2026-11-02").await;
+    let state = |w: &ErddapWorld| {
+        let store = w.store.clone();
+        async move { store.get_resource("src", "ds_0004").await.unwrap().unwrap() }
+    };
+    assert_eq!(state(&w).await.missing_listings, 1);
+
+    // Named (a webhook announcing its deletion, say): its fetch fails, proving nothing.
+    let s = select(&w, &["ds_0004"], "2026-11-02T18:00:00Z").await;
+    assert_eq!(s.counters.failed, 1);
+    let after = state(&w).await;
+    assert_eq!(after.last_outcome, Outcome::Failed);
+    assert_eq!(after.missing_listings, 1, "the tombstone stays");
+
+    // So the next complete listing is still the second without it.
+    let next = w.harvest("2026-11-03").await;
+    assert_eq!(w.stale_report(&next).await.deleted, ["ds_0004"]);
+    select(&w, &["ds_0004"], "2026-11-03T18:00:00Z").await;
+    let deleted = state(&w).await;
+    assert!(!deleted.is_live(), "still deleted");
+    assert_eq!(
+        deleted.record_key.as_deref(),
+        Some("deleted/records/src/ds_0004.json")
+    );
+}
