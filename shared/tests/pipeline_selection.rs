@@ -83,6 +83,29 @@ async fn a_selection_harvests_exactly_the_named_resources_and_counts_unknown_one
         summary["failed_resources"][0]["resource_id"],
         "no_such_dataset"
     );
+    // The status API (and so the dashboard) says what kind of session it was.
+    let path = format!("/api/sessions/{}", s.id.replace('@', "%40"));
+    let response = trawl::api::handle(
+        &w.svc,
+        &trawl::api::ApiRequest {
+            method: "GET",
+            path: &path,
+            query: Default::default(),
+        },
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(response.status, 200, "{body}");
+    let brief = &body["brief"];
+    assert_eq!(
+        (brief["mode"].as_str(), brief["trigger"].as_str()),
+        (Some("selection"), Some("selection")),
+        "{body}"
+    );
+    // Its listing is no listing of the catalog, though nothing went wrong with it.
+    assert_eq!(brief["listing_complete"], false);
+    assert_eq!(body["listing_problems"], serde_json::json!([]));
+    assert_eq!(summary["listing"]["complete"], false);
     assert!(w
         .stale_report(&s)
         .await

@@ -250,7 +250,16 @@ fn session_text(s: &Session, summary: Option<&SessionSummary>) -> String {
         out.push(format!("reasons    {}", list.join(", ")));
     }
     let problems = s.listing_problems();
-    out.push(if problems.is_empty() {
+    out.push(if !s.lists_catalog() {
+        format!(
+            "listing    a selection of {} named resources{}",
+            s.listing.listed,
+            problems
+                .iter()
+                .map(|p| format!("; {p}"))
+                .collect::<String>()
+        )
+    } else if problems.is_empty() {
         format!("listing    complete ({} listed)", s.listing.listed)
     } else {
         format!("listing    incomplete: {}", problems.join("; "))
@@ -282,7 +291,9 @@ pub async fn sessions(d: &Deployed, source_id: &str, limit: usize) -> Result<Sho
                         )
                     })
                     .unwrap_or_else(|| "-".into()),
-                if s.listing_problems().is_empty() {
+                if !s.lists_catalog() {
+                    "selection"
+                } else if s.listing_problems().is_empty() {
                     "complete"
                 } else {
                     "incomplete"

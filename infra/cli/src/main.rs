@@ -623,7 +623,7 @@ fn run_json(run: &EmbeddedRun, took: std::time::Duration) -> serde_json::Value {
         "session_id": run.session.id,
         "status": run.session.status.as_str(),
         "counters": c,
-        "listing_complete": run.session.listing_error.is_none() && run.session.listing_problems().is_empty(),
+        "listing_complete": run.session.listing_error.is_none() && run.session.listing_complete(),
         "seconds": took.as_secs_f64(),
         "resources_per_second": c.total as f64 / took.as_secs_f64().max(1e-9),
         "resource_ms": {"p50": ms(0.5), "p99": ms(0.99), "attempts": run.resource_times.len()},
@@ -674,7 +674,16 @@ async fn print_summary(
         println!("listing   failed: {error}");
     } else {
         let problems = session.listing_problems();
-        if problems.is_empty() {
+        if !session.lists_catalog() {
+            println!(
+                "listing   a selection of {} named resources{}",
+                session.listing.listed,
+                problems
+                    .iter()
+                    .map(|p| format!("; {p}"))
+                    .collect::<String>()
+            );
+        } else if problems.is_empty() {
             println!("listing   complete ({} listed)", session.listing.listed);
         } else {
             println!("listing   incomplete: {}", problems.join("; "));

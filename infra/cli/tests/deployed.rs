@@ -188,6 +188,11 @@ async fn an_operator_registers_runs_follows_and_removes_a_source() {
     assert!(selection["summary"]["stale"]["skipped"]
         .as_str()
         .is_some_and(|s| s.contains("selection")));
+    let text = ok(&trawl(&["session", &selection_id]).await);
+    assert!(
+        text.contains("listing    a selection of 2 named resources"),
+        "{text}"
+    );
     refused(&trawl(&["run", &id, "--resources", ""]).await, "empty id");
 
     assert!(ok(&trawl(&["sources", "remove", &id]).await).contains("removed"));

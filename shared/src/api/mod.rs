@@ -321,7 +321,7 @@ fn session_brief(s: &Session, now: DateTime<Utc>) -> Value {
         "since": s.since,
         "trigger": s.trigger.map(|t| t.as_str()),
         "counters": s.counters,
-        "listing_complete": s.listing_problems().is_empty(),
+        "listing_complete": s.listing_complete(),
         "abort_requested": s.abort_requested,
         // `remaining` counts unfinished listing pages beside unfinished resources.
         "progress": running.then(|| json!({

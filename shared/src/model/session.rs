@@ -188,6 +188,12 @@ impl Session {
         problems
     }
 
+    /// Whether it listed the whole catalog without a problem: never for a selection, whose
+    /// "listing" is the ids it was given.
+    pub fn listing_complete(&self) -> bool {
+        self.lists_catalog() && self.listing_problems().is_empty()
+    }
+
     /// The status a finished session closes with.
     pub fn closing_status(&self) -> SessionStatus {
         let c = &self.counters;
