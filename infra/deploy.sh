@@ -2,6 +2,12 @@
 # Deploys template.yaml into the local emulator without the functions (they cannot run there;
 # infra/runner plays Lambda), with short timeouts so retries happen in seconds, then saves the
 # stack outputs as a flat JSON object in .local/stack.json.
+#
+# Then, as the template's DeploySources custom resource does on AWS: a sources document
+# (TRAWL_SOURCES_FILE, default sources.yaml, relative to the repository root) is uploaded to
+# the bucket and applied (TRAWL_PRUNE_SOURCES=1 also removes sources it does not name), and
+# with TRAWL_HARVEST_ON_DEPLOY=1 every enabled source gets a session (trigger "deploy"),
+# drained by the local runner. Neither set and no sources.yaml: nothing more is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source infra/env.sh
@@ -79,3 +85,19 @@ for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS
 print("\n".join(f"{k}={v}" for k, v in env.items()))
 PY
 echo "function environment for cargo lambda watch: .local/functions.env"
+
+deploy_args=()
+sources_file=${TRAWL_SOURCES_FILE:-sources.yaml}
+if [ -n "${TRAWL_SOURCES_FILE:-}" ] && [ ! -f "$sources_file" ]; then
+    echo "TRAWL_SOURCES_FILE=$sources_file: no such file" >&2
+    exit 1
+fi
+if [ -f "$sources_file" ]; then
+    deploy_args+=(--sources "$sources_file")
+    if [ "${TRAWL_PRUNE_SOURCES:-0}" = 1 ]; then deploy_args+=(--prune); fi
+fi
+if [ "${TRAWL_HARVEST_ON_DEPLOY:-0}" = 1 ]; then deploy_args+=(--harvest); fi
+if [ ${#deploy_args[@]} -gt 0 ]; then
+    echo "applying the deployment: ${deploy_args[*]}"
+    cargo run -q -p trawl-runner -- deploy "${deploy_args[@]}"
+fi

@@ -224,6 +224,15 @@ pub struct StaleReport {
 #[serde(transparent)]
 pub struct FailedIds(pub Vec<String>);
 
+/// `sessions/{source}/{stamp}/selection.json`: the resources a selection session harvests,
+/// written before the session exists, so every listing of its page 1 (a retry, the
+/// watchdog's resend) reads the same ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectionDocument {
+    pub session_id: String,
+    pub resource_ids: Vec<String>,
+}
+
 /// Writes a document as compact JSON (listing pages: thousands of ids).
 pub async fn put<T: Serialize>(
     objects: &dyn ObjectStore,

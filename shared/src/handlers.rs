@@ -1,9 +1,10 @@
 //! The Lambda-facing edge: turns events into pipeline calls and results into responses.
 //! The functions' `main.rs` and the local runner call exactly these.
 
+use crate::model::selection::Selection;
 use crate::pipeline::finalize::{finalize_session, Finalized};
 use crate::pipeline::harvest::{handle_in_batch, retry_delay, Disposition};
-use crate::pipeline::schedule::{on_tick, run_now, ScheduleReport};
+use crate::pipeline::schedule::{on_tick, run_now, run_on_deploy, run_selection, ScheduleReport};
 use crate::pipeline::tally::Tally;
 use crate::pipeline::Services;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -14,12 +15,18 @@ use serde_json::{json, Value};
 
 /// What the scheduler accepts: the EventBridge Scheduler payload of `template.yaml`
 /// (`{"scheduled_time": "<aws.scheduler.scheduled-time>"}`), an EventBridge scheduled event
-/// (`time`), or a manual run `{"source_id": "..."}` (optionally with `scheduled_time`).
+/// (`time`), a manual run `{"source_id": "..."}` (optionally with `scheduled_time`), a
+/// selection `{"source_id": "...", "resource_ids": [...]}` (harvest only those, now), or a
+/// deployment's harvest `{"deploy": true}` (every enabled source). A CloudFormation custom
+/// resource event goes to [`crate::deploy`] instead (see [`scheduler_function`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchedulerEvent {
     scheduled_time: Option<DateTime<Utc>>,
     source_id: Option<String>,
+    resource_ids: Option<Vec<String>>,
+    #[serde(default)]
+    deploy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,19 +35,47 @@ pub enum HandlerError {
     BadEvent(String),
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
+    /// A CloudFormation custom resource event whose answer could not be delivered.
+    #[error("{0}")]
+    Unanswered(String),
+}
+
+/// The scheduler function's whole event handling: a CloudFormation custom resource event is
+/// answered to CloudFormation (always, see [`crate::deploy`]); anything else is a
+/// [`scheduler`] event.
+pub async fn scheduler_function(svc: &Services, payload: Value) -> Result<Value, HandlerError> {
+    if crate::deploy::is_custom_resource_event(&payload) {
+        let answer = crate::deploy::custom_resource(svc, payload).await?;
+        return serde_json::to_value(answer).map_err(|e| HandlerError::BadEvent(e.to_string()));
+    }
+    let report = scheduler(svc, payload).await?;
+    serde_json::to_value(report).map_err(|e| HandlerError::BadEvent(e.to_string()))
 }
 
 pub async fn scheduler(svc: &Services, payload: Value) -> Result<ScheduleReport, HandlerError> {
     let event = parse_scheduler_event(payload)?;
-    match event.source_id {
-        Some(source_id) => {
-            let at = event.scheduled_time.unwrap_or_else(|| svc.clock.now());
-            Ok(run_now(svc, &source_id, crate::model::session::whole_second(at)).await?)
+    let at = || {
+        crate::model::session::whole_second(event.scheduled_time.unwrap_or_else(|| svc.clock.now()))
+    };
+    match (&event.source_id, &event.resource_ids, event.deploy) {
+        (None, None, true) => Ok(run_on_deploy(svc, at()).await?),
+        (Some(_), _, true) | (None, Some(_), true) => Err(HandlerError::BadEvent(
+            "deploy starts every enabled source: it takes neither source_id nor resource_ids"
+                .into(),
+        )),
+        (None, Some(_), false) => Err(HandlerError::BadEvent(
+            "resource_ids needs the source_id they belong to".into(),
+        )),
+        (Some(source_id), Some(ids), false) => {
+            let selection =
+                Selection::new(ids.clone()).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+            Ok(run_selection(svc, source_id, &selection, at()).await?)
         }
-        None => {
+        (Some(source_id), None, false) => Ok(run_now(svc, source_id, at()).await?),
+        (None, None, false) => {
             let at = event.scheduled_time.ok_or_else(|| {
                 HandlerError::BadEvent(
-                    "needs scheduled_time (a tick) or source_id (a manual run)".into(),
+                    "needs scheduled_time (a tick), source_id (a manual run, with resource_ids: a selection) or deploy".into(),
                 )
             })?;
             Ok(on_tick(svc, at).await?)
@@ -61,6 +96,8 @@ fn parse_scheduler_event(payload: Value) -> Result<SchedulerEvent, HandlerError>
         return Ok(SchedulerEvent {
             scheduled_time: Some(at),
             source_id: None,
+            resource_ids: None,
+            deploy: false,
         });
     }
     serde_json::from_value(payload).map_err(|e| HandlerError::BadEvent(e.to_string()))
@@ -276,8 +313,30 @@ mod tests {
         for file in [
             include_str!("../../infra/events/scheduler-tick.json"),
             include_str!("../../infra/events/scheduler-manual.json"),
+            include_str!("../../infra/events/scheduler-selection.json"),
         ] {
             parse_scheduler_event(serde_json::from_str(file).unwrap()).unwrap();
         }
+        let selection = parse_scheduler_event(
+            serde_json::from_str(include_str!("../../infra/events/scheduler-selection.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(selection.resource_ids.unwrap(), ["ds_0001", "ds_0002"]);
+        let deploy = parse_scheduler_event(json!({"deploy": true})).unwrap();
+        assert!(deploy.deploy && deploy.source_id.is_none());
+        let custom: Value = serde_json::from_str(include_str!(
+            "../../infra/events/scheduler-deploy-resource.json"
+        ))
+        .unwrap();
+        assert!(crate::deploy::is_custom_resource_event(&custom));
+        let properties =
+            crate::deploy::DeployProperties::from_properties(&custom["ResourceProperties"])
+                .unwrap();
+        assert_eq!(
+            properties.sources_key.as_deref(),
+            Some("config/sources.yaml")
+        );
+        assert!(properties.harvest_on_deploy && !properties.prune);
     }
 }

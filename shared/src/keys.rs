@@ -163,6 +163,11 @@ pub fn failed_ids_key(source_id: &str, session_stamp: &str) -> String {
     format!("{}failed.json", session_folder(source_id, session_stamp))
 }
 
+/// The resources a selection session was asked to harvest (`documents::SelectionDocument`).
+pub fn selection_key(source_id: &str, session_stamp: &str) -> String {
+    format!("{}selection.json", session_folder(source_id, session_stamp))
+}
+
 pub fn page_ids_key(source_id: &str, session_stamp: &str, page: u32) -> String {
     format!(
         "{}pages/{page:08}.json",

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod aws;
 pub mod catalog_check;
+pub mod deploy;
 pub mod documents;
 pub mod handlers;
 pub mod http;

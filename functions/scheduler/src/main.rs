@@ -1,5 +1,6 @@
-//! The scheduler function: an EventBridge Scheduler tick (or a manual `{"source_id": ...}`)
-//! starts the sessions that are due. Logic: `trawl::pipeline::schedule`.
+//! The scheduler function: an EventBridge Scheduler tick (or a manual `{"source_id": ...}`,
+//! a selection, a deployment's harvest) starts sessions; a CloudFormation custom resource
+//! event applies the deployment (`trawl::deploy`). Logic: `trawl::pipeline::schedule`.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -10,8 +11,7 @@ async fn main() -> Result<(), Error> {
     let services = trawl::aws::services_from_env().await?;
     let services = &services;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let report = trawl::handlers::scheduler(services, event.payload).await?;
-        Ok::<_, Error>(serde_json::to_value(report)?)
+        Ok::<_, Error>(trawl::handlers::scheduler_function(services, event.payload).await?)
     }))
     .await
 }

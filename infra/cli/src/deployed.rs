@@ -168,11 +168,22 @@ fn entry_json(e: &SourceEntry) -> Value {
 
 /// Harvest now: the session starts here (page 1 listed, its work sent to the queue) and the
 /// deployed harvesters take it from there, as with a scheduled run.
-pub async fn run(d: &Deployed, source_id: &str) -> Result<Shown> {
+/// With a selection, only its resources are harvested (trigger `selection`).
+pub async fn run(
+    d: &Deployed,
+    source_id: &str,
+    selection: Option<&trawl::model::selection::Selection>,
+) -> Result<Shown> {
     if d.work_queue.is_none() {
         bail!("no work queue: pass --stack-outputs or set TRAWL_WORK_QUEUE_URL");
     }
-    let report = run_now(&d.svc, source_id, chrono::Utc::now()).await?;
+    let now = trawl::model::session::whole_second(chrono::Utc::now());
+    let report = match selection {
+        Some(selection) => {
+            trawl::pipeline::schedule::run_selection(&d.svc, source_id, selection, now).await?
+        }
+        None => run_now(&d.svc, source_id, now).await?,
+    };
     if !report.errors.is_empty() {
         bail!("{}", report.errors.join("; "));
     }
@@ -242,7 +253,16 @@ fn session_text(s: &Session, summary: Option<&SessionSummary>) -> String {
         out.push(format!("reasons    {}", list.join(", ")));
     }
     let problems = s.listing_problems();
-    out.push(if problems.is_empty() {
+    out.push(if !s.lists_catalog() {
+        format!(
+            "listing    a selection of {} named resources{}",
+            s.listing.listed,
+            problems
+                .iter()
+                .map(|p| format!("; {p}"))
+                .collect::<String>()
+        )
+    } else if problems.is_empty() {
         format!("listing    complete ({} listed)", s.listing.listed)
     } else {
         format!("listing    incomplete: {}", problems.join("; "))
@@ -274,7 +294,9 @@ pub async fn sessions(d: &Deployed, source_id: &str, limit: usize) -> Result<Sho
                         )
                     })
                     .unwrap_or_else(|| "-".into()),
-                if s.listing_problems().is_empty() {
+                if !s.lists_catalog() {
+                    "selection"
+                } else if s.listing_problems().is_empty() {
                     "complete"
                 } else {
                     "incomplete"

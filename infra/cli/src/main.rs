@@ -30,6 +30,7 @@ use trawl::local::{
     run::{self, harvest_together, wind_up_interrupted, EmbeddedRun},
     DiskStore, FileObjects, MemoryQueue,
 };
+use trawl::model::selection::Selection;
 use trawl::model::{SessionStatus, Source, SourceSpec};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::ObjectStore;
@@ -93,8 +94,19 @@ enum Command {
         #[command(subcommand)]
         action: SourcesAction,
     },
-    /// Start a session of a source now (the deployed harvesters do the work).
-    Run { source_id: String },
+    /// Start a session of a source now (the deployed harvesters do the work), or with
+    /// --data-dir harvest it here from an embedded run's data directory.
+    Run {
+        source_id: String,
+        /// Harvest only these resources (at most 1000): nothing is deleted as stale, and
+        /// the session is no listing of the catalog.
+        #[arg(long, num_args = 1..)]
+        resources: Vec<String>,
+        /// An embedded run's data directory (the source registered there) instead of the
+        /// deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Abort a running session: its remaining work is counted as aborted, not fetched.
     Abort { session_id: String },
     /// A session: counters, reasons, duration, listing integrity.
@@ -284,6 +296,14 @@ async fn run(cli: Cli) -> Result<bool> {
         print_shown(cli.json, &shown)?;
         return Ok(true);
     }
+    if let Command::Run {
+        source_id,
+        resources,
+        data_dir: Some(data_dir),
+    } = &cli.command
+    {
+        return run_embedded(cli.json, data_dir, source_id, selection(resources.clone())?).await;
+    }
     if !matches!(cli.command, Command::Harvest { .. }) {
         let d = deployed::connect(cli.stack_outputs).await?;
         let shown = match cli.command {
@@ -301,7 +321,12 @@ async fn run(cli: Cli) -> Result<bool> {
                 } => apply::apply_file(d.svc.store.as_ref(), &file, prune, dry_run).await?,
                 SourcesAction::Apply { .. } => unreachable!("applied to a data directory above"),
             },
-            Command::Run { source_id } => deployed::run(&d, &source_id).await?,
+            Command::Run {
+                source_id,
+                resources,
+                data_dir: None,
+            } => deployed::run(&d, &source_id, selection(resources)?.as_ref()).await?,
+            Command::Run { .. } => unreachable!("run on a data directory above"),
             Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
             Command::Session { session_id } => deployed::session(&d, &session_id).await?,
             Command::Sessions { source_id, limit } => {
@@ -472,6 +497,60 @@ async fn run(cli: Cli) -> Result<bool> {
     Ok(all_ok)
 }
 
+/// `--resources` as a selection (checked: at most 1000 ids, none empty); none given: `None`.
+fn selection(resources: Vec<String>) -> Result<Option<Selection>> {
+    if resources.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Selection::new(resources)?))
+}
+
+/// `trawl run SOURCE [--resources ID…] --data-dir DIR`: one session of a source registered
+/// in the data directory, harvested here as `trawl harvest` would.
+async fn run_embedded(
+    json: bool,
+    data_dir: &Path,
+    source_id: &str,
+    selection: Option<Selection>,
+) -> Result<bool> {
+    let _only_harvest = lock_data_dir(data_dir)?;
+    let store = Arc::new(DiskStore::open(data_dir)?);
+    let objects = Arc::new(FileObjects::new(data_dir));
+    let queue = Arc::new(MemoryQueue::with_delays());
+    let svc = run::services(
+        store.clone(),
+        objects.clone(),
+        queue.clone(),
+        Settings::default(),
+    );
+    for session in wind_up_interrupted(&svc).await? {
+        eprintln!("{session} was interrupted (its run stopped); wound up");
+    }
+    if svc.store.get_source(source_id).await?.is_none() {
+        bail!(
+            "no source {source_id} in {} (`trawl sources apply FILE --data-dir {}` registers it)",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let now = chrono::Utc::now();
+    let run = match &selection {
+        Some(selection) => {
+            run::harvest_selection_once(&svc, &queue, source_id, selection, now, 8, &|_| {}).await?
+        }
+        None => run::harvest_once(&svc, &queue, source_id, now, 8, &|_| {}).await?,
+    };
+    store.save()?;
+    let took = started.elapsed();
+    if json {
+        println!("{}", run_json(&run, took));
+    } else {
+        print_summary(&run, objects.as_ref(), data_dir, took).await?;
+    }
+    Ok(run.session.status != SessionStatus::Failed)
+}
+
 fn spec(id: String, protocol: String, base_url: String, internal: bool) -> Result<Source> {
     Ok(SourceSpec {
         id,
@@ -563,7 +642,7 @@ fn run_json(run: &EmbeddedRun, took: std::time::Duration) -> serde_json::Value {
         "session_id": run.session.id,
         "status": run.session.status.as_str(),
         "counters": c,
-        "listing_complete": run.session.listing_error.is_none() && run.session.listing_problems().is_empty(),
+        "listing_complete": run.session.listing_error.is_none() && run.session.listing_complete(),
         "seconds": took.as_secs_f64(),
         "resources_per_second": c.total as f64 / took.as_secs_f64().max(1e-9),
         "resource_ms": {"p50": ms(0.5), "p99": ms(0.99), "attempts": run.resource_times.len()},
@@ -614,7 +693,16 @@ async fn print_summary(
         println!("listing   failed: {error}");
     } else {
         let problems = session.listing_problems();
-        if problems.is_empty() {
+        if !session.lists_catalog() {
+            println!(
+                "listing   a selection of {} named resources{}",
+                session.listing.listed,
+                problems
+                    .iter()
+                    .map(|p| format!("; {p}"))
+                    .collect::<String>()
+            );
+        } else if problems.is_empty() {
             println!("listing   complete ({} listed)", session.listing.listed);
         } else {
             println!("listing   incomplete: {}", problems.join("; "));

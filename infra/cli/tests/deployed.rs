@@ -154,6 +154,47 @@ async fn an_operator_registers_runs_follows_and_removes_a_source() {
         1
     );
 
+    // Harvest a selection now: only the named datasets, one of them unknown upstream.
+    let selected = json(
+        &trawl(&[
+            "--json",
+            "run",
+            &id,
+            "--resources",
+            "ds_0003",
+            "no_such_dataset",
+        ])
+        .await,
+    );
+    let selection_id = selected["started"][0].as_str().unwrap().to_string();
+    runner
+        .run_until_closed(
+            std::slice::from_ref(&selection_id),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    let selection = json(&trawl(&["--json", "session", &selection_id]).await);
+    assert_eq!(selection["session"]["trigger"], "selection");
+    let c = &selection["session"]["counters"];
+    assert_eq!(
+        (
+            c["total"].as_u64(),
+            c["unchanged"].as_u64(),
+            c["failed"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert!(selection["summary"]["stale"]["skipped"]
+        .as_str()
+        .is_some_and(|s| s.contains("selection")));
+    let text = ok(&trawl(&["session", &selection_id]).await);
+    assert!(
+        text.contains("listing    a selection of 2 named resources"),
+        "{text}"
+    );
+    refused(&trawl(&["run", &id, "--resources", ""]).await, "empty id");
+
     assert!(ok(&trawl(&["sources", "remove", &id]).await).contains("removed"));
     refused(&trawl(&["sources", "show", &id]).await, "no source");
     std::fs::remove_dir_all(&dir).ok();

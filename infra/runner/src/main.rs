@@ -2,7 +2,10 @@
 //!
 //!   trawl-runner demo [--datasets N]     harvest a bundled sample ERDDAP catalog end to end
 //!   trawl-runner add-source FILE.json    register (validate and store) a source
-//!   trawl-runner run SOURCE_ID           start a session now and drain it
+//!   trawl-runner run SOURCE_ID [--resources ID...]  start a session now (of only those
+//!                                        resources, with --resources) and drain it
+//!   trawl-runner deploy [--sources FILE] [--prune] [--harvest]  what the template's
+//!                                        DeploySources custom resource does (infra/deploy.sh)
 //!   trawl-runner tick [--at TIME]        invoke the scheduler like the EventBridge schedule
 //!   trawl-runner drain SESSION_ID...     run the harvester and finalizer until those sessions close
 //!   trawl-runner dlq list|replay         show, or move back to the work queue, dead-lettered work
@@ -39,7 +42,29 @@ enum Command {
     /// Register or update a source from a JSON file.
     AddSource { file: std::path::PathBuf },
     /// Start a session for a source now and drain it.
-    Run { source_id: String },
+    Run {
+        source_id: String,
+        /// Harvest only these resources (a selection: nothing is deleted as stale).
+        #[arg(long, num_args = 1..)]
+        resources: Vec<String>,
+    },
+    /// Do what a deployment's DeploySources custom resource does: upload the sources
+    /// document to the bucket, make the registered sources match it, and with --harvest
+    /// start (and drain) one session of every enabled source with trigger `deploy`.
+    Deploy {
+        /// The sources document (one source or a list, JSON or YAML).
+        #[arg(long)]
+        sources: Option<std::path::PathBuf>,
+        /// Where it goes in the bucket (the template's SourcesKey).
+        #[arg(long, default_value = "config/sources.yaml")]
+        key: String,
+        /// Remove registered sources the document does not name.
+        #[arg(long)]
+        prune: bool,
+        /// Start one session of every enabled source (HarvestOnDeploy).
+        #[arg(long)]
+        harvest: bool,
+    },
     /// Invoke the scheduler as the schedule would at TIME (default: now).
     Tick {
         #[arg(long)]
@@ -82,11 +107,51 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&source)?);
             Ok(())
         }
-        Command::Run { source_id } => {
-            let report = runner
-                .invoke_scheduler(json!({ "source_id": source_id }))
-                .await?;
+        Command::Run {
+            source_id,
+            resources,
+        } => {
+            let event = if resources.is_empty() {
+                json!({ "source_id": source_id })
+            } else {
+                json!({ "source_id": source_id, "resource_ids": resources })
+            };
+            let report = runner.invoke_scheduler(event).await?;
             drain_report(&runner, report, timeout).await
+        }
+        Command::Deploy {
+            sources,
+            key,
+            prune,
+            harvest,
+        } => {
+            let sources_key = match sources {
+                Some(file) => {
+                    let body = std::fs::read(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    runner
+                        .services
+                        .objects
+                        .put(&key, body.into(), "text/plain")
+                        .await?;
+                    Some(key)
+                }
+                None => None,
+            };
+            let properties = trawl::deploy::DeployProperties {
+                sources_key,
+                prune,
+                harvest_on_deploy: harvest,
+            };
+            let deployed = trawl::deploy::deploy(&runner.services, &properties).await?;
+            println!("{}", serde_json::to_string_pretty(&deployed)?);
+            if let Some(report) = deployed.harvest {
+                runner.run_until_closed(&report.started, timeout).await?;
+                for id in &report.started {
+                    print_summary(&runner, id).await?;
+                }
+            }
+            Ok(())
         }
         Command::Tick { at } => {
             let at = at.unwrap_or_else(chrono::Utc::now);

@@ -317,11 +317,11 @@ fn session_brief(s: &Session, now: DateTime<Utc>) -> Value {
         "started_at": s.started_at,
         "ended_at": s.ended_at,
         "duration_seconds": duration.num_milliseconds().max(0) as f64 / 1000.0,
-        "mode": if s.since.is_some() { "incremental" } else { "full" },
+        "mode": if !s.lists_catalog() { "selection" } else if s.since.is_some() { "incremental" } else { "full" },
         "since": s.since,
         "trigger": s.trigger.map(|t| t.as_str()),
         "counters": s.counters,
-        "listing_complete": s.listing_problems().is_empty(),
+        "listing_complete": s.listing_complete(),
         "abort_requested": s.abort_requested,
         // `remaining` counts unfinished listing pages beside unfinished resources.
         "progress": running.then(|| json!({
@@ -547,7 +547,10 @@ mod tests {
                 ],
             ),
             ("sort", &["id", "failures", "last_attempt", "title"]),
-            ("trigger", &["schedule", "manual", "unknown"]),
+            (
+                "trigger",
+                &["schedule", "manual", "deploy", "selection", "unknown"],
+            ),
             (
                 "tile",
                 &["sources", "ok", "degraded", "failing", "new", "running"],

@@ -7,10 +7,11 @@
 
 use super::MemoryQueue;
 use crate::messages::WorkMessage;
+use crate::model::selection::Selection;
 use crate::model::{Counters, Session};
 use crate::pipeline::finalize::finalize_session;
 use crate::pipeline::harvest::{handle_in_batch, retry_delay, Disposition};
-use crate::pipeline::schedule::run_now;
+use crate::pipeline::schedule::{run_now, run_selection};
 use crate::pipeline::tally::Tally;
 use crate::pipeline::Services;
 use crate::ports::{StoreError, WorkQueue};
@@ -105,6 +106,33 @@ pub async fn harvest_once(
         .ok_or_else(|| StoreError::new(format!("no session ran for {source_id}")))
 }
 
+/// [`harvest_once`] for only `selection`'s resources (`trawl run SOURCE --resources ID…
+/// --data-dir DIR`): a session with trigger `selection`, which deletes nothing as stale.
+pub async fn harvest_selection_once(
+    svc: &Services,
+    queue: &MemoryQueue,
+    source_id: &str,
+    selection: &Selection,
+    at: DateTime<Utc>,
+    concurrency: usize,
+    progress: &(dyn Fn(&Counters) + Sync),
+) -> Result<EmbeddedRun, StoreError> {
+    needs_delays(queue)?;
+    let started = Instant::now();
+    let session_id = start(svc, source_id, Some(selection), at).await?;
+    let mut runs = finish(
+        svc,
+        queue,
+        vec![session_id],
+        concurrency,
+        started,
+        &|_, c| progress(c),
+    )
+    .await?;
+    runs.pop()
+        .ok_or_else(|| StoreError::new(format!("no session ran for {source_id}")))
+}
+
 /// Harvests several sources at once, as the deployed functions do: one session each, all
 /// delivered from one queue that takes turns between sources (so a small source is not
 /// kept waiting behind a large one's backlog), each session closed as soon as its counters
@@ -118,17 +146,38 @@ pub async fn harvest_together(
     concurrency: usize,
     progress: &(dyn Fn(&str, &Counters) + Sync),
 ) -> Result<Vec<EmbeddedRun>, StoreError> {
-    if !queue.honours_delays() {
-        return Err(StoreError::new(
-            "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
-        ));
-    }
+    needs_delays(queue)?;
     let started = Instant::now();
     // Started together: starting a session lists its first page, and one slow catalog must
     // not hold back the others' start.
-    let session_ids =
-        futures::future::try_join_all(source_ids.iter().map(|source_id| start(svc, source_id, at)))
-            .await?;
+    let session_ids = futures::future::try_join_all(
+        source_ids
+            .iter()
+            .map(|source_id| start(svc, source_id, None, at)),
+    )
+    .await?;
+    finish(svc, queue, session_ids, concurrency, started, progress).await
+}
+
+fn needs_delays(queue: &MemoryQueue) -> Result<(), StoreError> {
+    if queue.honours_delays() {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            "the embedded run needs MemoryQueue::with_delays (retries would not back off)",
+        ))
+    }
+}
+
+/// Delivers the started sessions' work and closes each; their runs, in `session_ids` order.
+async fn finish(
+    svc: &Services,
+    queue: &MemoryQueue,
+    session_ids: Vec<String>,
+    concurrency: usize,
+    started: Instant,
+    progress: &(dyn Fn(&str, &Counters) + Sync),
+) -> Result<Vec<EmbeddedRun>, StoreError> {
     let mut delivered = deliver(svc, queue, concurrency, None, Some(started), progress).await?;
     let mut runs = Vec::with_capacity(session_ids.len());
     for session_id in session_ids {
@@ -145,9 +194,14 @@ pub async fn harvest_together(
     Ok(runs)
 }
 
-/// Starts one session of `source_id` through the scheduler's path for a manual run and
-/// returns its id.
-async fn start(svc: &Services, source_id: &str, at: DateTime<Utc>) -> Result<String, StoreError> {
+/// Starts one session of `source_id` through the scheduler's path for a manual run (or,
+/// with a selection, for a selection) and returns its id.
+async fn start(
+    svc: &Services,
+    source_id: &str,
+    selection: Option<&Selection>,
+    at: DateTime<Utc>,
+) -> Result<String, StoreError> {
     // Session ids are named after the scheduled second: two runs within one second (or a
     // clock that went back) must not land in a closed session.
     let mut at = at;
@@ -159,7 +213,10 @@ async fn start(svc: &Services, source_id: &str, at: DateTime<Utc>) -> Result<Str
     {
         at += chrono::Duration::seconds(1);
     }
-    let report = run_now(svc, source_id, at).await?;
+    let report = match selection {
+        Some(selection) => run_selection(svc, source_id, selection, at).await?,
+        None => run_now(svc, source_id, at).await?,
+    };
     report.started.first().cloned().ok_or_else(|| {
         StoreError::new(format!(
             "no session started for {source_id}: {}",

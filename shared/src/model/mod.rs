@@ -6,6 +6,7 @@ pub mod reason;
 pub mod record;
 pub mod resource;
 pub mod schedule;
+pub mod selection;
 pub mod session;
 pub mod source;
 pub mod sources_file;

@@ -147,6 +147,18 @@ impl ResourceState {
         }
     }
 
+    /// After a failure in a session that named the resource without listing it (a
+    /// selection): the failure proves nothing about whether it is still upstream, so its
+    /// tombstone, or its deletion, stays as `previous` had it. (A listing that lists it, or
+    /// a fetch that succeeds, does lift them.)
+    pub fn keep_absence_of(&mut self, previous: Option<&ResourceState>) {
+        if let Some(p) = previous {
+            self.missing_listings = p.missing_listings;
+            self.missing_session = p.missing_session.clone();
+            self.deleted_at = p.deleted_at;
+        }
+    }
+
     /// Whether the resource is part of the source's catalog (not deleted as stale).
     pub fn is_live(&self) -> bool {
         self.deleted_at.is_none()
@@ -180,6 +192,29 @@ impl ResourceState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_that_proves_nothing_keeps_the_tombstone_and_the_deletion() {
+        let t = Utc::now();
+        let mut gone =
+            ResourceState::next(None, "s", "r", "s@1", Outcome::Harvested, None, t, None);
+        gone.missing_listings = 2;
+        gone.missing_session = Some("s@2".into());
+        gone.deleted_at = Some(t);
+        let mut failed =
+            ResourceState::next(Some(&gone), "s", "r", "s@3", Outcome::Failed, None, t, None);
+        assert!(failed.is_live(), "a listing's failure lifts the deletion");
+        failed.keep_absence_of(Some(&gone));
+        assert_eq!(
+            (
+                failed.missing_listings,
+                failed.missing_session.as_deref(),
+                failed.deleted_at
+            ),
+            (2, Some("s@2"), Some(t))
+        );
+        assert_eq!(failed.last_session, "s@3", "the attempt is still recorded");
+    }
 
     #[test]
     fn history_is_capped_and_content_survives_a_failure() {

@@ -77,13 +77,18 @@ pub struct Session {
     pub trigger: Option<Trigger>,
 }
 
-/// What started a session: a scheduler tick, or an operator (`trawl run`, the scheduler
-/// invoked with a `source_id`, an embedded `trawl harvest`).
+/// What started a session: a scheduler tick, an operator (`trawl run`, the scheduler
+/// invoked with a `source_id`, an embedded `trawl harvest`), a deployment (`HarvestOnDeploy`),
+/// or a request to harvest named resources now (`trawl run --resources`, a server's push).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Schedule,
     Manual,
+    Deploy,
+    /// Harvests only the resources it was given (see `model::selection`): its "listing" is
+    /// that list, so it proves nothing about the rest of the catalog.
+    Selection,
 }
 
 impl Trigger {
@@ -91,6 +96,8 @@ impl Trigger {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
+            Trigger::Deploy => "deploy",
+            Trigger::Selection => "selection",
         }
     }
 
@@ -98,8 +105,16 @@ impl Trigger {
         match s {
             "schedule" => Some(Trigger::Schedule),
             "manual" => Some(Trigger::Manual),
+            "deploy" => Some(Trigger::Deploy),
+            "selection" => Some(Trigger::Selection),
             _ => None,
         }
+    }
+
+    /// Whether the session lists the source's catalog. A selection does not: it may not
+    /// delete anything as stale, nor serve as a base (or a full listing) for incremental ones.
+    pub fn lists_catalog(&self) -> bool {
+        !matches!(self, Trigger::Selection)
     }
 }
 
@@ -146,7 +161,12 @@ impl Session {
     /// Whether a later incremental session may list changes since this one: its listing was
     /// complete and it was not aborted (its failed resources are retried by that session).
     pub fn is_incremental_base(&self) -> bool {
-        !self.abort_requested && self.listing_problems().is_empty()
+        self.lists_catalog() && !self.abort_requested && self.listing_problems().is_empty()
+    }
+
+    /// Whether its listing was of the source's catalog (every session but a selection).
+    pub fn lists_catalog(&self) -> bool {
+        self.trigger.is_none_or(|t| t.lists_catalog())
     }
 
     /// Why this session's listing is not a complete, verified listing; empty when it is.
@@ -166,6 +186,12 @@ impl Session {
             }
         }
         problems
+    }
+
+    /// Whether it listed the whole catalog without a problem: never for a selection, whose
+    /// "listing" is the ids it was given.
+    pub fn listing_complete(&self) -> bool {
+        self.lists_catalog() && self.listing_problems().is_empty()
     }
 
     /// The status a finished session closes with.

@@ -26,6 +26,21 @@ pub fn sources_of(document: Value) -> Result<Vec<Source>, ConfigError> {
     Ok(sources)
 }
 
+/// The sources a document's text describes, JSON or YAML (JSON is tried first: every JSON
+/// document is YAML too, but JSON's error names the place a JSON file is wrong).
+pub fn sources_of_text(text: &str) -> Result<Vec<Source>, ConfigError> {
+    let document: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(json) => serde_yaml::from_str(text).map_err(|yaml| {
+            ConfigError::new(
+                "document",
+                format!("neither JSON ({json}) nor YAML ({yaml})"),
+            )
+        })?,
+    };
+    sources_of(document)
+}
+
 /// What making the registered sources match a document changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourcesPlan {

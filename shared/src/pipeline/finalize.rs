@@ -132,7 +132,7 @@ pub async fn write_summary(
         counters: session.counters,
         listing_error: session.listing_error.clone(),
         listing: SummaryListing {
-            complete: session.listing_problems().is_empty(),
+            complete: session.listing_complete(),
             incremental_since: session.since,
             listed: session.listing.listed,
             expected_total: session.listing.expected_total,

@@ -292,6 +292,9 @@ pub async fn harvest_resource(
     if let Some(title) = title {
         state.title = title;
     }
+    if outcome == Outcome::Failed && !svc.session_lists_catalog(session_id).await? {
+        state.keep_absence_of(previous.as_ref());
+    }
     let restored = returning && wrote_content;
     if restored {
         state.mark_restored();

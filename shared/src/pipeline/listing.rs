@@ -13,7 +13,7 @@ use crate::messages::{SourceSnapshot, WorkMessage};
 use crate::model::ledger::{bound_page, ListingBounds};
 use crate::model::{session::split_session_id, Reason, ReasonCode};
 use crate::ports::{PageState, StoreError};
-use crate::protocols::{Entry, Remote};
+use crate::protocols::{Entry, ListingPage, Remote};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -90,6 +90,8 @@ pub async fn list_page(
             ReasonCode::Aborted,
             "the session was aborted by an operator",
         ))
+    } else if !session.lists_catalog() {
+        Ok(selected_page(svc, session_id, source).await?)
     } else {
         let mut remote = Remote {
             http: &svc.http,
@@ -240,6 +242,43 @@ pub async fn list_page(
             has_next: committed.next_cursor.is_some(),
         })
     }
+}
+
+/// A selection session's only page: the ids it was asked for, as saved when it started (so a
+/// retried or resent page lists the same ones). Ids outside the source's include/exclude
+/// are not harvested (the source's scope holds for a push too) and are named as a problem.
+async fn selected_page(
+    svc: &Services,
+    session_id: &str,
+    source: &SourceSnapshot,
+) -> Result<ListingPage, StoreError> {
+    let (_, stamp) = split_session_id(session_id).unwrap_or((&source.id, session_id));
+    let key = keys::selection_key(&source.id, stamp);
+    let selection: documents::SelectionDocument = documents::get(svc.objects.as_ref(), &key)
+        .await?
+        .ok_or_else(|| StoreError::permanent(format!("selection {key} is missing")))?;
+    let outside: Vec<&String> = selection
+        .resource_ids
+        .iter()
+        .filter(|id| !source.options.selects(id))
+        .collect();
+    let mut problems = Vec::new();
+    if let Some(example) = outside.first() {
+        problems.push(format!(
+            "{} named ids are outside the source's include/exclude and were not harvested (e.g. {example})",
+            outside.len()
+        ));
+    }
+    Ok(ListingPage {
+        entries: selection
+            .resource_ids
+            .into_iter()
+            .map(Entry::Listed)
+            .collect(),
+        next_cursor: None,
+        expected_total: None,
+        problems,
+    })
 }
 
 /// A page's entries by what the listing does with each.

@@ -132,36 +132,62 @@ impl Services {
 
     /// Whether an operator aborted the session (see [`AbortFlags`]).
     pub async fn session_aborted(&self, session_id: &str) -> Result<bool, StoreError> {
-        self.aborts.check(self.store.as_ref(), session_id).await
+        Ok(self
+            .aborts
+            .check(self.store.as_ref(), session_id)
+            .await?
+            .aborted)
     }
+
+    /// Whether the session lists the catalog (every session but a selection), read with
+    /// the abort flag and cached with it.
+    pub async fn session_lists_catalog(&self, session_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .aborts
+            .check(self.store.as_ref(), session_id)
+            .await?
+            .lists_catalog)
+    }
+}
+
+/// What the harvester asks about a message's session.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionFlags {
+    pub aborted: bool,
+    pub lists_catalog: bool,
 }
 
 /// Remembers for a moment whether a session was aborted, so a warm harvester asks the store
 /// about once per session every couple of seconds rather than once per message.
 #[derive(Default)]
 pub struct AbortFlags {
-    seen: Mutex<HashMap<String, (Instant, bool)>>,
+    seen: Mutex<HashMap<String, (Instant, SessionFlags)>>,
 }
 
 impl AbortFlags {
     const FRESH_FOR: Duration = Duration::from_secs(2);
 
-    async fn check(&self, store: &dyn SessionLedger, session_id: &str) -> Result<bool, StoreError> {
+    async fn check(
+        &self,
+        store: &dyn SessionLedger,
+        session_id: &str,
+    ) -> Result<SessionFlags, StoreError> {
         let now = Instant::now();
         {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.retain(|_, (at, _)| now.duration_since(*at) < Self::FRESH_FOR);
-            if let Some((_, aborted)) = seen.get(session_id) {
-                return Ok(*aborted);
+            if let Some((_, flags)) = seen.get(session_id) {
+                return Ok(*flags);
             }
         }
-        let aborted = store
-            .get_session(session_id)
-            .await?
-            .is_some_and(|s| s.abort_requested);
+        let session = store.get_session(session_id).await?;
+        let flags = SessionFlags {
+            aborted: session.as_ref().is_some_and(|s| s.abort_requested),
+            lists_catalog: session.as_ref().is_none_or(|s| s.lists_catalog()),
+        };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(session_id.to_string(), (now, aborted));
-        Ok(aborted)
+        seen.insert(session_id.to_string(), (now, flags));
+        Ok(flags)
     }
 }
 

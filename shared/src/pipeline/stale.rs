@@ -83,6 +83,12 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         report.skipped = Some("the session was aborted: its listing is not trusted".into());
         return Ok(report);
     }
+    if !session.lists_catalog() {
+        report.skipped = Some(
+            "a selection harvests the resources it names: it proves nothing about deletions".into(),
+        );
+        return Ok(report);
+    }
     if let Some(since) = session.since {
         report.skipped = Some(format!(
             "an incremental listing (changes since {}) proves nothing about deletions",

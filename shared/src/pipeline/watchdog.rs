@@ -251,7 +251,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 kept_unclaimed_content: unclaimed.is_some(),
                 requests: Vec::new(),
             };
-            let state = ResourceState::next(
+            let mut state = ResourceState::next(
                 previous.as_ref(),
                 &session.source_id,
                 &marker.resource_id,
@@ -261,6 +261,9 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 now,
                 unclaimed.map(|c| c.into_parts()),
             );
+            if !session.lists_catalog() {
+                state.keep_absence_of(previous.as_ref());
+            }
             lost.push(tally::OutcomeToCount {
                 session_id: session.id.clone(),
                 state,

@@ -177,6 +177,50 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                 ));
             }
         }
+        // A selection counts exactly the ids it named (those its source selects), unless it
+        // was aborted, and deletes nothing.
+        if !s.lists_catalog() {
+            let key = trawl::keys::selection_key(&s.source_id, &s.stamp());
+            let named: Option<trawl::documents::SelectionDocument> =
+                trawl::documents::get(ctx.objects.as_ref(), &key)
+                    .await
+                    .ok()
+                    .flatten();
+            let selects = store
+                .get_source(&s.source_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|e| e.source.options);
+            match (named, selects) {
+                (Some(named), Some(options)) if !s.abort_requested => {
+                    let wanted: std::collections::BTreeSet<&String> = named
+                        .resource_ids
+                        .iter()
+                        .filter(|id| options.selects(id))
+                        .collect();
+                    let counted: std::collections::BTreeSet<&String> = mine.keys().collect();
+                    if wanted != counted {
+                        violation(format!(
+                            "{}: a selection of {wanted:?} counted {counted:?}",
+                            s.id
+                        ));
+                    }
+                }
+                (None, _) => violation(format!("{}: a selection without its {key}", s.id)),
+                _ => {}
+            }
+            if let Ok(Some(stale)) = trawl::pipeline::stale::stored_report(&ctx.svc, s).await {
+                if !stale.tombstoned.is_empty()
+                    || stale.deleted.len() > stale.deleted_upstream.len()
+                {
+                    violation(format!(
+                        "{}: a selection tombstoned {:?} and deleted {:?}",
+                        s.id, stale.tombstoned, stale.deleted
+                    ));
+                }
+            }
+        }
         // The summary was written.
         let summary = trawl::keys::summary_key(&s.source_id, &s.stamp());
         if s.status != SessionStatus::Running
@@ -371,10 +415,11 @@ fn snapshot<T: Clone>(shared: &std::sync::Mutex<T>) -> T {
     shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// A closed, full (not incremental) listing with no integrity problem, not aborted: the
-/// kind that may delete.
+/// A closed, full (not incremental, not a selection) listing with no integrity problem, not
+/// aborted: the kind that may delete.
 fn complete_full_listing(s: &Session) -> bool {
     s.status != SessionStatus::Running
+        && s.lists_catalog()
         && s.since.is_none()
         && !s.abort_requested
         && s.listing_problems().is_empty()

@@ -8,7 +8,7 @@ use super::world::{
     Hooks, Invocation, SimClock, SimObjects, SimQueue, SimStore, SimStream, StreamRecord, World,
     INVOCATION,
 };
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -87,7 +87,10 @@ const STREAM_RETRIES: u32 = 5;
 const HORIZON: Duration = Duration::from_secs(8 * 3600);
 const DRAIN: Duration = Duration::from_secs(8 * 3600);
 
-pub fn run(seed: u64) -> Report {
+/// Runs history `seed`. `selections`: operators (or servers' pushes) also start selections
+/// of named packages, drawn from a generator of their own, so a history without them is
+/// exactly the history it was before they existed (the regression seeds run without them).
+pub fn run(seed: u64, selections: bool) -> Report {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -104,6 +107,11 @@ pub fn run(seed: u64) -> Report {
         }
         tasks.push(tokio::spawn(finalizer_poller(ctx.clone())));
         tasks.push(tokio::spawn(catalog_changes(ctx.clone())));
+        // Half the histories that may have selections have them.
+        let mut own = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5e1e_c710_0000_0000);
+        if selections && own.gen_bool(0.5) {
+            tasks.push(tokio::spawn(operator_selections(ctx.clone(), own)));
+        }
         schedule(&ctx).await;
         ctx.stop.store(true, Ordering::SeqCst);
         for t in &tasks {
@@ -503,6 +511,59 @@ async fn finalizer_poller(ctx: Arc<Ctx>) {
             }
             tokio::time::sleep(Duration::from_secs(1 << attempts.min(6))).await;
             batches.push_front((retry, attempts + 1));
+        }
+    }
+}
+
+/// Now and then a selection of 1–3 packages is started (`{"source_id", "resource_ids"}`),
+/// sometimes naming one the catalog never had, through the scheduler handler like a tick
+/// (retried the same way, so a retry resumes the same session). Its choices come from `rng`.
+async fn operator_selections(ctx: Arc<Ctx>, mut rng: rand::rngs::StdRng) {
+    let mut n = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(rng.gen_range(1200..5400))).await;
+        if ctx.world.elapsed() > HORIZON || ctx.sources.is_empty() {
+            return;
+        }
+        let (source_id, host) = ctx.sources[rng.gen_range(0..ctx.sources.len())].clone();
+        let known: Vec<String> = ctx
+            .remote
+            .lock()
+            .get(&host)
+            .map(|s| s.packages.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut ids: Vec<String> = (0..rng.gen_range(1..4))
+            .filter(|_| !known.is_empty())
+            .map(|_| known[rng.gen_range(0..known.len())].clone())
+            .collect();
+        if ids.is_empty() || rng.gen_bool(0.2) {
+            n += 1;
+            ids.push(format!("never-there-{n}"));
+        }
+        // Off the minute, so it never names the same session as a tick.
+        let at = ctx.world.epoch
+            + chrono::Duration::seconds(ctx.world.elapsed().as_secs() as i64)
+            + chrono::Duration::seconds(rng.gen_range(1..59));
+        let event = json!({"source_id": source_id, "resource_ids": ids, "scheduled_time": at});
+        ctx.world
+            .trace(format!("operator selects {ids:?} of {source_id}"));
+        for attempt in 0..3 {
+            let ran = invoke(
+                &ctx,
+                format!("selection of {source_id} attempt {attempt}"),
+                Duration::from_secs(60),
+                trawl::handlers::scheduler(&ctx.svc, event.clone()),
+            )
+            .await;
+            match ran {
+                Ran::Done(Ok(report)) => {
+                    ctx.world.trace(format!("selection: {report:?}"));
+                    break;
+                }
+                Ran::Done(Err(e)) => ctx.world.trace(format!("selection failed: {e}")),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_secs(20)).await;
         }
     }
 }

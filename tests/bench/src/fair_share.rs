@@ -36,7 +36,7 @@ pub async fn run(options: &Options) -> Result<()> {
         })
         .collect();
 
-    let together = harvest(options, "together", &[sources.clone()])?;
+    let together = harvest(options, "together", std::slice::from_ref(&sources))?;
     let one_by_one: Vec<Vec<Value>> = sources.iter().map(|s| vec![s.clone()]).collect();
     let in_turn = harvest(options, "one-after-another", &one_by_one)?;
     let figures = json!({

@@ -208,3 +208,36 @@ fn a_non_empty_dead_letter_or_stream_failure_queue_alerts_the_topic() {
         "no e-mail subscription without an address"
     );
 }
+
+#[test]
+fn the_deployment_custom_resource_is_answered_by_the_scheduler_with_the_properties_it_reads() {
+    let t = template();
+    let resource = &t["Resources"]["DeploySources"];
+    assert_eq!(resource["Type"].as_str(), Some("Custom::DeploySources"));
+    // Only with the functions (and with work to do): LocalStack deploys none.
+    let condition = resource["Condition"].as_str().unwrap();
+    let parts = serde_yaml::to_string(&t["Conditions"][condition]).unwrap();
+    assert!(
+        parts.contains("DeployFunctions") && parts.contains("HasDeployWork"),
+        "{parts}"
+    );
+    let properties = &resource["Properties"];
+    let token = serde_yaml::to_string(&properties["ServiceToken"]).unwrap();
+    assert!(token.contains("SchedulerFunction.Arn"), "{token}");
+    // What `trawl::deploy::DeployProperties` reads, each from a parameter.
+    for (property, parameter) in [
+        ("SourcesKey", "SourcesKey"),
+        ("Prune", "PruneSources"),
+        ("HarvestOnDeploy", "HarvestOnDeploy"),
+        ("DeployToken", "DeployToken"),
+    ] {
+        let value = serde_yaml::to_string(&properties[property]).unwrap();
+        assert!(value.contains(parameter), "{property}: {value}");
+        assert!(t["Parameters"][parameter].is_mapping(), "{parameter}");
+    }
+    assert_eq!(
+        t["Parameters"]["HarvestOnDeploy"]["Default"].as_str(),
+        Some("false")
+    );
+    assert_eq!(t["Parameters"]["SourcesKey"]["Default"].as_str(), Some(""));
+}
