@@ -38,6 +38,10 @@ pub struct SessionSummary {
     pub restored_count: u64,
     /// Markers still pending when the summary was written (0 for a session that closed).
     pub pending_markers: u64,
+    /// Deletions this session's stale check kept pending for an operator (`on_stale: hold`;
+    /// their ids are `stale.held`): what an alert reads.
+    #[serde(default)]
+    pub held_deletions: u64,
     pub stale: Option<StaleReport>,
     pub records_prefix: String,
 }
@@ -212,6 +216,10 @@ pub struct StaleReport {
     /// as the listing met them, whatever the listing (incremental ones included).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted_upstream: Vec<String>,
+    /// Resources the rules would have deleted, kept pending for an operator
+    /// (`on_stale: hold`): held now or still held from an earlier session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an

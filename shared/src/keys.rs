@@ -191,6 +191,12 @@ pub fn deleted_key(key: &str) -> String {
 /// Where deleted records and raw responses are moved (`options.on_stale: move`).
 const DELETED_PREFIX: &str = "deleted/";
 
+/// Where an object moved aside by a deletion came from: `deleted/records/s/x.json` →
+/// `records/s/x.json`; `None` for a key not under `deleted/`.
+pub fn live_key(key: &str) -> Option<String> {
+    key.strip_prefix(DELETED_PREFIX).map(str::to_string)
+}
+
 /// Whether `key` is a record or raw response moved aside by a deletion.
 pub fn is_deleted_key(key: &str) -> bool {
     key.starts_with(DELETED_PREFIX)
@@ -276,6 +282,11 @@ mod tests {
             "sessions/s/1/staged/a%20b.json"
         );
         assert_eq!(deleted_key("records/s/x.json"), "deleted/records/s/x.json");
+        assert_eq!(
+            live_key(&deleted_key("raw/s/x.xml")).as_deref(),
+            Some("raw/s/x.xml")
+        );
+        assert_eq!(live_key("records/s/x.json"), None);
         assert_eq!(
             rejected_key("2026-01-02", "m/1"),
             "rejected/2026-01-02/m%2F1.json"

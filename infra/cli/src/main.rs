@@ -16,6 +16,7 @@
 //! history accumulates and unchanged records are recognised.
 
 mod apply;
+mod deletions;
 mod deployed;
 mod serve;
 
@@ -124,6 +125,14 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Deletions kept pending by a source's `on_stale: hold`, and resources moved under deleted/.
+    Deletions {
+        #[command(subcommand)]
+        action: DeletionsAction,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// The work dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -175,6 +184,23 @@ enum SourcesAction {
     List,
     Show {
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeletionsAction {
+    /// The source's pending deletions.
+    List { source_id: String },
+    /// Delete them (moved under deleted/, history kept): the named ones, or all pending.
+    Approve {
+        source_id: String,
+        resource_ids: Vec<String>,
+    },
+    /// Keep them: discard the named pending deletions (all, if none is named), and bring
+    /// the named deleted resources back from deleted/ with their history.
+    Restore {
+        source_id: String,
+        resource_ids: Vec<String>,
     },
 }
 
@@ -240,13 +266,13 @@ async fn run(cli: Cli) -> Result<bool> {
         port,
     } = cli.command
     {
-        let svc = if deployed {
-            deployed::connect(cli.stack_outputs).await?.svc
+        let (svc, state) = if deployed {
+            (deployed::connect(cli.stack_outputs).await?.svc, None)
         } else {
             let store = Arc::new(DiskStore::open_reader(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
             let svc = Services::new(
-                store,
+                store.clone(),
                 objects,
                 Arc::new(MemoryQueue::default()),
                 Settings::default(),
@@ -258,9 +284,9 @@ async fn run(cli: Cli) -> Result<bool> {
                     eprintln!("{session} was interrupted (its run stopped); wound up");
                 }
             }
-            svc
+            (svc, Some(store))
         };
-        serve::serve(svc, port).await?;
+        serve::serve(svc, state, port).await?;
         return Ok(true);
     }
     if let Command::Sources {
@@ -276,6 +302,28 @@ async fn run(cli: Cli) -> Result<bool> {
         let _only_one = lock_data_dir(data_dir)?;
         let store = DiskStore::open(data_dir)?;
         let shown = apply::apply_file(&store, file, *prune, *dry_run).await?;
+        store.save()?;
+        print_shown(cli.json, &shown)?;
+        return Ok(true);
+    }
+    if let Command::Deletions {
+        action,
+        data_dir: Some(data_dir),
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let store = Arc::new(DiskStore::open(data_dir)?);
+        let svc = Services::new(
+            store.clone(),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        // A killed run's session would hold the source forever: wound up, as a harvest would.
+        for session in wind_up_interrupted(&svc).await? {
+            eprintln!("{session} was interrupted (its run stopped); wound up");
+        }
+        let shown = decide_deletions(&svc, action).await?;
         store.save()?;
         print_shown(cli.json, &shown)?;
         return Ok(true);
@@ -311,6 +359,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 source_id,
                 resource_id,
             } => deployed::resource(&d, &source_id, &resource_id).await?,
+            Command::Deletions { action, .. } => decide_deletions(&d.svc, &action).await?,
             Command::Dlq { action } => match action {
                 DlqAction::List => deployed::dlq_list(&d).await?,
                 DlqAction::Replay => deployed::dlq_replay(&d).await?,
@@ -451,6 +500,20 @@ async fn run(cli: Cli) -> Result<bool> {
         eprintln!("could not prune {}: {e}", data_dir.display());
     }
     Ok(all_ok)
+}
+
+async fn decide_deletions(svc: &Services, action: &DeletionsAction) -> Result<deployed::Shown> {
+    match action {
+        DeletionsAction::List { source_id } => deletions::list(svc, source_id).await,
+        DeletionsAction::Approve {
+            source_id,
+            resource_ids,
+        } => deletions::approve(svc, source_id, resource_ids).await,
+        DeletionsAction::Restore {
+            source_id,
+            resource_ids,
+        } => deletions::restore(svc, source_id, resource_ids).await,
+    }
 }
 
 fn spec(id: String, protocol: String, base_url: String, internal: bool) -> Result<Source> {

@@ -21,7 +21,8 @@ async fn trawl(args: &[&str]) -> Output {
             .args(&all)
             .env(
                 "AWS_ENDPOINT_URL",
-                std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
+                std::env::var("AWS_ENDPOINT_URL")
+                    .unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
             )
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")

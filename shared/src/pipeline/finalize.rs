@@ -126,6 +126,7 @@ pub async fn write_summary(svc: &Services, session: &Session) -> Result<String, 
         restored,
         restored_count,
         pending_markers: pending,
+        held_deletions: stale.as_ref().map_or(0, |s| s.held.len() as u64),
         stale,
         records_prefix: keys::records_prefix(&session.source_id),
     };

@@ -22,6 +22,7 @@
 //! (every tick: stalled listings resent, sessions past their deadline wound up).
 
 pub mod content;
+pub mod deletions;
 pub mod finalize;
 pub mod harvest;
 pub mod incremental;

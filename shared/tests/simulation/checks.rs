@@ -220,7 +220,15 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     s.id, stale.deleted, stale.tombstoned
                 ));
             }
-            for deleted in &stale.deleted {
+            if entry.source.options.on_stale == trawl::model::StaleAction::Hold
+                && !stale.deleted.is_empty()
+            {
+                violation(format!(
+                    "{}: deleted {:?} although its source holds deletions for an operator",
+                    s.id, stale.deleted
+                ));
+            }
+            for deleted in stale.deleted.iter().chain(&stale.held) {
                 let complete: Vec<&&Session> = mine
                     .iter()
                     .filter(|o| o.scheduled_time <= s.scheduled_time && complete_full_listing(o))
@@ -230,7 +238,7 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     last.len() == n && last.iter().all(|o| !markers[&o.id].contains_key(deleted));
                 if !missing_from_all {
                     violation(format!(
-                        "{}: deleted {deleted}, which was not missing from the last {n} complete listings",
+                        "{}: deleted (or held) {deleted}, which was not missing from the last {n} complete listings",
                         s.id
                     ));
                 }
