@@ -96,7 +96,15 @@ enum Command {
     /// Abort a running session: its remaining work is counted as aborted, not fetched.
     Abort { session_id: String },
     /// A session: counters, reasons, duration, listing integrity.
-    Session { session_id: String },
+    Session {
+        session_id: String,
+        /// What it changed instead: added, changed (with the record fields), removed, restored.
+        #[arg(long)]
+        changes: bool,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// A source's recent sessions, newest first.
     Sessions {
         source_id: String,
@@ -328,6 +336,27 @@ async fn run(cli: Cli) -> Result<bool> {
         print_shown(cli.json, &shown)?;
         return Ok(true);
     }
+    if let Command::Session {
+        session_id,
+        changes,
+        data_dir: Some(data_dir),
+    } = &cli.command
+    {
+        if !data_dir.join("state.db").is_file() {
+            bail!("{} holds no embedded run (no state.db)", data_dir.display());
+        }
+        let svc = Services::new(
+            Arc::new(DiskStore::open_reader(data_dir)?),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        print_shown(
+            cli.json,
+            &deployed::session(&svc, session_id, *changes).await?,
+        )?;
+        return Ok(true);
+    }
     if !matches!(cli.command, Command::Harvest { .. }) {
         let d = deployed::connect(cli.stack_outputs).await?;
         let shown = match cli.command {
@@ -347,7 +376,11 @@ async fn run(cli: Cli) -> Result<bool> {
             },
             Command::Run { source_id } => deployed::run(&d, &source_id).await?,
             Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
-            Command::Session { session_id } => deployed::session(&d, &session_id).await?,
+            Command::Session {
+                session_id,
+                changes,
+                ..
+            } => deployed::session(&d.svc, &session_id, changes).await?,
             Command::Sessions { source_id, limit } => {
                 deployed::sessions(&d, &source_id, limit).await?
             }

@@ -7,7 +7,7 @@
 //! Ids compare as bytes in both, the order DynamoDB sorts keys in: the stale check walks a
 //! session's markers and the source's resources side by side and relies on it.
 
-use crate::model::{Outcome, Reason, ResourceState, Session};
+use crate::model::{Outcome, Reason, RecordChange, ResourceState, Session};
 use crate::ports::{PageState, SourceEntry, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -21,6 +21,9 @@ pub struct Settled {
     /// The session brought the resource back after it was deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restored: bool,
+    /// What the harvest changed in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<RecordChange>,
 }
 
 impl Settled {
@@ -30,6 +33,7 @@ impl Settled {
             outcome: state.last_outcome,
             reason: state.last_reason.clone(),
             restored: state.restored_now(),
+            change: state.change_now().cloned(),
         }
     }
 }

@@ -31,6 +31,7 @@ macro_rules! state_store_contract {
             markers_are_only_added_where_missing,
             a_redelivered_count_counts_nothing,
             a_batch_count_answers_each_resource,
+            a_counted_change_is_read_back_on_its_marker_once,
             a_session_closes_once_and_releases_its_source,
             an_aborted_session_closes_aborted,
             a_finished_session_refuses_an_abort,
@@ -339,6 +340,34 @@ pub async fn a_redelivered_count_counts_nothing(store: &dyn StateStore) {
     let (markers, _) = store.session_markers(&s.id, None).await.unwrap();
     assert_eq!(markers[0].outcome, Some(Outcome::Failed));
     assert_eq!(markers[0].reason, failed.last_reason);
+}
+
+pub async fn a_counted_change_is_read_back_on_its_marker_once(store: &dyn StateStore) {
+    use crate::model::RecordChange;
+    let s = listed(store, &ids(3)).await;
+    let mut added = state(&s, "ds-000", Outcome::Harvested);
+    added.mark_change(RecordChange::Added);
+    let mut changed = state(&s, "ds-001", Outcome::Harvested);
+    let fields = RecordChange::Changed {
+        fields: Some(vec!["keywords".into(), "title".into()]),
+    };
+    changed.mark_change(fields.clone());
+    let results = store
+        .record_outcomes(&[(s.id.clone(), added), (s.id.clone(), changed)])
+        .await;
+    assert!(results.iter().all(|r| r == &Ok(Counting::Counted)));
+    // A copy that saw other fields counts nothing, so the marker keeps the counted change.
+    let mut copy = state(&s, "ds-001", Outcome::Harvested);
+    copy.mark_change(RecordChange::Changed { fields: None });
+    assert_eq!(
+        store.record_outcome(&s.id, &copy).await.unwrap(),
+        Counting::AlreadyCounted
+    );
+    let unchanged = state(&s, "ds-002", Outcome::Unchanged);
+    store.record_outcome(&s.id, &unchanged).await.unwrap();
+    let (markers, _) = store.session_markers(&s.id, None).await.unwrap();
+    let changes: Vec<Option<RecordChange>> = markers.into_iter().map(|m| m.change).collect();
+    assert_eq!(changes, [Some(RecordChange::Added), Some(fields), None]);
 }
 
 pub async fn a_batch_count_answers_each_resource(store: &dyn StateStore) {

@@ -159,6 +159,23 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
         {
             violation(format!("{}: no summary at {summary}", s.id));
         }
+        // Every harvested resource is one change, counted once: added, changed or restored.
+        if s.status != SessionStatus::Running {
+            let written: Option<trawl::documents::SessionSummary> =
+                trawl::documents::get(ctx.objects.as_ref(), &summary)
+                    .await
+                    .ok()
+                    .flatten();
+            if let Some(c) = written.map(|w| w.changes) {
+                let counted = c.added.count + c.changed.count + c.restored.count;
+                if counted != s.counters.harvested {
+                    violation(format!(
+                        "{}: changes count {counted} (added {}, changed {}, restored {}) for {} harvested",
+                        s.id, c.added.count, c.changed.count, c.restored.count, s.counters.harvested
+                    ));
+                }
+            }
+        }
         // A listing that missed a resource is marked incomplete.
         let source = store
             .get_source(&s.source_id)

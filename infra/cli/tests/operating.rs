@@ -1,5 +1,6 @@
-//! `trawl deletions` over an embedded run's data directory: a source with `on_stale: hold`
-//! keeps what its listing lost until an operator decides.
+//! Operating an embedded run's data directory: `trawl deletions` (a source with
+//! `on_stale: hold` keeps what its listing lost until an operator decides) and
+//! `trawl session ID --changes`.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -123,4 +124,58 @@ async fn held_deletions_are_listed_approved_and_restored_from_the_command_line()
     let unknown = trawl(&["deletions", "approve", "nosuch"], &dir).await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no source nosuch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_changes_are_printed_with_the_fields_that_changed() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    let _cleanup = Cleanup(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = dir.join("sources.json");
+    let source = serde_json::json!({
+        "id": "edited", "protocol": "erddap", "base_url": fixture.base_url(),
+        "schedule": "rate(1 day)", "internal": true,
+    });
+    std::fs::write(&sources, source.to_string()).unwrap();
+    let first = harvest(&sources, &dir).await;
+    let first = first["session_id"].as_str().unwrap().to_string();
+    fixture.bump_version("ds_0002");
+    let second = harvest(&sources, &dir).await;
+    let second = second["session_id"].as_str().unwrap().to_string();
+
+    let added = json(&trawl(&["session", &first, "--changes", "--json"], &dir).await);
+    assert_eq!(added["changes"]["added"]["count"], 4);
+    let changed = json(&trawl(&["session", &second, "--changes", "--json"], &dir).await);
+    assert_eq!(changed["changes"]["added"]["count"], 0);
+    assert_eq!(
+        changed["changes"]["changed"]["resources"][0]["resource_id"],
+        "ds_0002"
+    );
+    let text = trawl(&["session", &second, "--changes"], &dir).await;
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.starts_with("added 0, changed 1, removed 0, restored 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ds_0002  (") && text.contains("title"),
+        "{text}"
+    );
+
+    let nowhere = trawl(
+        &["session", &second, "--changes"],
+        &dir.join("nothing-here"),
+    )
+    .await;
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(
+        !dir.join("nothing-here").exists(),
+        "a mistyped directory is not created"
+    );
 }
