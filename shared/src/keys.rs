@@ -128,6 +128,19 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
     )
 }
 
+/// Every folder of the bucket that holds a source's objects: its records, raw responses,
+/// logs, sessions and what deletions moved aside (what purging a source removes).
+pub fn source_prefixes(source_id: &str) -> Vec<String> {
+    let live = [
+        records_prefix(source_id),
+        format!("raw/{source_id}/"),
+        format!("logs/{source_id}/"),
+        sessions_prefix(source_id),
+    ];
+    let moved = [deleted_key(&live[0]), deleted_key(&live[1])];
+    live.into_iter().chain(moved).collect()
+}
+
 /// The folder whose subfolders are a source's sessions, one per stamp.
 pub fn sessions_prefix(source_id: &str) -> String {
     format!("sessions/{source_id}/")

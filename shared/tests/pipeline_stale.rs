@@ -9,7 +9,7 @@ use trawl::model::{SessionStatus, SourceOptions, StaleAction};
 use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::{deletions, stale};
-use trawl::ports::{ObjectStore, ResourceStates};
+use trawl::ports::{ObjectStore, ResourceStates, SourceRegistry};
 use trawl_fixtures::Failure;
 
 #[tokio::test]
@@ -407,4 +407,45 @@ async fn deletions_are_not_decided_while_the_source_has_a_running_session() {
         deletions::restore(&w.svc, "src", &["ds_0001".to_string()]).await,
         Err(deletions::DeletionError::SessionRunning { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_source_is_purged_only_between_sessions_and_leaves_nothing() {
+    let w = erddap_world(3, &[]).await;
+    w.harvest("2026-11-01").await;
+    run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    let refused = trawl::pipeline::sources::purge(&w.svc, "src")
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("running session (src@20261102T120000Z)"),
+        "{refused}"
+    );
+    assert!(
+        !w.objects.keys("records/src/").is_empty(),
+        "nothing removed"
+    );
+    w.drain().await;
+    trawl::pipeline::finalize::finalize_session(&w.svc, "src@20261102T120000Z")
+        .await
+        .unwrap();
+    let purged = trawl::pipeline::sources::purge(&w.svc, "src")
+        .await
+        .unwrap();
+    assert_eq!(purged.states, 3);
+    for prefix in ["records/src/", "raw/src/", "logs/src/", "sessions/src/"] {
+        assert!(w.objects.keys(prefix).is_empty(), "{prefix}");
+    }
+    assert!(w
+        .store
+        .list_resources("src", None)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
+    assert!(w.store.get_source("src").await.unwrap().is_none());
 }

@@ -91,14 +91,24 @@ pub async fn add_source(d: &Deployed, file: &Path, update: bool) -> Result<Shown
     })
 }
 
-pub async fn remove_source(d: &Deployed, id: &str) -> Result<Shown> {
-    let Some(entry) = d.svc.store.get_source(id).await? else {
+pub async fn remove_source(svc: &Services, id: &str, purge: bool) -> Result<Shown> {
+    if purge {
+        let purged = trawl::pipeline::sources::purge(svc, id).await?;
+        return Ok(Shown {
+            text: format!(
+                "removed source {id} and purged it: {} resource states (with their history) and {} objects (records, raw responses, logs, sessions, deleted copies)",
+                purged.states, purged.objects
+            ),
+            json: json!({"removed": id, "purged": purged}),
+        });
+    }
+    let Some(entry) = svc.store.get_source(id).await? else {
         bail!("no source {id}");
     };
     if let Some(running) = &entry.running_session {
         bail!("source {id} has a running session ({running}); abort it first");
     }
-    if !d.svc.store.remove_source(id).await? {
+    if !svc.store.remove_source(id).await? {
         bail!("source {id} could not be removed (a session started meanwhile?)");
     }
     Ok(Shown {

@@ -171,9 +171,16 @@ enum SourcesAction {
     Update {
         file: PathBuf,
     },
-    /// Unregister a source (its records and history are kept).
+    /// Unregister a source (its records and history are kept, unless --purge).
     Remove {
         id: String,
+        /// Also remove its records, raw responses, logs, sessions, resource states and
+        /// history, so the source added again starts clean (refused while a session runs).
+        #[arg(long)]
+        purge: bool,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Make the registered sources match FILE (one source or a list, JSON or YAML): add and
     /// update, and with --prune remove those not in it. Prints what changed.
@@ -314,6 +321,32 @@ async fn run(cli: Cli) -> Result<bool> {
         print_shown(cli.json, &shown)?;
         return Ok(true);
     }
+    if let Command::Sources {
+        action:
+            SourcesAction::Remove {
+                id,
+                purge,
+                data_dir: Some(data_dir),
+            },
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let store = Arc::new(DiskStore::open(data_dir)?);
+        let svc = Services::new(
+            store.clone(),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        // A killed run's session would hold the source forever: wound up, as a harvest would.
+        for session in wind_up_interrupted(&svc).await? {
+            eprintln!("{session} was interrupted (its run stopped); wound up");
+        }
+        let shown = deployed::remove_source(&svc, id, *purge).await?;
+        store.save()?;
+        print_shown(cli.json, &shown)?;
+        return Ok(true);
+    }
     if let Command::Deletions {
         action,
         data_dir: Some(data_dir),
@@ -363,7 +396,9 @@ async fn run(cli: Cli) -> Result<bool> {
             Command::Sources { action } => match action {
                 SourcesAction::Add { file } => deployed::add_source(&d, &file, false).await?,
                 SourcesAction::Update { file } => deployed::add_source(&d, &file, true).await?,
-                SourcesAction::Remove { id } => deployed::remove_source(&d, &id).await?,
+                SourcesAction::Remove { id, purge, .. } => {
+                    deployed::remove_source(&d.svc, &id, purge).await?
+                }
                 SourcesAction::List => deployed::list_sources(&d).await?,
                 SourcesAction::Show { id } => deployed::show_source(&d, &id).await?,
                 SourcesAction::Apply {

@@ -179,3 +179,67 @@ async fn a_sessions_changes_are_printed_with_the_fields_that_changed() {
         "a mistyped directory is not created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_removed_with_purge_and_added_again_starts_clean() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = data_dir();
+    let _cleanup = Cleanup(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = dir.join("sources.json");
+    let source = serde_json::json!({
+        "id": "again", "protocol": "erddap", "base_url": fixture.base_url(),
+        "schedule": "rate(1 day)", "internal": true,
+        "options": {"stale_after_listings": 1},
+    });
+    std::fs::write(&sources, source.to_string()).unwrap();
+    harvest(&sources, &dir).await;
+    fixture.remove_dataset("ds_0002");
+    harvest(&sources, &dir).await;
+    assert!(dir.join("deleted/records/again/ds_0002.json").is_file());
+
+    let purged = json(&trawl(&["sources", "remove", "again", "--purge", "--json"], &dir).await);
+    assert_eq!(purged["purged"]["states"], 4, "{purged}");
+    assert!(
+        purged["purged"]["objects"].as_u64().unwrap() >= 8,
+        "{purged}"
+    );
+    for gone in [
+        "records/again",
+        "raw/again",
+        "logs/again",
+        "sessions/again",
+        "deleted/records/again",
+        "deleted/raw/again",
+    ] {
+        assert!(!dir.join(gone).exists(), "{gone} is left");
+    }
+
+    fixture.restore_dataset("ds_0002");
+    let run = harvest(&sources, &dir).await;
+    assert_eq!(
+        run["counters"]["harvested"], 4,
+        "everything is new again: {run}"
+    );
+    assert_eq!(run["counters"]["unchanged"], 0);
+    let session = run["session_id"].as_str().unwrap().to_string();
+    let changes = json(&trawl(&["session", &session, "--changes", "--json"], &dir).await);
+    assert_eq!(changes["changes"]["added"]["count"], 4, "{changes}");
+    assert_eq!(
+        changes["changes"]["restored"]["count"], 0,
+        "nothing of the old is left"
+    );
+    let sessions = std::fs::read_dir(dir.join("sessions/again"))
+        .unwrap()
+        .count();
+    assert_eq!(sessions, 1, "only the new session's documents");
+
+    let unknown = trawl(&["sources", "remove", "nosuch", "--purge"], &dir).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no source nosuch"));
+}

@@ -56,6 +56,9 @@ pub trait Rows: Send {
         limit: usize,
     ) -> Result<Vec<ResourceState>, StoreError>;
 
+    /// Removes every resource of a source; how many there were.
+    fn remove_resources(&mut self, source_id: &str) -> Result<u64, StoreError>;
+
     /// Every resource of every source, in (source, id) order, handed to `each` in turn.
     fn each_resource(
         &mut self,
@@ -187,6 +190,12 @@ impl Rows for MemoryRows {
         each: &mut dyn FnMut(&ResourceState) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.resources.values().try_for_each(each)
+    }
+
+    fn remove_resources(&mut self, source_id: &str) -> Result<u64, StoreError> {
+        let before = self.resources.len();
+        self.resources.retain(|(source, _), _| source != source_id);
+        Ok((before - self.resources.len()) as u64)
     }
 
     fn marker(

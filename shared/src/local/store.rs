@@ -482,4 +482,8 @@ impl<R: Rows + 'static> ResourceStates for LocalStore<R> {
         s.rows.put_resource(next)?;
         Ok(true)
     }
+
+    async fn remove_resources(&self, source_id: &str) -> Result<u64, StoreError> {
+        self.lock().rows.remove_resources(source_id)
+    }
 }

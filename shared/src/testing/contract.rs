@@ -38,6 +38,7 @@ macro_rules! state_store_contract {
             a_stale_tombstone_is_written_once_per_session,
             a_resource_is_replaced_only_if_unchanged,
             resources_and_markers_page_in_id_order,
+            a_sources_resources_are_removed_together,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -600,4 +601,31 @@ pub async fn a_finished_session_refuses_an_abort(store: &dyn StateStore) {
         panic!("not closed");
     };
     assert_eq!(closed.status, SessionStatus::Succeeded);
+}
+
+pub async fn a_sources_resources_are_removed_together(store: &dyn StateStore) {
+    // More than one DynamoDB batch (25) and page of the listing.
+    let purged = listed(store, &ids(60)).await;
+    let kept = listed(store, &ids(2)).await;
+    for s in [&purged, &kept] {
+        let (markers, _) = store.session_markers(&s.id, None).await.unwrap();
+        let outcomes: Vec<(String, ResourceState)> = markers
+            .iter()
+            .map(|m| (s.id.clone(), state(s, &m.resource_id, Outcome::Harvested)))
+            .collect();
+        store.record_outcomes(&outcomes).await;
+    }
+    assert_eq!(store.remove_resources(&purged.source_id).await.unwrap(), 60);
+    let (left, next) = store.list_resources(&purged.source_id, None).await.unwrap();
+    assert!(left.is_empty() && next.is_none());
+    assert_eq!(
+        store
+            .get_resource(&purged.source_id, "ds-007")
+            .await
+            .unwrap(),
+        None
+    );
+    let (other, _) = store.list_resources(&kept.source_id, None).await.unwrap();
+    assert_eq!(other.len(), 2, "another source's states stay");
+    assert_eq!(store.remove_resources(&purged.source_id).await.unwrap(), 0);
 }
