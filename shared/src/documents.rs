@@ -3,7 +3,7 @@
 //! report and a session's failed ids. Where each lives is in `keys.rs`.
 
 use crate::http::RequestLog;
-use crate::model::{Counters, Outcome, Reason, SessionStatus};
+use crate::model::{Counters, Outcome, Reason, RecordChange, SessionStatus};
 use crate::ports::{ObjectStore, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -38,8 +38,86 @@ pub struct SessionSummary {
     pub restored_count: u64,
     /// Markers still pending when the summary was written (0 for a session that closed).
     pub pending_markers: u64,
+    /// Deletions this session's stale check kept pending for an operator (`on_stale: hold`;
+    /// their ids are `stale.held`): what an alert reads.
+    #[serde(default)]
+    pub held_deletions: u64,
     pub stale: Option<StaleReport>,
+    /// What the session changed in the catalog.
+    #[serde(default)]
+    pub changes: SessionChanges,
     pub records_prefix: String,
+}
+
+/// A session's changes to the catalog: counts, and the first [`SessionChanges::LISTED`] ids of
+/// each kind, so a session of a million resources keeps a small summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionChanges {
+    /// Resources harvested for the first time (no record before).
+    pub added: ChangedIds,
+    /// Records whose content changed, with the top-level fields that did.
+    pub changed: ChangedRecords,
+    /// Resources deleted by this session's stale check or by the server's word.
+    pub removed: ChangedIds,
+    /// Deleted resources this session brought back.
+    pub restored: ChangedIds,
+}
+
+impl SessionChanges {
+    /// How many ids of each kind a summary lists.
+    pub const LISTED: usize = 100;
+
+    /// Counts one settled marker's change.
+    pub fn count(&mut self, resource_id: &str, change: Option<&RecordChange>, restored: bool) {
+        if restored {
+            self.restored.add(resource_id);
+        }
+        match change {
+            Some(RecordChange::Added) => self.added.add(resource_id),
+            Some(RecordChange::Changed { fields }) => {
+                self.changed.count += 1;
+                if self.changed.resources.len() < Self::LISTED {
+                    self.changed.resources.push(ChangedRecord {
+                        resource_id: resource_id.to_string(),
+                        fields: fields.clone(),
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedIds {
+    pub count: u64,
+    /// The first [`SessionChanges::LISTED`], in resource-id order.
+    pub ids: Vec<String>,
+}
+
+impl ChangedIds {
+    pub fn add(&mut self, resource_id: &str) {
+        self.count += 1;
+        if self.ids.len() < SessionChanges::LISTED {
+            self.ids.push(resource_id.to_string());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedRecords {
+    pub count: u64,
+    /// The first [`SessionChanges::LISTED`], in resource-id order.
+    pub resources: Vec<ChangedRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedRecord {
+    pub resource_id: String,
+    /// The top-level record fields whose values changed; absent when not known (the record
+    /// it replaced was overwritten by an attempt that was not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +294,10 @@ pub struct StaleReport {
     /// `max_shrink_percent` of the known resources (an alert says so).
     #[serde(default, skip_serializing_if = "is_false")]
     pub shrink_guard: bool,
+    /// Resources the rules would have deleted, kept pending for an operator
+    /// (`on_stale: hold`): held now or still held from an earlier session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// `sessions/{source}/{stamp}/failed.json`: the session's failed resource ids, which an

@@ -250,6 +250,8 @@ pub async fn api(svc: &Services, event: Value) -> Value {
             method: &method,
             path,
             query,
+            // Behind API Gateway the API stays read-only (see `ApiRequest::may_decide`).
+            may_decide: false,
         },
     )
     .await;

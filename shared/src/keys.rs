@@ -129,6 +129,19 @@ pub fn batch_log_key(source_id: &str, session_stamp: &str, first_resource_id: &s
     )
 }
 
+/// Every folder of the bucket that holds a source's objects: its records, raw responses,
+/// logs, sessions and what deletions moved aside (what purging a source removes).
+pub fn source_prefixes(source_id: &str) -> Vec<String> {
+    let live = [
+        records_prefix(source_id),
+        format!("raw/{source_id}/"),
+        format!("logs/{source_id}/"),
+        sessions_prefix(source_id),
+    ];
+    let moved = [deleted_key(&live[0]), deleted_key(&live[1])];
+    live.into_iter().chain(moved).collect()
+}
+
 /// The folder whose subfolders are a source's sessions, one per stamp.
 pub fn sessions_prefix(source_id: &str) -> String {
     format!("sessions/{source_id}/")
@@ -206,6 +219,12 @@ pub fn deleted_key(key: &str) -> String {
 
 /// Where deleted records and raw responses are moved (`options.on_stale: move`).
 const DELETED_PREFIX: &str = "deleted/";
+
+/// Where an object moved aside by a deletion came from: `deleted/records/s/x.json` →
+/// `records/s/x.json`; `None` for a key not under `deleted/`.
+pub fn live_key(key: &str) -> Option<String> {
+    key.strip_prefix(DELETED_PREFIX).map(str::to_string)
+}
 
 /// Whether `key` is a record or raw response moved aside by a deletion.
 pub fn is_deleted_key(key: &str) -> bool {
@@ -292,6 +311,11 @@ mod tests {
             "sessions/s/1/staged/a%20b.json"
         );
         assert_eq!(deleted_key("records/s/x.json"), "deleted/records/s/x.json");
+        assert_eq!(
+            live_key(&deleted_key("raw/s/x.xml")).as_deref(),
+            Some("raw/s/x.xml")
+        );
+        assert_eq!(live_key("records/s/x.json"), None);
         assert_eq!(
             rejected_key("2026-01-02", "m/1"),
             "rejected/2026-01-02/m%2F1.json"

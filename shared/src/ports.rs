@@ -192,6 +192,10 @@ pub trait ResourceStates: Send + Sync {
         current: &ResourceState,
         next: &ResourceState,
     ) -> Result<bool, StoreError>;
+
+    /// Removes every resource state of a source, histories with them (a purged source);
+    /// how many there were.
+    async fn remove_resources(&self, source_id: &str) -> Result<u64, StoreError>;
 }
 
 /// The three state ports together: what a whole backend (memory, SQLite, DynamoDB) provides
@@ -215,6 +219,19 @@ pub trait ObjectStore: Send + Sync {
         Err(StoreError::permanent(format!(
             "this object store does not list objects ({prefix})"
         )))
+    }
+    /// Deletes every object under `prefix` (which ends with `/`), in its folders too; how
+    /// many. Stores that can delete in batches (S3's DeleteObjects) override this.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for folder in self.folders(prefix).await? {
+            deleted += self.delete_prefix(&folder).await?;
+        }
+        for key in self.files(prefix).await? {
+            self.delete(&key).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 }
 

@@ -78,6 +78,7 @@ async fn get_method(
             method,
             path,
             query,
+            may_decide: false,
         },
     )
     .await;
@@ -264,8 +265,25 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
     let doc: Value = serde_json::from_str(OPENAPI).unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15);
+    assert_eq!(paths.len(), 18);
     for (path, item) in paths {
+        if let Some(post) = item.get("post") {
+            // Decisions: answered for a request that may decide (none pending here: none done).
+            assert!(item.get("get").is_none(), "{path}");
+            assert!(post["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["in"] == "header"));
+            let concrete = path.replace("{source_id}", "ocean");
+            let (status, body) = decide(&svc, &concrete, &[], true).await;
+            assert_eq!(
+                (status, &body["done"]),
+                (200, &serde_json::json!([])),
+                "{path}"
+            );
+            continue;
+        }
         let concrete = path
             .replace("{source_id}", "ocean")
             .replace("{resource_id}", "ds_0001")
@@ -287,6 +305,7 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                may_decide: false,
             },
         )
         .await;
@@ -352,6 +371,7 @@ async fn answer(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            may_decide: false,
         },
     )
     .await
@@ -686,4 +706,92 @@ async fn a_scheduled_session_says_so_and_an_incremental_one_says_since_when() {
     assert_eq!(outcomes["total"], 10);
     let (_, overview) = get(&svc, "/api/sources", &[]).await;
     assert_eq!(overview["sources"][0]["running"]["id"], id.as_str());
+}
+
+/// `method path?query` as the local server passes it when the request carries the decide
+/// header (`may_decide`).
+async fn decide(
+    svc: &Services,
+    path: &str,
+    query: &[(&str, &str)],
+    may_decide: bool,
+) -> (u16, Value) {
+    let response = handle(
+        svc,
+        &ApiRequest {
+            method: "POST",
+            path,
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            may_decide,
+        },
+    )
+    .await;
+    (
+        response.status,
+        serde_json::from_slice(&response.body).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn held_deletions_are_listed_and_decided_only_by_a_request_that_may_decide() {
+    let (svc, fixture, _, queue) = harvested_with_queue().await;
+    let mut source = svc.store.get_source("ocean").await.unwrap().unwrap().source;
+    source.options.stale_after_listings = 1;
+    source.options.on_stale = trawl::model::StaleAction::Hold;
+    svc.store.put_source(&source).await.unwrap();
+    fixture.remove_dataset("ds_0007");
+    fixture.remove_dataset("ds_0008");
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    harvest_once(&svc, &queue, "ocean", later, 4, &|_| {})
+        .await
+        .unwrap();
+
+    let (status, body) = get(&svc, "/api/sources/ocean/deletions", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 2);
+    assert_eq!(body["pending"][0]["resource_id"], "ds_0007");
+    assert_eq!(get(&svc, "/api/sources/nosuch/deletions", &[]).await.0, 404);
+
+    // Without the header's permission a POST is refused as before, and changes nothing.
+    let path = "/api/sources/ocean/deletions/approve";
+    assert_eq!(decide(&svc, path, &[("id", "ds_0007")], false).await.0, 405);
+    assert_eq!(
+        get(&svc, "/api/sources/ocean/deletions", &[]).await.1["count"],
+        2
+    );
+
+    let (status, body) = decide(&svc, path, &[("id", "ds_0007")], true).await;
+    assert_eq!(
+        (status, &body["done"]),
+        (200, &serde_json::json!(["ds_0007"])),
+        "{body}"
+    );
+    let (status, body) = decide(&svc, "/api/sources/ocean/deletions/restore", &[], true).await;
+    assert_eq!(
+        (status, &body["done"]),
+        (200, &serde_json::json!(["ds_0008"])),
+        "{body}"
+    );
+    assert_eq!(
+        get(&svc, "/api/sources/ocean/deletions", &[]).await.1["count"],
+        0
+    );
+    let (_, resource) = get(&svc, "/api/sources/ocean/resources/ds_0007", &[]).await;
+    assert!(resource["state"]["deleted_at"].is_string(), "{resource}");
+
+    assert_eq!(
+        decide(&svc, "/api/sources/nosuch/deletions/approve", &[], true)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        decide(&svc, "/api/sources/ocean/resources", &[], true)
+            .await
+            .0,
+        404
+    );
 }

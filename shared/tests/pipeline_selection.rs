@@ -91,6 +91,7 @@ async fn a_selection_harvests_exactly_the_named_resources_and_counts_unknown_one
             method: "GET",
             path: &path,
             query: Default::default(),
+            may_decide: false,
         },
     )
     .await;

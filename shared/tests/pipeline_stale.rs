@@ -8,8 +8,8 @@ use common::{erddap_world, t};
 use trawl::model::{SessionStatus, SourceOptions, StaleAction};
 use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::schedule::run_now;
-use trawl::pipeline::stale;
-use trawl::ports::{ObjectStore, ResourceStates};
+use trawl::pipeline::{deletions, stale};
+use trawl::ports::{ObjectStore, ResourceStates, SourceRegistry};
 use trawl_fixtures::Failure;
 
 #[tokio::test]
@@ -255,4 +255,197 @@ async fn a_source_set_to_remove_deletes_for_good_after_its_own_count() {
         .unwrap();
     assert_eq!((state.record_key, state.raw_key), (None, None));
     assert!(state.deleted_at.is_some());
+}
+
+#[tokio::test]
+async fn a_source_set_to_hold_keeps_its_deletions_pending_until_an_operator_approves_them() {
+    let w = erddap_world(6, &[]).await;
+    w.set_options(SourceOptions {
+        stale_after_listings: 1,
+        on_stale: StaleAction::Hold,
+        ..SourceOptions::default()
+    })
+    .await;
+    w.harvest("2026-11-01").await;
+    w.fixture.remove_dataset("ds_0002");
+    w.fixture.remove_dataset("ds_0005");
+
+    // Due for deletion, but held: still in the catalog, listed in the summary with a count.
+    let session = w.harvest("2026-11-02").await;
+    let stale = w.stale_report(&session).await;
+    assert_eq!(
+        (stale.held.clone(), stale.deleted.len()),
+        (vec!["ds_0002".to_string(), "ds_0005".to_string()], 0)
+    );
+    let summary = w.summary(&session).await;
+    assert_eq!(summary["held_deletions"], 2);
+    assert_eq!(
+        summary["stale"]["held"],
+        serde_json::json!(["ds_0002", "ds_0005"])
+    );
+    assert_eq!(
+        w.objects.keys("records/src/ds_0002").len(),
+        1,
+        "not deleted"
+    );
+    let held: Vec<String> = deletions::held(&w.svc, "src")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.resource_id)
+        .collect();
+    assert_eq!(held, ["ds_0002", "ds_0005"]);
+
+    // Still missing next time: still held, not deleted.
+    let later = w.harvest("2026-11-03").await;
+    assert_eq!(w.stale_report(&later).await.held, ["ds_0002", "ds_0005"]);
+    assert!(w.objects.keys("deleted/").is_empty());
+
+    // Approving one applies the source's deletion to it alone: moved aside, history kept.
+    let decision = deletions::approve(
+        &w.svc,
+        "src",
+        &["ds_0002".to_string(), "ds_0001".to_string()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(decision.done, ["ds_0002"]);
+    assert_eq!(
+        decision.skipped[0].resource_id, "ds_0001",
+        "nothing pending for it"
+    );
+    let state = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!state.is_live() && !state.deletion_held());
+    assert_eq!(state.history.len(), 1, "its history is kept");
+    assert_eq!(w.objects.keys("deleted/records/src/ds_0002.json").len(), 1);
+    assert!(w.objects.keys("records/src/ds_0002").is_empty());
+    assert_eq!(
+        deletions::held(&w.svc, "src").await.unwrap().len(),
+        1,
+        "ds_0005 still waits"
+    );
+
+    // Restoring discards ds_0005's pending deletion and brings ds_0002 back from deleted/.
+    let decision = deletions::restore(
+        &w.svc,
+        "src",
+        &["ds_0005".to_string(), "ds_0002".to_string()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(decision.done, ["ds_0005", "ds_0002"], "{decision:?}");
+    let back = w
+        .store
+        .get_resource("src", "ds_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(back.is_live());
+    assert_eq!(back.record_key.as_deref(), Some("records/src/ds_0002.json"));
+    assert_eq!(
+        back.history, state.history,
+        "its history comes back with it"
+    );
+    assert!(w.objects.keys("deleted/").is_empty());
+    assert!(w
+        .objects
+        .get("records/src/ds_0002.json")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(deletions::held(&w.svc, "src").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_held_resource_listed_again_is_no_longer_pending() {
+    let w = erddap_world(4, &[]).await;
+    w.set_options(SourceOptions {
+        stale_after_listings: 1,
+        on_stale: StaleAction::Hold,
+        ..SourceOptions::default()
+    })
+    .await;
+    w.harvest("2026-11-01").await;
+    w.fixture.remove_dataset("ds_0003");
+    w.harvest("2026-11-02").await;
+    assert_eq!(deletions::held(&w.svc, "src").await.unwrap().len(), 1);
+    w.fixture.restore_dataset("ds_0003");
+    let session = w.harvest("2026-11-03").await;
+    assert!(deletions::held(&w.svc, "src").await.unwrap().is_empty());
+    assert_eq!(w.summary(&session).await["held_deletions"], 0);
+    assert_eq!(
+        deletions::approve(&w.svc, "src", &[])
+            .await
+            .unwrap()
+            .done
+            .len(),
+        0,
+        "nothing left to approve"
+    );
+}
+
+#[tokio::test]
+async fn deletions_are_not_decided_while_the_source_has_a_running_session() {
+    let w = erddap_world(3, &[]).await;
+    w.harvest("2026-11-01").await;
+    run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    let refused = deletions::approve(&w.svc, "src", &[]).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("running session (src@20261102T120000Z)"),
+        "{refused}"
+    );
+    assert!(matches!(
+        deletions::restore(&w.svc, "src", &["ds_0001".to_string()]).await,
+        Err(deletions::DeletionError::SessionRunning { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_source_is_purged_only_between_sessions_and_leaves_nothing() {
+    let w = erddap_world(3, &[]).await;
+    w.harvest("2026-11-01").await;
+    run_now(&w.svc, "src", t("2026-11-02T12:00:00Z"))
+        .await
+        .unwrap();
+    let refused = trawl::pipeline::sources::purge(&w.svc, "src")
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("running session (src@20261102T120000Z)"),
+        "{refused}"
+    );
+    assert!(
+        !w.objects.keys("records/src/").is_empty(),
+        "nothing removed"
+    );
+    w.drain().await;
+    trawl::pipeline::finalize::finalize_session(&w.svc, "src@20261102T120000Z")
+        .await
+        .unwrap();
+    let purged = trawl::pipeline::sources::purge(&w.svc, "src")
+        .await
+        .unwrap();
+    assert_eq!(purged.states, 3);
+    for prefix in ["records/src/", "raw/src/", "logs/src/", "sessions/src/"] {
+        assert!(w.objects.keys(prefix).is_empty(), "{prefix}");
+    }
+    assert!(w
+        .store
+        .list_resources("src", None)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
+    assert!(w.store.get_source("src").await.unwrap().is_none());
 }

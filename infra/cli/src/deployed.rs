@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use trawl::documents::{ResourceLog, SessionSummary};
+use trawl::documents::{ResourceLog, SessionChanges, SessionSummary};
 use trawl::model::{Session, SourceSpec};
 use trawl::pipeline::{schedule::run_now, Services, Settings};
 use trawl::ports::SourceEntry;
@@ -94,14 +94,24 @@ pub async fn add_source(d: &Deployed, file: &Path, update: bool) -> Result<Shown
     })
 }
 
-pub async fn remove_source(d: &Deployed, id: &str) -> Result<Shown> {
-    let Some(entry) = d.svc.store.get_source(id).await? else {
+pub async fn remove_source(svc: &Services, id: &str, purge: bool) -> Result<Shown> {
+    if purge {
+        let purged = trawl::pipeline::sources::purge(svc, id).await?;
+        return Ok(Shown {
+            text: format!(
+                "removed source {id} and purged it: {} resource states (with their history) and {} objects (records, raw responses, logs, sessions, deleted copies)",
+                purged.states, purged.objects
+            ),
+            json: json!({"removed": id, "purged": purged}),
+        });
+    }
+    let Some(entry) = svc.store.get_source(id).await? else {
         bail!("no source {id}");
     };
     if let Some(running) = &entry.running_session {
         bail!("source {id} has a running session ({running}); abort it first");
     }
-    if !d.svc.store.remove_source(id).await? {
+    if !svc.store.remove_source(id).await? {
         bail!("source {id} could not be removed (a session started meanwhile?)");
     }
     Ok(Shown {
@@ -209,22 +219,64 @@ pub async fn abort(d: &Deployed, session_id: &str) -> Result<Shown> {
     })
 }
 
-pub async fn session(d: &Deployed, id: &str) -> Result<Shown> {
-    let session = d
-        .svc
+pub async fn session(svc: &Services, id: &str, changes: bool) -> Result<Shown> {
+    let session = svc
         .store
         .get_session(id)
         .await?
         .ok_or_else(|| anyhow!("no session {id}"))?;
     let summary: Option<SessionSummary> = trawl::documents::get(
-        d.svc.objects.as_ref(),
+        svc.objects.as_ref(),
         &trawl::keys::summary_key(&session.source_id, &session.stamp()),
     )
     .await?;
+    if changes {
+        let Some(summary) = summary else {
+            bail!("session {id} has no summary yet (its changes are known when it closes)");
+        };
+        return Ok(Shown {
+            text: changes_text(&summary.changes),
+            json: json!({"session_id": id, "changes": summary.changes}),
+        });
+    }
     Ok(Shown {
         text: session_text(&session, summary.as_ref()),
         json: json!({"session": session, "summary": summary}),
     })
+}
+
+/// `trawl session ID --changes`: each kind's count, then its ids (changed ones with their
+/// fields), the summary's first `SessionChanges::LISTED` of each.
+fn changes_text(c: &SessionChanges) -> String {
+    let more = |listed: usize, count: u64| {
+        (count > listed as u64)
+            .then(|| format!("  … and {} more", count - listed as u64))
+            .into_iter()
+    };
+    let mut out = vec![format!(
+        "added {}, changed {}, removed {}, restored {}",
+        c.added.count, c.changed.count, c.removed.count, c.restored.count
+    )];
+    for (kind, ids) in [
+        ("added", &c.added),
+        ("removed", &c.removed),
+        ("restored", &c.restored),
+    ] {
+        if !ids.ids.is_empty() {
+            out.push(format!("{kind}:"));
+            out.extend(ids.ids.iter().map(|id| format!("  {id}")));
+            out.extend(more(ids.ids.len(), ids.count));
+        }
+    }
+    if !c.changed.resources.is_empty() {
+        out.push("changed:".into());
+        out.extend(c.changed.resources.iter().map(|r| match &r.fields {
+            Some(fields) => format!("  {}  ({})", r.resource_id, fields.join(", ")),
+            None => format!("  {}  (fields not known)", r.resource_id),
+        }));
+        out.extend(more(c.changed.resources.len(), c.changed.count));
+    }
+    out.join("\n")
 }
 
 fn session_text(s: &Session, summary: Option<&SessionSummary>) -> String {
@@ -475,7 +527,7 @@ pub async fn dlq_replay(d: &Deployed) -> Result<Shown> {
 }
 
 /// Columns padded to their widest cell.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -16,6 +16,7 @@
 //! history accumulates and unchanged records are recognised.
 
 mod apply;
+mod deletions;
 mod deployed;
 mod serve;
 
@@ -110,7 +111,15 @@ enum Command {
     /// Abort a running session: its remaining work is counted as aborted, not fetched.
     Abort { session_id: String },
     /// A session: counters, reasons, duration, listing integrity.
-    Session { session_id: String },
+    Session {
+        session_id: String,
+        /// What it changed instead: added, changed (with the record fields), removed, restored.
+        #[arg(long)]
+        changes: bool,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// A source's recent sessions, newest first.
     Sessions {
         source_id: String,
@@ -138,6 +147,14 @@ enum Command {
         deployed: bool,
         #[arg(long, default_value_t = DEFAULT_SERVE_PORT)]
         port: u16,
+    },
+    /// Deletions kept pending by a source's `on_stale: hold`, and resources moved under deleted/.
+    Deletions {
+        #[command(subcommand)]
+        action: DeletionsAction,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
     },
     /// The work dead-letter queue.
     Dlq {
@@ -169,9 +186,16 @@ enum SourcesAction {
     Update {
         file: PathBuf,
     },
-    /// Unregister a source (its records and history are kept).
+    /// Unregister a source (its records and history are kept, unless --purge).
     Remove {
         id: String,
+        /// Also remove its records, raw responses, logs, sessions, resource states and
+        /// history, so the source added again starts clean (refused while a session runs).
+        #[arg(long)]
+        purge: bool,
+        /// An embedded run's data directory instead of the deployed stack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Make the registered sources match FILE (one source or a list, JSON or YAML): add and
     /// update, and with --prune remove those not in it. Prints what changed.
@@ -190,6 +214,23 @@ enum SourcesAction {
     List,
     Show {
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeletionsAction {
+    /// The source's pending deletions.
+    List { source_id: String },
+    /// Delete them (moved under deleted/, history kept): the named ones, or all pending.
+    Approve {
+        source_id: String,
+        resource_ids: Vec<String>,
+    },
+    /// Keep them: discard the named pending deletions (all, if none is named), and bring
+    /// the named deleted resources back from deleted/ with their history.
+    Restore {
+        source_id: String,
+        resource_ids: Vec<String>,
     },
 }
 
@@ -255,13 +296,13 @@ async fn run(cli: Cli) -> Result<bool> {
         port,
     } = cli.command
     {
-        let svc = if deployed {
-            deployed::connect(cli.stack_outputs).await?.svc
+        let (svc, state) = if deployed {
+            (deployed::connect(cli.stack_outputs).await?.svc, None)
         } else {
             let store = Arc::new(DiskStore::open_reader(&data_dir)?);
             let objects = Arc::new(FileObjects::new(&data_dir));
             let mut svc = Services::new(
-                store,
+                store.clone(),
                 objects.clone(),
                 Arc::new(MemoryQueue::default()),
                 Settings::default(),
@@ -274,9 +315,9 @@ async fn run(cli: Cli) -> Result<bool> {
                     eprintln!("{session} was interrupted (its run stopped); wound up");
                 }
             }
-            svc
+            (svc, Some(store))
         };
-        serve::serve(svc, port).await?;
+        serve::serve(svc, state, port).await?;
         return Ok(true);
     }
     if let Command::Sources {
@@ -304,13 +345,84 @@ async fn run(cli: Cli) -> Result<bool> {
     {
         return run_embedded(cli.json, data_dir, source_id, selection(resources.clone())?).await;
     }
+    if let Command::Sources {
+        action:
+            SourcesAction::Remove {
+                id,
+                purge,
+                data_dir: Some(data_dir),
+            },
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let store = Arc::new(DiskStore::open(data_dir)?);
+        let svc = Services::new(
+            store.clone(),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        // A killed run's session would hold the source forever: wound up, as a harvest would.
+        for session in wind_up_interrupted(&svc).await? {
+            eprintln!("{session} was interrupted (its run stopped); wound up");
+        }
+        let shown = deployed::remove_source(&svc, id, *purge).await?;
+        store.save()?;
+        print_shown(cli.json, &shown)?;
+        return Ok(true);
+    }
+    if let Command::Deletions {
+        action,
+        data_dir: Some(data_dir),
+    } = &cli.command
+    {
+        let _only_one = lock_data_dir(data_dir)?;
+        let store = Arc::new(DiskStore::open(data_dir)?);
+        let svc = Services::new(
+            store.clone(),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        // A killed run's session would hold the source forever: wound up, as a harvest would.
+        for session in wind_up_interrupted(&svc).await? {
+            eprintln!("{session} was interrupted (its run stopped); wound up");
+        }
+        let shown = decide_deletions(&svc, action).await?;
+        store.save()?;
+        print_shown(cli.json, &shown)?;
+        return Ok(true);
+    }
+    if let Command::Session {
+        session_id,
+        changes,
+        data_dir: Some(data_dir),
+    } = &cli.command
+    {
+        if !data_dir.join("state.db").is_file() {
+            bail!("{} holds no embedded run (no state.db)", data_dir.display());
+        }
+        let svc = Services::new(
+            Arc::new(DiskStore::open_reader(data_dir)?),
+            Arc::new(FileObjects::new(data_dir)),
+            Arc::new(MemoryQueue::default()),
+            Settings::default(),
+        );
+        print_shown(
+            cli.json,
+            &deployed::session(&svc, session_id, *changes).await?,
+        )?;
+        return Ok(true);
+    }
     if !matches!(cli.command, Command::Harvest { .. }) {
         let d = deployed::connect(cli.stack_outputs).await?;
         let shown = match cli.command {
             Command::Sources { action } => match action {
                 SourcesAction::Add { file } => deployed::add_source(&d, &file, false).await?,
                 SourcesAction::Update { file } => deployed::add_source(&d, &file, true).await?,
-                SourcesAction::Remove { id } => deployed::remove_source(&d, &id).await?,
+                SourcesAction::Remove { id, purge, .. } => {
+                    deployed::remove_source(&d.svc, &id, purge).await?
+                }
                 SourcesAction::List => deployed::list_sources(&d).await?,
                 SourcesAction::Show { id } => deployed::show_source(&d, &id).await?,
                 SourcesAction::Apply {
@@ -328,7 +440,11 @@ async fn run(cli: Cli) -> Result<bool> {
             } => deployed::run(&d, &source_id, selection(resources)?.as_ref()).await?,
             Command::Run { .. } => unreachable!("run on a data directory above"),
             Command::Abort { session_id } => deployed::abort(&d, &session_id).await?,
-            Command::Session { session_id } => deployed::session(&d, &session_id).await?,
+            Command::Session {
+                session_id,
+                changes,
+                ..
+            } => deployed::session(&d.svc, &session_id, changes).await?,
             Command::Sessions { source_id, limit } => {
                 deployed::sessions(&d, &source_id, limit).await?
             }
@@ -340,6 +456,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 source_id,
                 resource_id,
             } => deployed::resource(&d, &source_id, &resource_id).await?,
+            Command::Deletions { action, .. } => decide_deletions(&d.svc, &action).await?,
             Command::Dlq { action } => match action {
                 DlqAction::List => deployed::dlq_list(&d).await?,
                 DlqAction::Replay => deployed::dlq_replay(&d).await?,
@@ -549,6 +666,20 @@ async fn run_embedded(
         print_summary(&run, objects.as_ref(), data_dir, took).await?;
     }
     Ok(run.session.status != SessionStatus::Failed)
+}
+
+async fn decide_deletions(svc: &Services, action: &DeletionsAction) -> Result<deployed::Shown> {
+    match action {
+        DeletionsAction::List { source_id } => deletions::list(svc, source_id).await,
+        DeletionsAction::Approve {
+            source_id,
+            resource_ids,
+        } => deletions::approve(svc, source_id, resource_ids).await,
+        DeletionsAction::Restore {
+            source_id,
+            resource_ids,
+        } => deletions::restore(svc, source_id, resource_ids).await,
+    }
 }
 
 fn spec(id: String, protocol: String, base_url: String, internal: bool) -> Result<Source> {

@@ -15,10 +15,16 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use trawl::api::{handle, ApiRequest};
+use trawl::api::{handle, ApiRequest, DECIDE_HEADER};
 use trawl::pipeline::Services;
 
-pub async fn serve(svc: Services, port: u16) -> Result<()> {
+/// Serves the API; `state`, for an embedded run's data directory, is committed after each
+/// decision so it is on disk at once (not held open until the store's next group).
+pub async fn serve(
+    svc: Services,
+    state: Option<Arc<trawl::local::DiskStore>>,
+    port: u16,
+) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -31,9 +37,11 @@ pub async fn serve(svc: Services, port: u16) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let svc = svc.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let svc = svc.clone();
+                let state = state.clone();
                 async move {
                     let host = request
                         .uri()
@@ -41,7 +49,13 @@ pub async fn serve(svc: Services, port: u16) -> Result<()> {
                         .map(|a| a.as_str())
                         .or_else(|| request.headers().get(HOST)?.to_str().ok());
                     Ok::<_, Infallible>(if answers_to(host, bound.ip()) {
-                        answer(&svc, &request).await
+                        let answered = answer(&svc, &request).await;
+                        if request.method() == hyper::Method::POST {
+                            if let Some(Err(e)) = state.as_ref().map(|s| s.commit()) {
+                                eprintln!("could not commit the state database: {e}");
+                            }
+                        }
+                        answered
                     } else {
                         misdirected()
                     })
@@ -105,6 +119,7 @@ async fn answer(svc: &Services, request: &Request<Incoming>) -> Response<Full<By
             method: request.method().as_str(),
             path: request.uri().path(),
             query,
+            may_decide: request.headers().contains_key(DECIDE_HEADER),
         },
     )
     .await;

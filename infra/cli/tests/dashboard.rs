@@ -150,7 +150,15 @@ struct World {
     oai_deleted: String,
     aborted: String,
     running: String,
-    _fixtures: (ErddapFixture, ErddapFixture, ErddapFixture, OaiFixture),
+    /// `kept`'s second session: one dataset gone (its deletion held), one edited.
+    kept_session: String,
+    _fixtures: (
+        ErddapFixture,
+        ErddapFixture,
+        ErddapFixture,
+        OaiFixture,
+        ErddapFixture,
+    ),
 }
 
 /// A data directory as an operator's looks after a week: `coast` (ERDDAP, two resources
@@ -205,6 +213,7 @@ async fn world() -> World {
     let broken = erddap(3, &[("allDatasets", Failure::ServerError)])
         .await
         .unwrap();
+    let kept = erddap(4, &[]).await.unwrap();
     let oai = OaiFixture::start(OaiConfig {
         records: 12,
         page_size: 5,
@@ -270,6 +279,13 @@ async fn world() -> World {
             json!({}),
         ),
         register(
+            "kept",
+            "erddap",
+            kept.base_url(),
+            "rate(1 day)",
+            json!({"stale_after_listings": 1, "on_stale": "hold"}),
+        ),
+        register(
             "fresh",
             "erddap",
             shelf.base_url(),
@@ -305,6 +321,10 @@ async fn world() -> World {
     harvest("shelf", 2.5).await;
     harvest("shelf", 0.5).await;
     harvest("broken", 1.2).await;
+    harvest("kept", 5.0).await;
+    kept.remove_dataset("ds_0003");
+    kept.bump_version("ds_0001");
+    let kept_session = harvest("kept", 4.5).await;
 
     harvest("oai", 3.5).await;
     let oai_deleted = oai.identifiers()[3].clone();
@@ -363,7 +383,8 @@ async fn world() -> World {
         oai_deleted,
         aborted,
         running,
-        _fixtures: (coast, shelf, broken, oai),
+        kept_session,
+        _fixtures: (coast, shelf, broken, oai, kept),
     }
 }
 
@@ -643,6 +664,8 @@ async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
         );
         let deleted = &html[html.find(r#"id="stale-deleted""#).unwrap()..];
         assert!(deleted.contains("ds_0011") && deleted.contains("ds_0012"));
+        let removed = &html[html.find(r#"id="changes-removed""#).unwrap()..];
+        assert!(removed.contains("ds_0011") && removed.contains("ds_0012"));
         let html = view(
             "session-restored",
             &format!("session/{}", esc(&w.coast_sessions[3])),
@@ -668,6 +691,42 @@ async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
         let html = view("session-running", &format!("session/{}", esc(&w.running)));
         assert!(html.contains(r#"data-badge="running""#));
         assert!(html.contains(r#"data-filter="pending""#));
+        // A source holding deletions: each pending one with approve and discard buttons; its
+        // session lists the held one and what changed (the edited record with its fields).
+        let html = view("source-held", "source/kept");
+        let pending = get("/api/sources/kept/deletions".into()).await;
+        assert_eq!(pending["count"], 1);
+        let held = &html[html.find(r#"id="pending-deletions""#).unwrap()..];
+        assert!(held.contains(r#"data-held="ds_0003""#), "{held}");
+        assert!(held.contains(r#"data-decide="approve" data-id="ds_0003""#));
+        assert!(held.contains(r#"data-decide="restore" data-id="ds_0003""#));
+        assert!(
+            held.contains(word("Approve", "Approuver"))
+                && held.contains(word("Discard", "Écarter"))
+        );
+        assert!(html.contains(word(
+            "kept pending until an operator approves",
+            "gardées en attente"
+        )));
+        let summary = get(format!("/api/sessions/{}/summary", esc(&w.kept_session))).await;
+        let html = view(
+            "session-changes",
+            &format!("session/{}", esc(&w.kept_session)),
+        );
+        assert!(html[html.find(r#"id="stale-held""#).unwrap()..].contains("ds_0003"));
+        for kind in ["added", "changed", "removed", "restored"] {
+            assert_eq!(
+                field(&html, r#"id="changes""#, kind).trim(),
+                shown(&summary["changes"][kind]["count"], lang),
+                "{kind}"
+            );
+        }
+        let changed = &html[html.find(r#"data-changed="ds_0001""#).unwrap()..];
+        assert!(
+            changed[..changed.find("</li>").unwrap()].contains("<code>title</code>"),
+            "{changed}"
+        );
+        assert!(html.contains(word("What changed", "Ce qui a changé")));
         let html = view("source-broken", "source/broken");
         assert!(html.contains(r#"data-badge="failing""#));
 

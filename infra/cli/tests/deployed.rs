@@ -199,3 +199,69 @@ async fn an_operator_registers_runs_follows_and_removes_a_source() {
     refused(&trawl(&["sources", "show", &id]).await, "no source");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_source_added_again_starts_clean_and_its_session_says_what_changed() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = unique_source_id("purge");
+    let dir = std::env::temp_dir().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("source.json");
+    let spec = serde_json::json!({"id": id, "protocol": "erddap", "base_url": fixture.base_url(),
+        "schedule": "cron(0 3 * * ? *)", "internal": true});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let file = file.display().to_string();
+    let harvest = || async {
+        ok(&trawl(&["sources", "add", &file]).await);
+        let started = json(&trawl(&["--json", "run", &id]).await);
+        let session_id = started["started"][0].as_str().unwrap().to_string();
+        runner
+            .run_until_closed(std::slice::from_ref(&session_id), Duration::from_secs(120))
+            .await
+            .unwrap();
+        session_id
+    };
+
+    let first = harvest().await;
+    let changes = json(&trawl(&["--json", "session", &first, "--changes"]).await);
+    assert_eq!(changes["changes"]["added"]["count"], 5, "{changes}");
+    let text = ok(&trawl(&["session", &first, "--changes"]).await);
+    assert!(
+        text.starts_with("added 5, changed 0, removed 0, restored 0"),
+        "{text}"
+    );
+
+    let purged = json(&trawl(&["--json", "sources", "remove", &id, "--purge"]).await);
+    assert_eq!(purged["purged"]["states"], 5, "{purged}");
+    // Five records, five raw responses, the batch logs and the session's documents.
+    assert!(
+        purged["purged"]["objects"].as_u64().unwrap() > 10,
+        "{purged}"
+    );
+    refused(&trawl(&["sources", "show", &id]).await, "no source");
+    refused(&trawl(&["resource", &id, "ds_0001"]).await, "ds_0001");
+
+    let second = harvest().await;
+    let session = json(&trawl(&["--json", "session", &second]).await);
+    assert_eq!(
+        session["session"]["counters"]["harvested"], 5,
+        "all new again"
+    );
+    assert_eq!(session["session"]["counters"]["unchanged"], 0);
+    let sessions = json(&trawl(&["--json", "sessions", &id]).await);
+    assert_eq!(
+        sessions.as_array().unwrap().len(),
+        1,
+        "the old session is not listed"
+    );
+
+    ok(&trawl(&["sources", "remove", &id, "--purge"]).await);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -55,7 +55,16 @@ pub struct ApiRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: HashMap<String, String>,
+    /// Whether this request may decide deletions (the only `POST`s): the local `trawl serve`
+    /// sets it for a request carrying [`DECIDE_HEADER`], which a page on another site cannot
+    /// send without a CORS preflight this server never grants; the deployed HTTP API never
+    /// does, so it stays read-only.
+    pub may_decide: bool,
 }
+
+/// The header a `POST` must carry to be taken as the operator's decision (the dashboard
+/// sends it); a plain cross-site form cannot.
+pub const DECIDE_HEADER: &str = "x-trawl-decide";
 
 #[derive(Debug)]
 pub struct ApiResponse {
@@ -111,9 +120,12 @@ impl ApiResponse {
 pub async fn handle(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
     let mut response = match request.method {
         "GET" | "HEAD" => route(svc, request).await,
+        "POST" if request.may_decide => decide(svc, request).await,
         _ => {
-            let mut refused =
-                ApiResponse::error(405, "the status API is read-only: GET and HEAD only");
+            let mut refused = ApiResponse::error(
+                405,
+                "the status API is read-only: GET and HEAD only (deletions are decided through `trawl serve`'s dashboard or `trawl deletions`)",
+            );
             refused.headers.push(("allow", "GET, HEAD".into()));
             refused
         }
@@ -156,6 +168,7 @@ async fn route(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
                 "id is required: the resource's id, as a query parameter",
             ))),
         },
+        ["api", "sources", id, "deletions"] => resources::held_deletions(svc, id).await,
         ["api", "sessions"] => sessions::recent(svc, query).await,
         ["api", "sessions", id] => sessions::one(svc, id, query).await,
         ["api", "sessions", id, "outcomes"] => sessions::outcomes(svc, id, query).await,
@@ -175,6 +188,38 @@ async fn route(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
 }
 
 type Answer = Result<Result<Value, ApiResponse>, StoreError>;
+
+/// `POST /api/sources/{id}/deletions/approve|restore[?id=]`: an operator's decision about a
+/// source's pending deletions (one resource, or all pending), as `trawl deletions` makes it.
+async fn decide(svc: &Services, request: &ApiRequest<'_>) -> ApiResponse {
+    use crate::pipeline::deletions::{self, DeletionError};
+    let segments: Vec<String> = request
+        .path
+        .trim_matches('/')
+        .split('/')
+        .map(decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let ids: Vec<String> = request.query.get("id").cloned().into_iter().collect();
+    let decided = match segments.as_slice() {
+        ["api", "sources", id, "deletions", "approve"] => deletions::approve(svc, id, &ids).await,
+        ["api", "sources", id, "deletions", "restore"] => deletions::restore(svc, id, &ids).await,
+        _ => {
+            return ApiResponse::error(
+                404,
+                format!("no route POST {}: only deletions are decided", request.path),
+            )
+        }
+    };
+    match decided {
+        Ok(decision) => ApiResponse::json(200, &json!(decision)),
+        Err(e @ DeletionError::UnknownSource(_)) => ApiResponse::error(404, e.to_string()),
+        Err(e @ DeletionError::SessionRunning { .. }) => ApiResponse::error(409, e.to_string()),
+        Err(DeletionError::Store(e)) => {
+            ApiResponse::error(503, format!("storage unavailable: {e}"))
+        }
+    }
+}
 
 /// Percent-decodes one path segment (ids may hold `@`, `:` or `/`, sent as `%40`, `%3A`,
 /// `%2F`); a malformed escape is kept as it is.

@@ -353,3 +353,26 @@ pub(super) async fn source_reasons(svc: &Services, source_id: &str) -> Answer {
         })).collect::<Vec<_>>(),
     })))
 }
+
+/// A source's deletions held for an operator (`on_stale: hold`).
+pub(super) async fn held_deletions(svc: &Services, source_id: &str) -> Answer {
+    if svc.store.get_source(source_id).await?.is_none() {
+        return not_found(format!("no source {source_id}"));
+    }
+    let held = crate::pipeline::deletions::held(svc, source_id).await?;
+    let pending: Vec<Value> = held
+        .iter()
+        .map(|s| {
+            json!({
+                "resource_id": s.resource_id,
+                "title": s.title,
+                "held_at": s.deletion_held_at,
+                "missing_listings": s.missing_listings,
+                "last_harvested_at": s.last_harvested_at,
+            })
+        })
+        .collect();
+    Ok(Ok(
+        json!({"source_id": source_id, "count": pending.len(), "pending": pending}),
+    ))
+}

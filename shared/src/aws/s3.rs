@@ -97,6 +97,54 @@ impl ObjectStore for S3Objects {
         Ok(self.list(prefix).await?.1)
     }
 
+    /// ListObjectsV2 without a delimiter, each page (up to 1,000 keys) deleted with one
+    /// DeleteObjects; a key S3 reports it could not delete fails the call.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut deleted = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(format_args!("s3 list {prefix}"), e))?;
+            let objects = page
+                .contents()
+                .iter()
+                .filter_map(|o| ObjectIdentifier::builder().key(o.key()?).build().ok())
+                .collect::<Vec<_>>();
+            if objects.is_empty() {
+                continue;
+            }
+            let count = objects.len() as u64;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::permanent(format!("s3 delete {prefix}: {e}")))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| sdk_error(format_args!("s3 delete {prefix}"), e))?;
+            if let Some(e) = out.errors().first() {
+                return Err(StoreError::new(format!(
+                    "s3 delete {}: {}",
+                    e.key().unwrap_or(prefix),
+                    e.message().unwrap_or("not deleted")
+                )));
+            }
+            deleted += count;
+        }
+        Ok(deleted)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         // S3 answers a delete of a missing key with success, which is what callers want.
         self.client

@@ -117,6 +117,33 @@ impl ObjectStore for FileObjects {
         Ok(files)
     }
 
+    /// The prefix's directory removed whole, so no empty folder is left to be listed (a
+    /// purged source's old sessions would otherwise still show as folders).
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut count = 0u64;
+        let mut pending = vec![dir.clone()];
+        while let Some(at) = pending.pop() {
+            let entries = match std::fs::read_dir(&at) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&at, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error(&at, e))?;
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => pending.push(entry.path()),
+                    _ => count += 1,
+                }
+            }
+        }
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(count),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error(&dir, e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {

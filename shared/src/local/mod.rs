@@ -73,6 +73,13 @@ impl ObjectStore for MemoryObjects {
         Ok(folders.into_iter().collect())
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let before = objects.len();
+        objects.retain(|key, _| !key.starts_with(prefix));
+        Ok((before - objects.len()) as u64)
+    }
+
     async fn files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
             .keys(prefix)

@@ -7,7 +7,7 @@
 //! Ids compare as bytes in both, the order DynamoDB sorts keys in: the stale check walks a
 //! session's markers and the source's resources side by side and relies on it.
 
-use crate::model::{Outcome, Reason, ResourceState, Session};
+use crate::model::{Outcome, Reason, RecordChange, ResourceState, Session};
 use crate::ports::{PageState, SourceEntry, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -21,6 +21,9 @@ pub struct Settled {
     /// The session brought the resource back after it was deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restored: bool,
+    /// What the harvest changed in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<RecordChange>,
 }
 
 impl Settled {
@@ -30,6 +33,7 @@ impl Settled {
             outcome: state.last_outcome,
             reason: state.last_reason.clone(),
             restored: state.restored_now(),
+            change: state.change_now().cloned(),
         }
     }
 }
@@ -51,6 +55,9 @@ pub trait Rows: Send {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ResourceState>, StoreError>;
+
+    /// Removes every resource of a source; how many there were.
+    fn remove_resources(&mut self, source_id: &str) -> Result<u64, StoreError>;
 
     /// Every resource of every source, in (source, id) order, handed to `each` in turn.
     fn each_resource(
@@ -183,6 +190,12 @@ impl Rows for MemoryRows {
         each: &mut dyn FnMut(&ResourceState) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.resources.values().try_for_each(each)
+    }
+
+    fn remove_resources(&mut self, source_id: &str) -> Result<u64, StoreError> {
+        let before = self.resources.len();
+        self.resources.retain(|(source, _), _| source != source_id);
+        Ok((before - self.resources.len()) as u64)
     }
 
     fn marker(

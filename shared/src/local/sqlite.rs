@@ -297,6 +297,14 @@ impl Rows for SqliteRows {
         )
     }
 
+    fn remove_resources(&mut self, source_id: &str) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM resources WHERE source_id = ?1")
+            .and_then(|mut stmt| stmt.execute([source_id]))
+            .map(|n| n as u64)
+            .map_err(db_error)
+    }
+
     fn marker(
         &mut self,
         session_id: &str,

@@ -422,6 +422,7 @@ impl<R: Rows + 'static> SessionLedger for LocalStore<R> {
                 resource_id,
                 outcome: outcome.as_ref().map(|o: &Settled| o.outcome),
                 restored: outcome.as_ref().is_some_and(|o| o.restored),
+                change: outcome.as_ref().and_then(|o| o.change.clone()),
                 reason: outcome.and_then(|o| o.reason),
             })
             .collect();
@@ -480,5 +481,9 @@ impl<R: Rows + 'static> ResourceStates for LocalStore<R> {
         }
         s.rows.put_resource(next)?;
         Ok(true)
+    }
+
+    async fn remove_resources(&self, source_id: &str) -> Result<u64, StoreError> {
+        self.lock().rows.remove_resources(source_id)
     }
 }

@@ -29,6 +29,7 @@ pub enum AlertKind {
     FailingInARow,
     NoSuccess,
     DeletionsBlocked,
+    DeletionsHeld,
 }
 
 impl AlertKind {
@@ -38,6 +39,7 @@ impl AlertKind {
             AlertKind::FailingInARow => "failing_in_a_row",
             AlertKind::NoSuccess => "no_success",
             AlertKind::DeletionsBlocked => "deletions_blocked",
+            AlertKind::DeletionsHeld => "deletions_held",
         }
     }
 }
@@ -195,6 +197,25 @@ pub fn at_close(
                 link: link.clone(),
             });
         }
+    }
+    // `on_stale: hold`: said at every close while deletions wait for a person.
+    if summary.held_deletions > 0 {
+        let n = summary.held_deletions;
+        alerts.push(Alert {
+            kind: AlertKind::DeletionsHeld,
+            source_id: source.clone(),
+            session_id: Some(session.id.clone()),
+            at,
+            subject: format!("Trawl: {n} deletions of {source} wait for approval"),
+            body: format!(
+                "Session {} of source {source} found {n} resources gone long enough to delete; \
+                 its on_stale is hold, so they wait. `trawl deletions list {source}` shows \
+                 them, `trawl deletions approve|restore {source} [ID…]` decides. Look at {}.",
+                session.id,
+                links.source(source)
+            ),
+            link: links.source(source),
+        });
     }
     alerts
 }
@@ -357,6 +378,8 @@ mod tests {
             restored: vec![],
             restored_count: 0,
             pending_markers: 0,
+            held_deletions: 0,
+            changes: Default::default(),
             stale: None,
             records_prefix: "records/src/".into(),
         }
@@ -470,6 +493,29 @@ mod tests {
         let mut itself = vec![s.clone()];
         itself.extend(history(&[(9, SessionStatus::Failed)]));
         assert_eq!(failure_streak_reached(&s, &itself, 2), Some(2));
+    }
+
+    #[test]
+    fn held_deletions_are_said_with_their_number_and_how_to_decide() {
+        let session = session(10, SessionStatus::Succeeded);
+        let mut sum = summary(&session);
+        let links = AlertLinks {
+            dashboard_url: None,
+        };
+        assert!(at_close(&session, &sum, &[], RULES, &links).is_empty());
+        sum.held_deletions = 3;
+        let alerts = at_close(&session, &sum, &[], RULES, &links);
+        assert_eq!(kinds(&alerts), [AlertKind::DeletionsHeld]);
+        assert!(
+            alerts[0].subject.contains("3 deletions"),
+            "{}",
+            alerts[0].subject
+        );
+        assert!(
+            alerts[0].body.contains("trawl deletions approve"),
+            "{}",
+            alerts[0].body
+        );
     }
 
     #[test]

@@ -179,6 +179,8 @@ pub struct Marker {
     pub reason: Option<Reason>,
     /// The session brought the resource back after it was deleted.
     pub restored: bool,
+    /// What the session's harvest changed in the record (added, or which fields changed).
+    pub change: Option<super::RecordChange>,
 }
 
 /// Outcomes counted in one session: what settling their (pending) markers adds to it.

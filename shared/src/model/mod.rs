@@ -16,7 +16,7 @@ pub use ledger::{
 };
 pub use reason::{Reason, ReasonCode};
 pub use record::{BoundingBox, Dates, Identifier, Link, Record, TimeRange, Translation, Variable};
-pub use resource::{HistoryEntry, Outcome, ResourceState, HISTORY_LEN};
+pub use resource::{HistoryEntry, Outcome, RecordChange, ResourceState, HISTORY_LEN};
 pub use schedule::Schedule;
 pub use session::{Counters, ListingCheck, Session, SessionStatus, Trigger};
 pub use source::{

@@ -51,6 +51,40 @@ pub struct HistoryEntry {
     /// This session brought the resource back after it had been deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restored: bool,
+    /// What this session's harvest changed in the record: new, or which fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<RecordChange>,
+}
+
+/// How a harvested record differs from the one it replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum RecordChange {
+    /// The resource had no record before.
+    Added,
+    /// The record's content hash differed: the top-level record fields whose values differ
+    /// (`None` when the previous record could not be read as it was, so they are not known).
+    Changed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fields: Option<Vec<String>>,
+    },
+}
+
+impl RecordChange {
+    /// The top-level fields whose values differ between two records (as JSON objects), in
+    /// name order; a field present in one only counts as changed.
+    pub fn changed_fields(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
+        let empty = serde_json::Map::new();
+        let before = before.as_object().unwrap_or(&empty);
+        let after = after.as_object().unwrap_or(&empty);
+        let names: std::collections::BTreeSet<&String> =
+            before.keys().chain(after.keys()).collect();
+        names
+            .into_iter()
+            .filter(|name| before.get(*name) != after.get(*name))
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +115,10 @@ pub struct ResourceState {
     /// When it was deleted as stale; a deleted resource is no longer part of the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When the stale rules decided to delete it and its source (`on_stale: hold`) kept the
+    /// deletion pending for an operator to approve or discard; listed again, it is lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_held_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -108,6 +146,7 @@ impl ResourceState {
             reason: reason.clone(),
             at,
             restored: false,
+            change: None,
         });
         if history.len() > HISTORY_LEN {
             history.drain(..history.len() - HISTORY_LEN);
@@ -144,6 +183,7 @@ impl ResourceState {
             missing_listings: 0,
             missing_session: None,
             deleted_at: None,
+            deletion_held_at: None,
         }
     }
 
@@ -179,6 +219,26 @@ impl ResourceState {
         if let Some(last) = self.history.last_mut() {
             last.restored = true;
         }
+    }
+
+    /// Records what this session's harvest changed in the record.
+    pub fn mark_change(&mut self, change: RecordChange) {
+        if let Some(last) = self.history.last_mut() {
+            last.change = Some(change);
+        }
+    }
+
+    /// What this session's outcome (the newest) changed in the record, if anything.
+    pub fn change_now(&self) -> Option<&RecordChange> {
+        self.history
+            .last()
+            .filter(|h| h.session_id == self.last_session)
+            .and_then(|h| h.change.as_ref())
+    }
+
+    /// Whether a deletion of it waits for an operator (`on_stale: hold`).
+    pub fn deletion_held(&self) -> bool {
+        self.is_live() && self.deletion_held_at.is_some()
     }
 
     /// Whether the newest outcome (this session's) brought the resource back.
@@ -258,5 +318,38 @@ mod tests {
         );
         assert_eq!(state.last_harvested_at, Some(t));
         assert_eq!(state.last_outcome, Outcome::Failed);
+    }
+
+    #[test]
+    fn changed_fields_are_the_top_level_fields_whose_values_differ() {
+        let before =
+            serde_json::json!({"title": "A", "keywords": ["x"], "summary": "s", "gone": 1});
+        let after =
+            serde_json::json!({"title": "A", "keywords": ["x", "y"], "summary": "t", "new": 2});
+        assert_eq!(
+            RecordChange::changed_fields(&before, &after),
+            ["gone", "keywords", "new", "summary"]
+        );
+        assert!(RecordChange::changed_fields(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_listing_that_finds_a_held_resource_again_lifts_the_hold() {
+        let t = Utc::now();
+        let mut state =
+            ResourceState::next(None, "s", "r", "s@1", Outcome::Harvested, None, t, None);
+        state.deletion_held_at = Some(t);
+        assert!(state.deletion_held());
+        let again = ResourceState::next(
+            Some(&state),
+            "s",
+            "r",
+            "s@2",
+            Outcome::Unchanged,
+            None,
+            t,
+            None,
+        );
+        assert!(!again.deletion_held());
     }
 }

@@ -111,6 +111,10 @@ pub enum StaleAction {
     Move,
     /// Removed for good.
     Remove,
+    /// Kept pending for an operator: the resource stays in the catalog, marked held, until
+    /// `trawl deletions approve` moves it aside (as `move` would) or `restore` discards the
+    /// deletion.
+    Hold,
 }
 
 impl SourceOptions {
@@ -586,6 +590,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.options.on_stale, StaleAction::Remove);
+        let held = SourceSpec::from_json(
+            r#"{"id":"a","protocol":"erddap","base_url":"http://h/erddap","schedule":"rate(1 hour)","options":{"on_stale":"hold"}}"#,
+        )
+        .unwrap();
+        assert_eq!(held.options.on_stale, StaleAction::Hold);
         assert_eq!(s.options.stale_after_listings, 2, "defaults fill the rest");
     }
 

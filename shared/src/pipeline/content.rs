@@ -17,7 +17,7 @@
 use super::Services;
 use crate::keys;
 use crate::messages::SourceSnapshot;
-use crate::model::{Record, ResourceState};
+use crate::model::{Record, RecordChange, ResourceState};
 use crate::ports::StoreError;
 use crate::protocols::Fetched;
 use bytes::Bytes;
@@ -60,6 +60,33 @@ pub async fn store_content(
         hash: record.content_hash(),
         record_key,
         raw_key,
+    })
+}
+
+/// How `record` (whose hash differs from the one `previous` names) differs from the record
+/// it replaces: added when there was none, else the top-level fields whose values changed.
+/// Read before the new record is written over the old one, and only when the hash differs.
+/// The fields are unknown (`None`) when the stored record is not the one `previous` names
+/// (an uncounted attempt already wrote over it, or it does not parse).
+pub async fn record_change(
+    svc: &Services,
+    previous: Option<&ResourceState>,
+    record: &Record,
+) -> Result<RecordChange, StoreError> {
+    let Some((hash, key)) =
+        previous.and_then(|p| Some((p.content_hash.as_deref()?, p.record_key.as_deref()?)))
+    else {
+        return Ok(RecordChange::Added);
+    };
+    let before = svc
+        .objects
+        .get(key)
+        .await?
+        .and_then(|body| serde_json::from_slice::<Record>(&body).ok())
+        .filter(|before| before.content_hash() == hash);
+    let value = |r: &Record| serde_json::to_value(r).expect("records serialize");
+    Ok(RecordChange::Changed {
+        fields: before.map(|before| RecordChange::changed_fields(&value(&before), &value(record))),
     })
 }
 

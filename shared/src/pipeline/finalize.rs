@@ -1,7 +1,7 @@
 //! Stage 3: close a session whose `remaining` reached zero, exactly once, and write its summary.
 
 use super::Services;
-use crate::documents::{self, FailedResource, SessionSummary, SummaryListing};
+use crate::documents::{self, FailedResource, SessionChanges, SessionSummary, SummaryListing};
 use crate::keys;
 use crate::model::{session::whole_second, Session, SessionStatus};
 use crate::ports::{Closing, StoreError};
@@ -89,10 +89,13 @@ pub async fn write_summary(
     let mut failed = Vec::new();
     let mut pending = 0u64;
     let (mut restored, mut restored_count) = (Vec::new(), 0u64);
+    // Read from the settled markers: each carries the change its one counted attempt made.
+    let mut changes = SessionChanges::default();
     let mut after = None;
     loop {
         let (markers, next) = svc.store.session_markers(&session.id, after).await?;
         for m in markers {
+            changes.count(&m.resource_id, m.change.as_ref(), m.restored);
             if m.restored {
                 restored_count += 1;
                 if restored.len() < SUMMARY_FAILED_LIMIT {
@@ -119,6 +122,9 @@ pub async fn write_summary(
         }
     }
     let stale = super::stale::stored_report(svc, session).await?;
+    for id in stale.iter().flat_map(|s| &s.deleted) {
+        changes.removed.add(id);
+    }
     let c = &session.counters;
     let ended = session.ended_at.unwrap_or(session.started_at);
     let summary = SessionSummary {
@@ -144,7 +150,9 @@ pub async fn write_summary(
         restored,
         restored_count,
         pending_markers: pending,
+        held_deletions: stale.as_ref().map_or(0, |s| s.held.len() as u64),
         stale,
+        changes,
         records_prefix: keys::records_prefix(&session.source_id),
     };
     let key = keys::summary_key(&session.source_id, &session.stamp());

@@ -6,7 +6,7 @@
 //! transaction (markers + session counters + resource states). A redelivered message finds
 //! its marker settled and changes nothing.
 
-use super::content::{reconcile, store_content, unclaimed_content};
+use super::content::{reconcile, record_change, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
 use super::tally::{OutcomeToCount, Tally};
 use super::Services;
@@ -217,6 +217,7 @@ pub async fn harvest_resource(
         .as_ref()
         .is_some_and(ResourceState::awaits_restoring);
     let mut title = None;
+    let mut change = None;
     let (outcome, reason, content) = match result {
         Ok((fetched, record)) => {
             title = Some(record.title.clone());
@@ -230,6 +231,10 @@ pub async fn harvest_resource(
             if unchanged {
                 (Outcome::Unchanged, None, None)
             } else {
+                // Before the new record replaces the old one; a restoration is its own kind.
+                if !returning {
+                    change = Some(record_change(svc, previous.as_ref(), &record).await?);
+                }
                 match store_content(svc, source, resource_id, &fetched, &record).await {
                     Ok(stored) => (Outcome::Harvested, None, Some(stored.into_parts())),
                     // The same write would fail the same way: counted, not retried.
@@ -298,6 +303,11 @@ pub async fn harvest_resource(
     let restored = returning && wrote_content;
     if restored {
         state.mark_restored();
+    }
+    // Carried on the state's newest history entry, so the marker settled with this count
+    // (once, whichever copy counts) says what changed; the summary reads it from there.
+    if let Some(change) = change.filter(|_| wrote_content) {
+        state.mark_change(change);
     }
     let counting = tally
         .count(

@@ -193,6 +193,8 @@ mod tests {
             restored: vec![],
             restored_count: 0,
             pending_markers: 0,
+            held_deletions: 0,
+            changes: Default::default(),
             stale: None,
             records_prefix: "records/src/".into(),
         }

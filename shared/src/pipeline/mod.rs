@@ -26,6 +26,7 @@
 
 pub mod alerts;
 pub mod content;
+pub mod deletions;
 pub mod finalize;
 pub mod harvest;
 pub mod incremental;

@@ -11,7 +11,9 @@
 //!   (a server returning half its catalog is broken, not pruned);
 //! - a missing resource first gets a tombstone; it is deleted only once it has been missing
 //!   from `stale_after_listings` consecutive complete listings. Listed again, the tombstone
-//!   goes away.
+//!   goes away;
+//! - with `on_stale: hold` that deletion is not applied: the resource is marked held and
+//!   stays in the catalog until an operator approves or discards it (`pipeline::deletions`).
 //!
 //! Each tombstone is written conditionally on the session (a redelivered finalizer counts
 //! nothing twice); objects are moved or removed before the state says so, so a crash in
@@ -37,8 +39,8 @@ pub async fn settle(svc: &Services, session: &Session) -> Result<StaleReport, St
         }
     }
     documents::put_readable(svc.objects.as_ref(), &report_key(session), &report).await?;
-    if !report.deleted.is_empty() || !report.tombstoned.is_empty() {
-        tracing::info!(session = %session.id, tombstoned = report.tombstoned.len(), deleted = report.deleted.len(), "stale resources settled");
+    if !report.deleted.is_empty() || !report.tombstoned.is_empty() || !report.held.is_empty() {
+        tracing::info!(session = %session.id, tombstoned = report.tombstoned.len(), deleted = report.deleted.len(), held = report.held.len(), "stale resources settled");
     }
     if let Some(why) = &report.skipped {
         tracing::info!(session = %session.id, %why, "no stale deletion");
@@ -151,9 +153,11 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         let id = previous.resource_id.clone();
         let mut state = previous.clone();
         if state.missing_session.as_deref() == Some(session.id.as_str()) {
-            // Settled by an earlier attempt of this check.
+            // Settled by an earlier attempt of this check (or held by the listing).
             if state.deleted_at.is_some() {
                 report.deleted.push(id);
+            } else if state.deletion_held() {
+                report.held.push(id);
             } else {
                 report.tombstoned.push(id);
             }
@@ -162,17 +166,37 @@ async fn check(svc: &Services, session: &Session) -> Result<StaleReport, StoreEr
         state.missing_listings += 1;
         state.missing_session = Some(session.id.clone());
         let delete = state.missing_listings >= options.stale_after_listings;
-        if delete {
-            take_out(svc, &mut state, options.on_stale, now).await?;
+        let verdict = match (delete, options.on_stale) {
+            (false, _) => Verdict::Tombstone,
+            (true, StaleAction::Hold) => Verdict::Hold,
+            (true, action) => Verdict::Delete(action),
+        };
+        match verdict {
+            Verdict::Delete(action) => take_out(svc, &mut state, action, now).await?,
+            Verdict::Hold => hold(&mut state, now),
+            Verdict::Tombstone => {}
         }
         svc.store.mark_missing(&state).await?;
-        if delete {
-            report.deleted.push(id);
-        } else {
-            report.tombstoned.push(id);
+        match verdict {
+            Verdict::Delete(_) => report.deleted.push(id),
+            Verdict::Hold => report.held.push(id),
+            Verdict::Tombstone => report.tombstoned.push(id),
         }
     }
     Ok(report)
+}
+
+/// What the stale check does to one missing resource.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Tombstone,
+    Hold,
+    Delete(StaleAction),
+}
+
+/// Marks a deletion held for an operator; a resource held before keeps when it was held.
+fn hold(state: &mut crate::model::ResourceState, now: chrono::DateTime<chrono::Utc>) {
+    state.deletion_held_at.get_or_insert(now);
 }
 
 /// A session's listed ids, read page by page as ever larger ids are asked about.
@@ -240,10 +264,17 @@ pub async fn delete_reported(
             continue;
         }
         let mut state = previous;
-        take_out(svc, &mut state, action, now).await?;
+        // Held like any other deletion where the source wants a person to decide; the
+        // session's stale check lists it as held.
+        let held = action == StaleAction::Hold;
+        if held {
+            hold(&mut state, now);
+        } else {
+            take_out(svc, &mut state, action, now).await?;
+        }
         state.missing_listings += 1;
         state.missing_session = Some(session.id.clone());
-        if svc.store.mark_missing(&state).await? {
+        if svc.store.mark_missing(&state).await? && !held {
             deleted.push(id.clone());
         }
     }
@@ -255,7 +286,7 @@ pub async fn delete_reported(
 
 /// Takes a resource out of the catalog: its record and raw response moved aside (or
 /// removed) and its state marked deleted; the caller stores the state.
-async fn take_out(
+pub(crate) async fn take_out(
     svc: &Services,
     state: &mut crate::model::ResourceState,
     action: StaleAction,
@@ -265,6 +296,7 @@ async fn take_out(
     state.record_key = record;
     state.raw_key = raw;
     state.deleted_at = Some(now);
+    state.deletion_held_at = None;
     Ok(())
 }
 
@@ -285,7 +317,8 @@ async fn remove_objects(
                 svc.objects.delete(key).await?;
                 kept.push(None);
             }
-            StaleAction::Move => {
+            // An approved held deletion is moved aside, recoverable as `move` leaves it.
+            StaleAction::Move | StaleAction::Hold => {
                 let target = keys::deleted_key(key);
                 // Absent when an earlier attempt moved it already.
                 if let Some(body) = svc.objects.get(key).await? {
@@ -299,7 +332,7 @@ async fn remove_objects(
     Ok((kept[0].clone(), kept[1].clone()))
 }
 
-fn content_type(key: &str) -> &'static str {
+pub(crate) fn content_type(key: &str) -> &'static str {
     match key.rsplit('.').next() {
         Some("json") => "application/json",
         Some("xml") => "application/xml",

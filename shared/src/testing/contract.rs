@@ -31,12 +31,14 @@ macro_rules! state_store_contract {
             markers_are_only_added_where_missing,
             a_redelivered_count_counts_nothing,
             a_batch_count_answers_each_resource,
+            a_counted_change_is_read_back_on_its_marker_once,
             a_session_closes_once_and_releases_its_source,
             an_aborted_session_closes_aborted,
             a_finished_session_refuses_an_abort,
             a_stale_tombstone_is_written_once_per_session,
             a_resource_is_replaced_only_if_unchanged,
             resources_and_markers_page_in_id_order,
+            a_sources_resources_are_removed_together,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -341,6 +343,34 @@ pub async fn a_redelivered_count_counts_nothing(store: &dyn StateStore) {
     assert_eq!(markers[0].reason, failed.last_reason);
 }
 
+pub async fn a_counted_change_is_read_back_on_its_marker_once(store: &dyn StateStore) {
+    use crate::model::RecordChange;
+    let s = listed(store, &ids(3)).await;
+    let mut added = state(&s, "ds-000", Outcome::Harvested);
+    added.mark_change(RecordChange::Added);
+    let mut changed = state(&s, "ds-001", Outcome::Harvested);
+    let fields = RecordChange::Changed {
+        fields: Some(vec!["keywords".into(), "title".into()]),
+    };
+    changed.mark_change(fields.clone());
+    let results = store
+        .record_outcomes(&[(s.id.clone(), added), (s.id.clone(), changed)])
+        .await;
+    assert!(results.iter().all(|r| r == &Ok(Counting::Counted)));
+    // A copy that saw other fields counts nothing, so the marker keeps the counted change.
+    let mut copy = state(&s, "ds-001", Outcome::Harvested);
+    copy.mark_change(RecordChange::Changed { fields: None });
+    assert_eq!(
+        store.record_outcome(&s.id, &copy).await.unwrap(),
+        Counting::AlreadyCounted
+    );
+    let unchanged = state(&s, "ds-002", Outcome::Unchanged);
+    store.record_outcome(&s.id, &unchanged).await.unwrap();
+    let (markers, _) = store.session_markers(&s.id, None).await.unwrap();
+    let changes: Vec<Option<RecordChange>> = markers.into_iter().map(|m| m.change).collect();
+    assert_eq!(changes, [Some(RecordChange::Added), Some(fields), None]);
+}
+
 pub async fn a_batch_count_answers_each_resource(store: &dyn StateStore) {
     let a = listed(store, &ids(40)).await;
     let b = listed(store, &ids(2)).await;
@@ -571,4 +601,31 @@ pub async fn a_finished_session_refuses_an_abort(store: &dyn StateStore) {
         panic!("not closed");
     };
     assert_eq!(closed.status, SessionStatus::Succeeded);
+}
+
+pub async fn a_sources_resources_are_removed_together(store: &dyn StateStore) {
+    // More than one DynamoDB batch (25) and page of the listing.
+    let purged = listed(store, &ids(60)).await;
+    let kept = listed(store, &ids(2)).await;
+    for s in [&purged, &kept] {
+        let (markers, _) = store.session_markers(&s.id, None).await.unwrap();
+        let outcomes: Vec<(String, ResourceState)> = markers
+            .iter()
+            .map(|m| (s.id.clone(), state(s, &m.resource_id, Outcome::Harvested)))
+            .collect();
+        store.record_outcomes(&outcomes).await;
+    }
+    assert_eq!(store.remove_resources(&purged.source_id).await.unwrap(), 60);
+    let (left, next) = store.list_resources(&purged.source_id, None).await.unwrap();
+    assert!(left.is_empty() && next.is_none());
+    assert_eq!(
+        store
+            .get_resource(&purged.source_id, "ds-007")
+            .await
+            .unwrap(),
+        None
+    );
+    let (other, _) = store.list_resources(&kept.source_id, None).await.unwrap();
+    assert_eq!(other.len(), 2, "another source's states stay");
+    assert_eq!(store.remove_resources(&purged.source_id).await.unwrap(), 0);
 }

@@ -228,6 +228,23 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
         {
             violation(format!("{}: no summary at {summary}", s.id));
         }
+        // Every harvested resource is one change, counted once: added, changed or restored.
+        if s.status != SessionStatus::Running {
+            let written: Option<trawl::documents::SessionSummary> =
+                trawl::documents::get(ctx.objects.as_ref(), &summary)
+                    .await
+                    .ok()
+                    .flatten();
+            if let Some(c) = written.map(|w| w.changes) {
+                let counted = c.added.count + c.changed.count + c.restored.count;
+                if counted != s.counters.harvested {
+                    violation(format!(
+                        "{}: changes count {counted} (added {}, changed {}, restored {}) for {} harvested",
+                        s.id, c.added.count, c.changed.count, c.restored.count, s.counters.harvested
+                    ));
+                }
+            }
+        }
         // A listing that missed a resource is marked incomplete.
         let source = store
             .get_source(&s.source_id)
@@ -289,7 +306,15 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     s.id, stale.deleted, stale.tombstoned
                 ));
             }
-            for deleted in &stale.deleted {
+            if entry.source.options.on_stale == trawl::model::StaleAction::Hold
+                && !stale.deleted.is_empty()
+            {
+                violation(format!(
+                    "{}: deleted {:?} although its source holds deletions for an operator",
+                    s.id, stale.deleted
+                ));
+            }
+            for deleted in stale.deleted.iter().chain(&stale.held) {
                 let complete: Vec<&&Session> = mine
                     .iter()
                     .filter(|o| o.scheduled_time <= s.scheduled_time && complete_full_listing(o))
@@ -299,7 +324,7 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                     last.len() == n && last.iter().all(|o| !markers[&o.id].contains_key(deleted));
                 if !missing_from_all {
                     violation(format!(
-                        "{}: deleted {deleted}, which was not missing from the last {n} complete listings",
+                        "{}: deleted (or held) {deleted}, which was not missing from the last {n} complete listings",
                         s.id
                     ));
                 }

@@ -195,10 +195,12 @@ fn build(world: Arc<World>) -> Ctx {
         let options = SourceOptions {
             stale_after_listings: rng.gen_range(1..4),
             max_shrink_percent: [50, 100][rng.gen_range(0..2)],
-            on_stale: if rng.gen_bool(0.5) {
-                StaleAction::Move
-            } else {
-                StaleAction::Remove
+            // Hold for a third of the sources that would move, from a draw already made (a
+            // new draw would change every kept seed's history).
+            on_stale: match (rng.gen_bool(0.5), minute % 3) {
+                (true, 0) => StaleAction::Hold,
+                (true, _) => StaleAction::Move,
+                (false, _) => StaleAction::Remove,
             },
             incremental: rng.gen_bool(0.3),
             max_in_flight: rng.gen_bool(0.3).then(|| rng.gen_range(1..4)),

@@ -606,6 +606,10 @@ impl ResourceStates for SimStore {
         self.hooks.after("replace_resource", n).await?;
         result
     }
+
+    async fn remove_resources(&self, source_id: &str) -> Result<u64, StoreError> {
+        self.inner.remove_resources(source_id).await
+    }
 }
 
 /// S3 with faults around every call.

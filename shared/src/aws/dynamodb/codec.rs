@@ -174,6 +174,7 @@ pub(super) fn marker(item: &Item) -> Marker {
         outcome: get_s(item, "status").and_then(|s| Outcome::parse(&s)),
         reason: get_s(item, "reason").and_then(|r| serde_json::from_str::<Reason>(&r).ok()),
         restored: matches!(item.get("restored"), Some(AttributeValue::Bool(true))),
+        change: get_s(item, "record_change").and_then(|c| serde_json::from_str(&c).ok()),
     }
 }
 
@@ -535,6 +536,7 @@ mod tests {
                 outcome: None,
                 reason: None,
                 restored: false,
+                change: None,
             }
         );
         let reason = Reason::http(404, "gone");
@@ -547,11 +549,22 @@ mod tests {
                 outcome: Some(Outcome::Failed),
                 reason: Some(reason),
                 restored: false,
+                change: None,
             }
         );
         item.insert("status".into(), s("harvested"));
         item.remove("reason");
         item.insert("restored".into(), AttributeValue::Bool(true));
         assert!(marker(&item).restored);
+        item.insert(
+            "record_change".into(),
+            s(r#"{"kind":"changed","fields":["title"]}"#),
+        );
+        assert_eq!(
+            marker(&item).change,
+            Some(crate::model::RecordChange::Changed {
+                fields: Some(vec!["title".into()])
+            })
+        );
     }
 }

@@ -198,6 +198,9 @@ pub(super) fn settle(state: &ResourceState) -> Expression {
     if state.restored_now() {
         sets.push("restored = :restored");
     }
+    if state.change_now().is_some() {
+        sets.push("record_change = :change");
+    }
     let mut settle = Expression::update(format!("SET {}", sets.join(", ")))
         .condition("#status = :pending")
         .name("#status", "status")
@@ -212,6 +215,12 @@ pub(super) fn settle(state: &ResourceState) -> Expression {
     }
     if state.restored_now() {
         settle = settle.value(":restored", AttributeValue::Bool(true));
+    }
+    if let Some(change) = state.change_now() {
+        settle = settle.value(
+            ":change",
+            s(serde_json::to_string(change).expect("changes serialize")),
+        );
     }
     settle
 }
@@ -467,6 +476,26 @@ mod tests {
             None,
         );
         assert!(!settle(&later).update.contains("restored"));
+    }
+
+    #[test]
+    fn settling_a_changed_record_names_its_fields() {
+        let mut changed = state(Outcome::Harvested, None);
+        changed.mark_change(crate::model::RecordChange::Changed {
+            fields: Some(vec!["summary".into(), "title".into()]),
+        });
+        let e = settle(&changed);
+        assert_eq!(
+            e.update,
+            "SET #status = :outcome, settled_at = :at, record_change = :change"
+        );
+        assert_eq!(
+            e.values[":change"],
+            s(r#"{"kind":"changed","fields":["summary","title"]}"#)
+        );
+        assert!(!settle(&state(Outcome::Unchanged, None))
+            .update
+            .contains("record_change"));
     }
 
     #[test]

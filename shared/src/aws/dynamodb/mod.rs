@@ -163,6 +163,44 @@ impl DynamoStore {
         Ok(items)
     }
 
+    /// BatchWriteItem deletes of any number of keys: 25 a request, the requests the table
+    /// left unprocessed sent again after a backoff.
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_error)?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                if let Some(left) = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|left| !left.is_empty())
+                {
+                    requests = left.clone();
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One page of a partition (optionally only sort keys with `prefix`), after sort key
     /// `after`; returns the items and the sort key to continue from.
     async fn query_page(

@@ -75,6 +75,26 @@ impl ResourceStates for DynamoStore {
         condition_met(result)
     }
 
+    /// Queries the source's partition for its keys and deletes them with BatchWriteItem,
+    /// 25 a request, what the table left unprocessed sent again after a backoff.
+    async fn remove_resources(&self, source_id: &str) -> Result<u64, StoreError> {
+        let pk = keys::resources_pk(source_id);
+        let mut removed = 0;
+        loop {
+            // From the start each time: the page just deleted is gone.
+            let (items, next) = self.query_page(pk.clone(), None, None).await?;
+            let keys: Vec<_> = items
+                .iter()
+                .filter_map(|item| Some(key(pk.clone(), item.get("sk")?.as_s().ok()?.clone())))
+                .collect();
+            removed += keys.len() as u64;
+            self.batch_delete(keys).await?;
+            if next.is_none() {
+                return Ok(removed);
+            }
+        }
+    }
+
     async fn replace_resource(
         &self,
         current: &ResourceState,
