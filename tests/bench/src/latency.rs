@@ -34,19 +34,21 @@ pub async fn run(options: &Options) -> Result<()> {
         "\nconcurrency {}, link {} Mbit/s: wall seconds, and ÷ the physical limit",
         options.concurrency, options.bandwidth_mbit
     );
-    println!("| latency | N | requests | MiB | limit s | Trawl s | Trawl ÷ limit | erddapy s | Trawl × erddapy |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| latency | N | requests | MiB | limit s | closed-loop limit s | Trawl s | Trawl ÷ limit | Trawl ÷ closed-loop | erddapy s | Trawl × erddapy |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let peer = r["erddapy_seconds"].as_f64();
         println!(
-            "| {} ms | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} ms | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
             r["latency_ms"],
             r["datasets"],
             r["requests"],
             r["bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0),
             r["limit_seconds"].as_f64().unwrap_or(f64::NAN),
+            r["closed_loop_limit_seconds"].as_f64().unwrap_or(f64::NAN),
             r["trawl_seconds"].as_f64().unwrap_or(f64::NAN),
             r["trawl_vs_limit"].as_f64().unwrap_or(f64::NAN),
+            r["trawl_vs_closed_loop_limit"].as_f64().unwrap_or(f64::NAN),
             peer.map_or("–".into(), |p| format!("{p:.1}")),
             peer.map_or("–".into(), |p| format!(
                 "{:.1}×",
@@ -112,8 +114,14 @@ fn one(options: &Options, n: usize, latency_ms: u64) -> Result<Value> {
     let requests = n + pages;
     let bytes = info_bytes + page_bytes;
     let latency = latency_ms as f64 / 1000.0;
-    let limit = requests as f64 * latency / options.concurrency as f64
-        + bytes as f64 * 8.0 / (options.bandwidth_mbit.max(1) as f64 * 1e6);
+    let sending = bytes as f64 * 8.0 / (options.bandwidth_mbit.max(1) as f64 * 1e6);
+    // The limit: requests × latency ÷ requests in flight, plus bytes ÷ bandwidth.
+    let limit = requests as f64 * latency / options.concurrency as f64 + sending;
+    // A tighter one: each of the requests in flight waits its round trip and then its own
+    // body's time on the link, while the link may carry another's body meanwhile; unless
+    // the link is the bottleneck, in which case it is bytes ÷ bandwidth.
+    let closed_loop =
+        ((requests as f64 * latency + sending) / options.concurrency as f64).max(sending);
     let trawl_seconds = finished.wall.as_secs_f64();
     let erddapy = match &options.peer_python {
         Some(python)
@@ -132,6 +140,8 @@ fn one(options: &Options, n: usize, latency_ms: u64) -> Result<Value> {
         "requests": requests,
         "bytes": bytes,
         "limit_seconds": limit,
+        "closed_loop_limit_seconds": closed_loop,
+        "trawl_vs_closed_loop_limit": trawl_seconds / closed_loop,
         "trawl_seconds": trawl_seconds,
         "trawl_vs_limit": trawl_seconds / limit,
         "erddapy_seconds": erddapy,
