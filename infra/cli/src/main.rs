@@ -311,9 +311,7 @@ async fn run(cli: Cli) -> Result<bool> {
             // A run that was killed left its session running; with no harvest holding the
             // directory now, nothing will finish it, so it is wound up before it is shown.
             if let Ok(_no_harvest) = lock_data_dir(&data_dir) {
-                for session in wind_up_interrupted(&svc).await? {
-                    eprintln!("{session} was interrupted (its run stopped); wound up");
-                }
+                wind_up(&svc).await?;
             }
             (svc, Some(store))
         };
@@ -354,18 +352,7 @@ async fn run(cli: Cli) -> Result<bool> {
             },
     } = &cli.command
     {
-        let _only_one = lock_data_dir(data_dir)?;
-        let store = Arc::new(DiskStore::open(data_dir)?);
-        let svc = Services::new(
-            store.clone(),
-            Arc::new(FileObjects::new(data_dir)),
-            Arc::new(MemoryQueue::default()),
-            Settings::default(),
-        );
-        // A killed run's session would hold the source forever: wound up, as a harvest would.
-        for session in wind_up_interrupted(&svc).await? {
-            eprintln!("{session} was interrupted (its run stopped); wound up");
-        }
+        let (_only_one, store, svc) = open_to_change(data_dir).await?;
         let shown = deployed::remove_source(&svc, id, *purge).await?;
         store.save()?;
         print_shown(cli.json, &shown)?;
@@ -376,18 +363,7 @@ async fn run(cli: Cli) -> Result<bool> {
         data_dir: Some(data_dir),
     } = &cli.command
     {
-        let _only_one = lock_data_dir(data_dir)?;
-        let store = Arc::new(DiskStore::open(data_dir)?);
-        let svc = Services::new(
-            store.clone(),
-            Arc::new(FileObjects::new(data_dir)),
-            Arc::new(MemoryQueue::default()),
-            Settings::default(),
-        );
-        // A killed run's session would hold the source forever: wound up, as a harvest would.
-        for session in wind_up_interrupted(&svc).await? {
-            eprintln!("{session} was interrupted (its run stopped); wound up");
-        }
+        let (_only_one, store, svc) = open_to_change(data_dir).await?;
         let shown = decide_deletions(&svc, action).await?;
         store.save()?;
         print_shown(cli.json, &shown)?;
@@ -539,9 +515,7 @@ async fn run(cli: Cli) -> Result<bool> {
             data_dir.display()
         )),
     );
-    for session in wind_up_interrupted(&svc).await? {
-        eprintln!("{session} was interrupted (its run stopped); wound up");
-    }
+    wind_up(&svc).await?;
     // What is counted is committed at least this often, even while the run waits on a retry:
     // `trawl serve` shows it, and a killed run keeps it.
     let committer = {
@@ -640,9 +614,7 @@ async fn run_embedded(
         queue.clone(),
         Settings::default(),
     );
-    for session in wind_up_interrupted(&svc).await? {
-        eprintln!("{session} was interrupted (its run stopped); wound up");
-    }
+    wind_up(&svc).await?;
     if svc.store.get_source(source_id).await?.is_none() {
         bail!(
             "no source {source_id} in {} (`trawl sources apply FILE --data-dir {}` registers it)",
@@ -715,6 +687,30 @@ fn id_from_url(url: &str) -> Result<String> {
         id.push_str(&format!("-{port}"));
     }
     Ok(id)
+}
+
+/// Says which sessions a killed run left `running` were wound up (see `wind_up_interrupted`).
+async fn wind_up(svc: &Services) -> Result<()> {
+    for session in wind_up_interrupted(svc).await? {
+        eprintln!("{session} was interrupted (its run stopped); wound up");
+    }
+    Ok(())
+}
+
+/// An embedded run's data directory opened to change it: locked against a harvest, and a
+/// killed run's session wound up first (it would hold its source forever), as a harvest
+/// would. Save the store when done.
+async fn open_to_change(data_dir: &Path) -> Result<(std::fs::File, Arc<DiskStore>, Services)> {
+    let lock = lock_data_dir(data_dir)?;
+    let store = Arc::new(DiskStore::open(data_dir)?);
+    let svc = Services::new(
+        store.clone(),
+        Arc::new(FileObjects::new(data_dir)),
+        Arc::new(MemoryQueue::default()),
+        Settings::default(),
+    );
+    wind_up(&svc).await?;
+    Ok((lock, store, svc))
 }
 
 /// One harvest per data directory at a time: two would count into each other's state
