@@ -1,19 +1,11 @@
 //! The embedded run's alerts: printed on stderr and written beside the session's summary,
 //! where `trawl prune` removes them with the session's folder.
 
+mod common;
+use common::trawl;
+
 use std::path::Path;
 use trawl_fixtures::{ErddapConfig, ErddapFixture};
-
-async fn trawl(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(&args)
-            .output()
-            .expect("the trawl binary runs")
-    })
-    .await
-    .unwrap()
-}
 
 fn session_folders(dir: &Path, source: &str) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir.join("sessions").join(source))

@@ -1,6 +1,9 @@
 //! The `trawl harvest` binary end to end: no AWS at all, fixture catalogs over real HTTP,
 //! files and a state file that carry history from one run to the next.
 
+mod common;
+use common::trawl;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use trawl_fixtures::{CkanConfig, CkanFixture, ErddapConfig, ErddapFixture, Failure};
@@ -19,18 +22,6 @@ fn rand_u64() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
-}
-
-/// Runs the binary off the runtime's threads, so the fixture keeps serving meanwhile.
-async fn trawl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(&args)
-            .output()
-            .expect("the trawl binary runs")
-    })
-    .await
-    .unwrap()
 }
 
 fn args(list: &[&str], dir: &Path) -> Vec<String> {

@@ -2,31 +2,22 @@
 //! `on_stale: hold` keeps what its listing lost until an operator decides) and
 //! `trawl session ID --changes`.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use trawl_fixtures::{ErddapConfig, ErddapFixture};
 
 fn data_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!("trawl-deletions-{}-{nanos}", std::process::id()))
+    common::data_dir("deletions")
 }
 
-/// Runs the binary off the runtime's threads, so the fixture keeps serving meanwhile.
+/// `trawl ARGS --data-dir DIR`.
 async fn trawl(args: &[&str], dir: &Path) -> Output {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.extend(["--data-dir".into(), dir.display().to_string()]);
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(&args)
-            .output()
-            .expect("the trawl binary runs")
-    })
-    .await
-    .unwrap()
+    common::trawl(args).await
 }
 
 fn json(o: &Output) -> Value {

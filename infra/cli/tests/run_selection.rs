@@ -2,21 +2,11 @@
 //! datasets are harvested (an unknown one counted failed), nothing is deleted as stale, and
 //! a selection over the cap is refused before anything starts.
 
-use std::process::Output;
+mod common;
+use common::trawl;
+
 use trawl::model::{SessionStatus, Trigger};
 use trawl_fixtures::{ErddapConfig, ErddapFixture};
-
-/// Runs the binary off the runtime's threads, so the fixture keeps serving meanwhile.
-async fn trawl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(&args)
-            .output()
-            .expect("the trawl binary runs")
-    })
-    .await
-    .unwrap()
-}
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
