@@ -53,6 +53,14 @@ impl Deployment {
         event
     }
 
+    /// Invokes the scheduler function with the custom resource event; CloudFormation's
+    /// answer is then [`Deployment::answer`].
+    async fn send(&self, request_type: &str, properties: Value) {
+        scheduler_function(&self.svc, self.event(request_type, properties))
+            .await
+            .unwrap();
+    }
+
     async fn upload(&self, key: &str, text: &str) {
         self.objects
             .put(key, Bytes::from(text.to_string()), "application/yaml")
@@ -114,16 +122,12 @@ async fn a_create_applies_the_yaml_document_and_answers_success() {
     let d = deployment().await;
     d.upload("config/sources.yaml", TWO_SOURCES).await;
 
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Create",
-            json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
+    d.send(
+        "Create",
+        json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
             "HarvestOnDeploy": "false", "DeployToken": "1"}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
 
     let answer = d.answer();
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
@@ -139,16 +143,12 @@ async fn a_create_applies_the_yaml_document_and_answers_success() {
     assert!(d.running().await.is_empty());
 
     // The same document again: nothing changes.
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Update",
-            json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
+    d.send(
+        "Update",
+        json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
             "DeployToken": "2"}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
     let answer = d.answer();
     assert_eq!(answer["Status"], "SUCCESS");
     assert_eq!(
@@ -172,12 +172,8 @@ async fn an_update_with_prune_removes_what_the_document_no_longer_names() {
         &serde_json::to_string(&serde_yaml_like(TWO_SOURCES)).unwrap(),
     )
     .await;
-    scheduler_function(
-        &d.svc,
-        d.event("Create", json!({"SourcesKey": "sources.json"})),
-    )
-    .await
-    .unwrap();
+    d.send("Create", json!({"SourcesKey": "sources.json"}))
+        .await;
     d.upload(
         "sources.json",
         r#"{"id": "alpha", "protocol": "ckan", "base_url": "https://alpha.example.org", "schedule": "rate(2 days)"}"#,
@@ -185,23 +181,15 @@ async fn an_update_with_prune_removes_what_the_document_no_longer_names() {
     .await;
 
     // Without Prune, beta stays; with it, it goes.
-    scheduler_function(
-        &d.svc,
-        d.event("Update", json!({"SourcesKey": "sources.json"})),
-    )
-    .await
-    .unwrap();
+    d.send("Update", json!({"SourcesKey": "sources.json"}))
+        .await;
     assert_eq!(d.answer()["Data"]["Updated"], "1");
     assert_eq!(d.source_ids().await, ["alpha", "beta"]);
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Update",
-            json!({"SourcesKey": "sources.json", "Prune": "true"}),
-        ),
+    d.send(
+        "Update",
+        json!({"SourcesKey": "sources.json", "Prune": "true"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(d.answer()["Data"]["Removed"], "1");
     assert_eq!(d.source_ids().await, ["alpha"]);
 }
@@ -224,12 +212,8 @@ fn serde_yaml_like(yaml: &str) -> Value {
 async fn a_bad_document_fails_the_deployment_saying_where_and_changes_nothing() {
     let d = deployment().await;
     d.upload("config/sources.yaml", TWO_SOURCES).await;
-    scheduler_function(
-        &d.svc,
-        d.event("Create", json!({"SourcesKey": "config/sources.yaml"})),
-    )
-    .await
-    .unwrap();
+    d.send("Create", json!({"SourcesKey": "config/sources.yaml"}))
+        .await;
     d.upload(
         "config/sources.yaml",
         "- id: alpha\n  protocol: ckan\n  base_url: https://alpha.example.org\n  schedule: rate(9 days)\n\
@@ -237,16 +221,12 @@ async fn a_bad_document_fails_the_deployment_saying_where_and_changes_nothing() 
     )
     .await;
 
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Update",
-            json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
+    d.send(
+        "Update",
+        json!({"SourcesKey": "config/sources.yaml", "Prune": "true",
             "HarvestOnDeploy": "true"}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
 
     let answer = d.answer();
     assert_eq!(answer["Status"], "FAILED");
@@ -268,24 +248,15 @@ async fn a_bad_document_fails_the_deployment_saying_where_and_changes_nothing() 
 #[tokio::test]
 async fn a_missing_document_or_unreadable_properties_fail_with_a_reason() {
     let d = deployment().await;
-    scheduler_function(
-        &d.svc,
-        d.event("Create", json!({"SourcesKey": "nowhere.yaml"})),
-    )
-    .await
-    .unwrap();
+    d.send("Create", json!({"SourcesKey": "nowhere.yaml"}))
+        .await;
     let reason = d.answer()["Reason"].as_str().unwrap().to_string();
     assert!(
         reason.contains("no sources document") && reason.contains("nowhere.yaml"),
         "{reason}"
     );
 
-    scheduler_function(
-        &d.svc,
-        d.event("Create", json!({"HarvestOnDeploy": "maybe"})),
-    )
-    .await
-    .unwrap();
+    d.send("Create", json!({"HarvestOnDeploy": "maybe"})).await;
     let answer = d.answer();
     assert_eq!(answer["Status"], "FAILED");
     assert!(answer["Reason"]
@@ -310,21 +281,13 @@ async fn a_missing_document_or_unreadable_properties_fail_with_a_reason() {
 async fn a_delete_succeeds_and_leaves_the_sources() {
     let d = deployment().await;
     d.upload("config/sources.yaml", TWO_SOURCES).await;
-    scheduler_function(
-        &d.svc,
-        d.event("Create", json!({"SourcesKey": "config/sources.yaml"})),
+    d.send("Create", json!({"SourcesKey": "config/sources.yaml"}))
+        .await;
+    d.send(
+        "Delete",
+        json!({"SourcesKey": "config/sources.yaml", "Prune": "true"}),
     )
-    .await
-    .unwrap();
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Delete",
-            json!({"SourcesKey": "config/sources.yaml", "Prune": "true"}),
-        ),
-    )
-    .await
-    .unwrap();
+    .await;
     let answer = d.answer();
     assert_eq!(answer["Status"], "SUCCESS");
     assert_eq!(answer["PhysicalResourceId"], "trawl-deploy");
@@ -335,15 +298,11 @@ async fn a_delete_succeeds_and_leaves_the_sources() {
 async fn harvest_on_deploy_starts_one_deploy_session_per_enabled_source() {
     let d = deployment().await;
     d.upload("config/sources.yaml", TWO_SOURCES).await;
-    scheduler_function(
-        &d.svc,
-        d.event(
-            "Create",
-            json!({"SourcesKey": "config/sources.yaml", "HarvestOnDeploy": "true"}),
-        ),
+    d.send(
+        "Create",
+        json!({"SourcesKey": "config/sources.yaml", "HarvestOnDeploy": "true"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(d.answer()["Data"]["Started"], "1");
     let running = d.running().await;
     assert_eq!(running.len(), 1, "beta is disabled");
