@@ -3,24 +3,15 @@
 //! against the API's own answers, and a screenshot of each is saved under
 //! `target/dashboard-screenshots/` (test artifacts, not committed).
 
+mod browser;
+mod common;
+
+use browser::{chromium, Browser};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure, OaiConfig, OaiFixture};
-
-fn chromium() -> &'static str {
-    for candidate in ["chromium", "chromium-browser"] {
-        if Command::new(candidate)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return candidate;
-        }
-    }
-    panic!("headless Chromium is needed: apt-get install chromium (infra/install.sh does)");
-}
 
 const BASE: [&str; 5] = [
     "--headless",
@@ -816,6 +807,108 @@ async fn a_resource_whose_id_is_a_dot_segment_has_its_view_and_a_broken_address_
     });
     assert!(html.contains("is malformed"), "{html}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_approves_and_discards_held_deletions_with_the_dashboards_buttons() {
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = common::data_dir("dashboard-decide");
+    let _cleanup = TempDir(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = dir.join("sources.json");
+    std::fs::write(
+        &sources,
+        json!({
+            "id": "held", "protocol": "erddap", "base_url": fixture.base_url(),
+            "schedule": "rate(1 day)", "internal": true,
+            "options": {"stale_after_listings": 1, "on_stale": "hold"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let harvest = || {
+        let args: Vec<String> = ["harvest", "--sources", &sources.display().to_string()]
+            .into_iter()
+            .chain(["--quiet", "--data-dir", &dir.display().to_string()])
+            .map(String::from)
+            .collect();
+        common::trawl(args)
+    };
+    assert!(harvest().await.status.success());
+    for gone in ["ds_0002", "ds_0003", "ds_0004"] {
+        fixture.remove_dataset(gone);
+    }
+    // Session ids are whole seconds: the next harvest starts in the next one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(harvest().await.status.success());
+    let (_server, port) = serve(&dir).await;
+    let pending = || async move {
+        let held = api(port, "/api/sources/held/deletions").await;
+        held["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["resource_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pending().await, ["ds_0002", "ds_0003", "ds_0004"]);
+
+    let url = format!("http://127.0.0.1:{port}/?lang=fr#/source/held");
+    let mut page = tokio::task::block_in_place(|| {
+        let mut page = Browser::launch("fr");
+        page.navigate(&url);
+        page.wait_for(r#"document.querySelectorAll("[data-held]").length === 3"#);
+        page.click(r#"button[data-decide="approve"][data-id="ds_0002"]"#);
+        // The view is drawn again from the API once the decision is taken.
+        page.wait_for(
+            r#"document.querySelectorAll("[data-held]").length === 2 && !document.querySelector('[data-held="ds_0002"]')"#,
+        );
+        page.click(r#"button[data-decide="restore"][data-id="ds_0003"]"#);
+        page.wait_for(r#"document.querySelectorAll("[data-held]").length === 1"#);
+        page
+    });
+    assert_eq!(pending().await, ["ds_0004"]);
+    assert!(dir.join("deleted/records/held/ds_0002.json").is_file());
+    assert!(!dir.join("records/held/ds_0002.json").exists());
+    assert!(dir.join("records/held/ds_0003.json").is_file());
+    assert!(!dir.join("deleted/records/held/ds_0003.json").exists());
+
+    // Decided elsewhere meanwhile: the page's button is stale, and pressing it says why in
+    // the page's language instead of pretending it worked.
+    let cli = common::trawl(
+        ["deletions", "approve", "held", "ds_0004", "--data-dir"]
+            .into_iter()
+            .map(String::from)
+            .chain([dir.display().to_string()])
+            .collect(),
+    )
+    .await;
+    assert!(cli.status.success(), "{cli:?}");
+    let shown = tokio::task::block_in_place(|| {
+        page.click(r#"button[data-decide="approve"][data-id="ds_0004"]"#);
+        page.wait_for(r##"!document.querySelector("#decide-error").hidden"##);
+        let error = page.eval(r##"document.querySelector("#decide-error").textContent"##);
+        let enabled = page.eval(
+            r#"[...document.querySelectorAll("button[data-decide]")].every((b) => !b.disabled)"#,
+        );
+        (error, enabled)
+    });
+    let error = shown.0.as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("Décision impossible") && error.contains("ds_0004"),
+        "{error}"
+    );
+    assert_eq!(
+        shown.1,
+        json!(true),
+        "the buttons work again after a refusal"
+    );
+    assert!(pending().await.is_empty());
 }
 
 /// `trawl serve` over `dir` on a free port, answering once this returns.
