@@ -1,6 +1,7 @@
 //! Local tooling: a runner that plays the Lambda service against a stack deployed into an
 //! emulator, and the demo built on it. Not deployed; the functions never depend on it.
 
+pub mod fair;
 pub mod runner;
 pub mod stack;
 pub mod template;

@@ -6,8 +6,9 @@
 //! batch failures (failed messages are not deleted, so SQS makes them visible again after the
 //! queue's visibility timeout and moves them to the DLQ after `maxReceiveCount`); the function
 //! timeout (a timed-out batch deletes nothing); the stream filter; stream retries and the
-//! on-failure destination.
+//! on-failure destination; and delivery as a fair queue (see [`crate::fair`]).
 
+use crate::fair::{FairShare, DIGS};
 use crate::stack::Stack;
 use crate::template::{pattern_matches, EventSources};
 use anyhow::{Context, Result};
@@ -59,6 +60,8 @@ pub struct Stats {
     pub stream_records_seen: AtomicU64,
     pub finalizer_invocations: AtomicU64,
     pub stream_failures_sent: AtomicU64,
+    /// Messages of a source over its share sent to the back of the queue.
+    pub put_back_for_fairness: AtomicU64,
 }
 
 impl Stats {
@@ -74,6 +77,7 @@ impl Stats {
             ("stream_records_seen", get(&self.stream_records_seen)),
             ("finalizer_invocations", get(&self.finalizer_invocations)),
             ("stream_failures_sent", get(&self.stream_failures_sent)),
+            ("put_back_for_fairness", get(&self.put_back_for_fairness)),
         ])
     }
 }
@@ -85,6 +89,10 @@ pub struct Runner {
     pub faults: Faults,
     pub stats: Arc<Stats>,
     sqs: aws_sdk_sqs::Client,
+    /// Puts messages back for fairness. Not counted with the event source mappings' requests:
+    /// on AWS the fair queue orders its messages itself, at no charge.
+    fair_sqs: aws_sdk_sqs::Client,
+    fair: std::sync::Mutex<FairShare>,
     streams: aws_sdk_dynamodbstreams::Client,
     /// Shard id → next iterator (None once a shard is closed and drained).
     shards: Mutex<HashMap<String, Option<String>>>,
@@ -122,6 +130,7 @@ impl Runner {
             stack.settings()?,
             functions,
         );
+        let fair_sqs = aws_sdk_sqs::Client::new(&config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
         let mut streams = aws_sdk_dynamodbstreams::config::Builder::from(&config);
         if let Some(counter) = event_sources {
@@ -135,6 +144,8 @@ impl Runner {
             sources,
             stats: Arc::new(Stats::default()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            fair_sqs,
+            fair: std::sync::Mutex::new(FairShare::default()),
             streams: aws_sdk_dynamodbstreams::Client::from_conf(streams.build()),
             shards: Mutex::new(HashMap::new()),
             last_sequence: Mutex::new(HashMap::new()),
@@ -223,12 +234,22 @@ impl Runner {
         let mut idle_since: Option<Instant> = None;
         loop {
             let mut open = Vec::new();
+            let mut waiting = Vec::new();
             for id in session_ids {
                 match self.services.store.get_session(id).await? {
                     Some(s) if s.status != SessionStatus::Running => {}
-                    other => open.push((id.clone(), other.map(|s| s.counters))),
+                    other => {
+                        waiting.extend(
+                            other
+                                .as_ref()
+                                .filter(|s| s.counters.remaining > 0)
+                                .map(|s| s.source_id.clone()),
+                        );
+                        open.push((id.clone(), other.map(|s| s.counters)));
+                    }
                 }
             }
+            self.fair_share().set_waiting(waiting);
             let idle = self.work_queue_is_empty().await?;
             if open.is_empty() && idle {
                 return Ok(Vec::new());
@@ -276,6 +297,10 @@ impl Runner {
     async fn poll_work(&self, stop: &AtomicBool) -> Result<()> {
         let queue_url = self.stack.get("WorkQueueUrl")?.to_string();
         let queue_arn = self.stack.get("WorkQueueArn")?.to_string();
+        let capacity = self.sources.harvester_max_concurrency
+            * self.sources.harvester_batch_size.max(1) as usize;
+        // Receives in a row that found only over-share messages.
+        let mut digs = 0;
         while !stop.load(Ordering::SeqCst) {
             let received = self
                 .sqs
@@ -287,7 +312,7 @@ impl Runner {
                 .message_attribute_names("All")
                 .send()
                 .await;
-            let messages = match received {
+            let received = match received {
                 Ok(out) => out.messages.unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "receive failed");
@@ -295,9 +320,35 @@ impl Runner {
                     continue;
                 }
             };
-            if messages.is_empty() {
+            if received.is_empty() {
                 continue;
             }
+            let groups: Vec<Option<String>> = received.iter().map(message_group).collect();
+            let split = self.fair_share().split(
+                &groups,
+                capacity,
+                self.sources.harvester_batch_size.max(1) as usize,
+                digs >= DIGS,
+            );
+            let (mut messages, mut parked) = (Vec::new(), Vec::new());
+            for (i, m) in received.into_iter().enumerate() {
+                if split.take.contains(&i) {
+                    messages.push(m);
+                } else {
+                    parked.push(m);
+                }
+            }
+            if !parked.is_empty() {
+                self.park(&queue_url, &parked).await?;
+            }
+            if messages.is_empty() {
+                digs += 1;
+                continue;
+            }
+            digs = 0;
+            let taken: Vec<Option<String>> =
+                split.take.iter().map(|&i| groups[i].clone()).collect();
+            let _in_flight = Released(self, taken);
             if self.faults.duplicate_every_message {
                 self.send_duplicates(&queue_url, &messages).await?;
             }
@@ -378,6 +429,64 @@ impl Runner {
         Ok(())
     }
 
+    fn fair_share(&self) -> std::sync::MutexGuard<'_, FairShare> {
+        self.fair.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `messages` back at the end of the queue, so the other sources' messages behind
+    /// them are received first. Sent again rather than made visible again: a fair queue does
+    /// not receive what it holds back, and each receive counts towards the dead-letter
+    /// queue's `maxReceiveCount`. Sent before the originals are deleted, so a failure between
+    /// the two only delivers twice, which the harvest is built for.
+    async fn park(&self, queue_url: &str, messages: &[aws_sdk_sqs::types::Message]) -> Result<()> {
+        let copies = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("p{i}"))
+                    .message_body(m.body().unwrap_or_default())
+                    .set_message_attributes(m.message_attributes().cloned())
+                    .set_message_group_id(message_group(m))
+                    .build()
+                    .expect("id and body set")
+            })
+            .collect();
+        let sent = self
+            .fair_sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(copies))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            sent.failed().is_empty(),
+            "messages not put back: {:?}",
+            sent.failed()
+        );
+        let originals = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("p{i}"))
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .expect("id and handle set")
+            })
+            .collect();
+        self.fair_sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(originals))
+            .send()
+            .await?;
+        self.stats
+            .put_back_for_fairness
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Whether the next invocation crashes, and when.
     fn crash_point(&self) -> Option<Duration> {
         if self.faults.crash_probability <= 0.0 {
@@ -419,6 +528,7 @@ impl Runner {
                     .id(format!("dup{i}"))
                     .delay_seconds(delay)
                     .message_body(m.body().unwrap_or_default())
+                    .set_message_group_id(message_group(m))
                     .message_attributes(
                         DUPLICATE_ATTRIBUTE,
                         MessageAttributeValue::builder()
@@ -694,6 +804,21 @@ impl Runner {
 }
 
 /// The SQS Lambda event for a batch, as the event source mapping builds it.
+/// The messages an invocation took, counted in flight until it ends, however it ends.
+struct Released<'a>(&'a Runner, Vec<Option<String>>);
+
+impl Drop for Released<'_> {
+    fn drop(&mut self) {
+        self.0.fair_share().release(&self.1);
+    }
+}
+
+fn message_group(m: &aws_sdk_sqs::types::Message) -> Option<String> {
+    m.attributes()?
+        .get(&MessageSystemAttributeName::MessageGroupId)
+        .cloned()
+}
+
 fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = messages
