@@ -896,6 +896,17 @@ async fn an_operator_approves_and_discards_held_deletions_with_the_dashboards_bu
         let enabled = page.eval(
             r#"[...document.querySelectorAll("button[data-decide]")].every((b) => !b.disabled)"#,
         );
+        // The header's language buttons redraw the view in the other language, and the
+        // address keeps the choice.
+        page.click(r#"button[data-lang="en"]"#);
+        page.wait_for(
+            r##"document.documentElement.lang === "en" && document.querySelector('[data-i18n="nav.overview"]').textContent === "Overview" && document.querySelector("#view").dataset.state === "ready" && document.querySelector("#view").innerText.includes("Base URL")"##,
+        );
+        let address = page.eval("location.search");
+        let pressed = page.eval(
+            r#"document.querySelector('button[data-lang="en"]').getAttribute("aria-pressed")"#,
+        );
+        assert_eq!((address, pressed), (json!("?lang=en"), json!("true")));
         (error, enabled)
     });
     let error = shown.0.as_str().unwrap().to_string();
