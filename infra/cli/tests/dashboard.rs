@@ -907,6 +907,12 @@ async fn an_operator_approves_and_discards_held_deletions_with_the_dashboards_bu
             r#"document.querySelector('button[data-lang="en"]').getAttribute("aria-pressed")"#,
         );
         assert_eq!((address, pressed), (json!("?lang=en"), json!("true")));
+        // A search typed into the resources' form becomes the address (so it is a link).
+        page.eval(r#"document.querySelector('form.search input[name="q"]').value = "ds_0007""#);
+        page.click(r#"form.search button[type="submit"]"#);
+        page.wait_for(
+            r##"location.hash.includes("q=ds_0007") && document.querySelector("#view").dataset.state === "ready" && document.querySelectorAll("[data-resource]").length === 1"##,
+        );
         (error, enabled)
     });
     let error = shown.0.as_str().unwrap().to_string();
