@@ -1,15 +1,16 @@
 //! Trawl's benchmark harness: prints figures, asserts nothing (BENCHMARKS.md records them).
 //!
 //! ```text
-//! trawl-bench throughput [--sizes 1000,10000,100000] [--concurrency 16] [--peer-python PY]
+//! trawl-bench throughput [--sizes 1000,10000,100000] [--runs 1] [--concurrency 16] [--peer-python PY]
 //! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
 //! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
-//! trawl-bench latency [--sizes 2000,10000] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
+//! trawl-bench latency [--sizes 2000,10000] [--runs 1] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
 //! ```
-//! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
+//! `tests/bench/run.sh` builds the release binaries these drive and runs them all. With
+//! `--runs N` each figure is the median of N runs with its range (`summary`).
 
 mod aws_requests;
 mod cold_start;
@@ -18,6 +19,7 @@ mod latency;
 mod one_answer;
 mod process;
 mod stages;
+mod summary;
 
 /// Counts heap bytes for `stages`; the other benchmarks measure child processes.
 #[global_allocator]
@@ -44,6 +46,9 @@ enum Bench {
     Throughput {
         #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000, 100000])]
         sizes: Vec<usize>,
+        /// Runs of every size; figures are then summarised as median and range.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         /// Python with erddapy 3.3.1 (tests/bench/peer/setup.sh prints it); no peer without.
@@ -94,6 +99,9 @@ enum Bench {
     Latency {
         #[arg(long, value_delimiter = ',', default_values_t = [2000, 10000])]
         sizes: Vec<usize>,
+        /// Runs of every latency and size; figures are then summarised as median and range.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         #[arg(long, value_delimiter = ',', default_values_t = [20, 50])]
         latencies_ms: Vec<u64>,
         #[arg(long, default_value_t = 50)]
@@ -119,6 +127,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Bench::Throughput {
             sizes,
+            runs,
             concurrency,
             peer_python,
             peer_max,
@@ -126,6 +135,7 @@ async fn main() -> Result<()> {
         } => {
             throughput::run(&throughput::Options {
                 sizes,
+                runs,
                 concurrency,
                 peer_max,
                 peer_python,
@@ -160,6 +170,7 @@ async fn main() -> Result<()> {
         }
         Bench::Latency {
             sizes,
+            runs,
             latencies_ms,
             bandwidth_mbit,
             concurrency,
@@ -169,6 +180,7 @@ async fn main() -> Result<()> {
         } => {
             latency::run(&latency::Options {
                 sizes,
+                runs,
                 latencies_ms,
                 bandwidth_mbit,
                 concurrency,
