@@ -8,6 +8,7 @@
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
 //! trawl-bench latency [--sizes 2000,10000] [--runs 1] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
+//! trawl-bench table [--runs 3] [--peer-python PY] [--aws-datasets 2000]   (every ratio, one table)
 //! ```
 //! `tests/bench/run.sh` builds the release binaries these drive and runs them all. With
 //! `--runs N` each figure is the median of N runs with its range (`summary`).
@@ -20,6 +21,7 @@ mod one_answer;
 mod process;
 mod stages;
 mod summary;
+mod table;
 
 /// Counts heap bytes for `stages`; the other benchmarks measure child processes.
 #[global_allocator]
@@ -120,6 +122,35 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         repeats: usize,
     },
+    /// Every ratio BENCHMARKS.md states, from one invocation, as one table with the machine and
+    /// the command: throughput, latency, AWS requests, binary sizes (issue 19, items 4 and 5).
+    Table {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 10000)]
+        throughput_size: usize,
+        #[arg(long, default_value_t = 16)]
+        throughput_concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_size: usize,
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 50)]
+        bandwidth_mbit: u64,
+        #[arg(long, default_value_t = 8)]
+        latency_concurrency: usize,
+        /// Datasets of the aws-requests source; 0 skips it (no stack deployed).
+        #[arg(long, default_value_t = 2000)]
+        aws_datasets: usize,
+        /// aws-requests runs (each two sessions on LocalStack, minutes each).
+        #[arg(long, default_value_t = 1)]
+        aws_runs: usize,
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// The harvests' data directories; tmpfs by default, as the headline figures are.
+        #[arg(long, default_value = "/dev/shm/trawl-bench")]
+        work_dir: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -192,6 +223,34 @@ async fn main() -> Result<()> {
         }
         Bench::ColdStart { repeats } => {
             cold_start::run(repeats.max(1)).await?;
+        }
+        Bench::Table {
+            runs,
+            throughput_size,
+            throughput_concurrency,
+            latency_size,
+            latency_ms,
+            bandwidth_mbit,
+            latency_concurrency,
+            aws_datasets,
+            aws_runs,
+            peer_python,
+            work_dir,
+        } => {
+            table::run(&table::Options {
+                runs,
+                throughput_size,
+                throughput_concurrency,
+                latency_size,
+                latency_ms,
+                bandwidth_mbit,
+                latency_concurrency,
+                aws_datasets,
+                aws_runs,
+                peer_python,
+                work_dir,
+            })
+            .await?;
         }
     }
     Ok(())
