@@ -12,7 +12,7 @@
 
 use crate::summary::{figure, Spread, Unit};
 use crate::{aws_requests, cold_start, latency, process, throughput};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -72,10 +72,16 @@ pub async fn run(options: &Options) -> Result<()> {
     .await?;
     lines.extend(latency_lines(options, &latency_runs));
 
+    // A part that fails leaves its lines empty and is named under the table, so the figures
+    // already measured are not lost with it.
+    let mut failed = Vec::new();
     if options.aws_datasets > 0 {
         let mut aws_runs = Vec::new();
-        for _ in 0..options.aws_runs.max(1) {
-            aws_runs.push(aws_requests::run(options.aws_datasets).await?);
+        for run in 1..=options.aws_runs.max(1) {
+            match aws_run(options.aws_datasets).await {
+                Ok(figures) => aws_runs.push(figures),
+                Err(e) => failed.push(format!("aws-requests run {run}: {e}")),
+            }
         }
         lines.extend(aws_lines(options, &aws_runs));
     }
@@ -131,7 +137,26 @@ pub async fn run(options: &Options) -> Result<()> {
         "| function binary size (10^6 bytes) | ≤ 10 MB | {} | – | release, each built on its own as deployed |",
         sizes_cell.join(", ")
     );
+    if !failed.is_empty() {
+        println!();
+        for failure in &failed {
+            println!("- not measured: {failure}");
+        }
+        bail!("{} part(s) of the table failed", failed.len());
+    }
     Ok(())
+}
+
+/// One aws-requests run, tried a second time if the first fails: LocalStack shared with other
+/// work now and then refuses a request outright ("timed out … waiting for a lock").
+async fn aws_run(datasets: usize) -> Result<Value> {
+    match aws_requests::run(datasets).await {
+        Ok(figures) => Ok(figures),
+        Err(first) => {
+            eprintln!("aws-requests failed ({first}); once more");
+            aws_requests::run(datasets).await
+        }
+    }
 }
 
 fn throughput_lines(options: &Options, runs: &[Value]) -> Vec<Line> {
