@@ -387,7 +387,8 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The commit measured, and whether the working tree differed from it.
+/// The commit measured, and whether the code differed from it (a page of figures being
+/// edited while the benchmarks run does not count).
 fn commit() -> String {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -399,10 +400,18 @@ fn commit() -> String {
             .unwrap_or_default()
     };
     let head = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let dirty = !git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)*.md",
+    ])
+    .is_empty();
     match (head.is_empty(), dirty) {
         (true, _) => "not a git checkout".into(),
-        (false, true) => format!("{head} with uncommitted changes"),
+        (false, true) => format!("{head} with uncommitted changes to the code"),
         (false, false) => head,
     }
 }
