@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Builds the release binaries the benchmarks drive and runs every benchmark, printing figures
-# (BENCHMARKS.md records the latest). Parts 3 and 4 need the stack on LocalStack:
+# (BENCHMARKS.md records the latest). Parts 3 and 4, and the table's AWS lines, need the stack
+# on LocalStack:
 #   infra/localstack.sh start && infra/deploy.sh
-# Usage: tests/bench/run.sh [throughput|latency|stages|one-answer|fair-share|cold-start|aws-requests|all]
+# Usage: tests/bench/run.sh [throughput|latency|stages|one-answer|fair-share|cold-start|aws-requests|table|all] [ARGS…]
+#   table: every ratio BENCHMARKS.md states, from one invocation, as one table with the machine
+#   and the command (each figure the median of --runs runs, 3 by default, with its range);
+#   ARGS go to `trawl-bench table` (e.g. --runs 5). `all` ends with it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-all}"
+shift || true
 
 # The functions on their own, as SAM/cargo-lambda build them: built together with the tools,
 # they would get the features only the tools need (and be measured larger than deployed).
 cargo build --release -p trawl-scheduler -p trawl-harvester -p trawl-finalizer -p trawl-api
 cargo build --release -p trawl-bench -p trawl-cli -p trawl-fixtures
-bench=target/release/trawl-bench
+bench="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/trawl-bench"
 
 case "$what" in
   throughput|all)
@@ -37,7 +42,16 @@ case "$what" in
     ;;&
   aws-requests|all)
     "$bench" aws-requests --datasets 2000
+    ;;&
+  table|all)
+    peer_python="$(tests/bench/peer/setup.sh | tail -1)"
+    aws=()
+    if [ ! -f .local/stack.json ]; then
+        echo "no .local/stack.json (infra/deploy.sh): the table leaves out the AWS lines" >&2
+        aws=(--aws-datasets 0)
+    fi
+    "$bench" table --peer-python "$peer_python" "${aws[@]}" "$@"
     ;;
-  throughput|latency|stages|one-answer|fair-share|cold-start) ;;
+  throughput|latency|stages|one-answer|fair-share|cold-start|aws-requests) ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac

@@ -2,9 +2,11 @@
 //! each request after a round trip (`--latency-ms`) and sends bodies over one shared link
 //! (`--bandwidth-mbit`). Trawl's wall time is set against the physical limit for its
 //! concurrency: requests × latency ÷ requests in flight, plus bytes ÷ bandwidth; and, where
-//! a peer Python is given, against erddapy's loop on the same server.
+//! a peer Python is given, against erddapy's loop on the same server. With several runs, each
+//! figure is summarised as its median and range, ratios taken within each run.
 
 use crate::process::{run_measured, sibling, Server};
+use crate::summary::{figure, Spread, Unit};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,8 @@ use std::process::Command;
 
 pub struct Options {
     pub sizes: Vec<usize>,
+    /// Runs of every latency and size, taken in turn.
+    pub runs: usize,
     pub latencies_ms: Vec<u64>,
     pub bandwidth_mbit: u64,
     pub concurrency: usize,
@@ -21,25 +25,31 @@ pub struct Options {
     pub work_dir: PathBuf,
 }
 
-pub async fn run(options: &Options) -> Result<()> {
+/// Every run of every latency and size, each printed as a JSON line and a table row, then
+/// summarised.
+pub async fn run(options: &Options) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
-    for &latency in &options.latencies_ms {
-        for &n in &options.sizes {
-            let row = one(options, n, latency)?;
-            println!("{row}");
-            rows.push(row);
+    for run in 1..=options.runs.max(1) {
+        for &latency in &options.latencies_ms {
+            for &n in &options.sizes {
+                let mut row = one(options, n, latency, run)?;
+                row["run"] = json!(run);
+                println!("{row}");
+                rows.push(row);
+            }
         }
     }
     println!(
         "\nconcurrency {}, link {} Mbit/s: wall seconds, and ÷ the physical limit",
         options.concurrency, options.bandwidth_mbit
     );
-    println!("| latency | N | requests | MiB | limit s | closed-loop limit s | Trawl s | Trawl ÷ limit | Trawl ÷ closed-loop | erddapy s | Trawl × erddapy |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| run | latency | N | requests | MiB | limit s | closed-loop limit s | Trawl s | Trawl ÷ limit | Trawl ÷ closed-loop | erddapy s | Trawl × erddapy |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let peer = r["erddapy_seconds"].as_f64();
         println!(
-            "| {} ms | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} ms | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r["run"],
             r["latency_ms"],
             r["datasets"],
             r["requests"],
@@ -50,16 +60,61 @@ pub async fn run(options: &Options) -> Result<()> {
             r["trawl_vs_limit"].as_f64().unwrap_or(f64::NAN),
             r["trawl_vs_closed_loop_limit"].as_f64().unwrap_or(f64::NAN),
             peer.map_or("–".into(), |p| format!("{p:.1}")),
-            peer.map_or("–".into(), |p| format!(
-                "{:.1}×",
-                p / r["trawl_seconds"].as_f64().unwrap_or(f64::NAN)
-            )),
+            r["trawl_x_erddapy"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.1}×")),
         );
     }
-    Ok(())
+    if options.runs > 1 {
+        print_summary(options, &rows);
+    }
+    Ok(rows)
 }
 
-fn one(options: &Options, n: usize, latency_ms: u64) -> Result<Value> {
+/// The figures summarised over each latency and size's runs.
+pub const SUMMARISED: &[(&str, &str, Unit)] = &[
+    ("Trawl s", "/trawl_seconds", Unit::Seconds),
+    ("Trawl ÷ limit", "/trawl_vs_limit", Unit::Plain(2)),
+    (
+        "Trawl ÷ closed-loop",
+        "/trawl_vs_closed_loop_limit",
+        Unit::Plain(2),
+    ),
+    ("erddapy s", "/erddapy_seconds", Unit::Seconds),
+    ("Trawl × erddapy", "/trawl_x_erddapy", Unit::Times),
+];
+
+fn print_summary(options: &Options, rows: &[Value]) {
+    println!("\nmedian (min–max) of each latency and size's runs; ratios taken within each run");
+    let names: Vec<&str> = SUMMARISED.iter().map(|(name, _, _)| *name).collect();
+    println!("| latency | N | runs | {} |", names.join(" | "));
+    println!("|---:|---:|---:|{}", "---:|".repeat(names.len()));
+    for &latency in &options.latencies_ms {
+        for &n in &options.sizes {
+            let runs: Vec<Value> = rows
+                .iter()
+                .filter(|r| {
+                    r["datasets"].as_u64() == Some(n as u64)
+                        && r["latency_ms"].as_u64() == Some(latency)
+                })
+                .cloned()
+                .collect();
+            let cells: Vec<String> = SUMMARISED
+                .iter()
+                .map(|(_, pointer, unit)| {
+                    Spread::of(&figure(&runs, pointer)).map_or("–".into(), |s| s.show(*unit))
+                })
+                .collect();
+            println!(
+                "| {latency} ms | {n} | {} | {} |",
+                runs.len(),
+                cells.join(" | ")
+            );
+        }
+    }
+}
+
+fn one(options: &Options, n: usize, latency_ms: u64, run: usize) -> Result<Value> {
     let mut fixture = Command::new(sibling("fixture-erddap")?);
     fixture.args([
         "--port",
@@ -73,7 +128,7 @@ fn one(options: &Options, n: usize, latency_ms: u64) -> Result<Value> {
     ]);
     let server = Server::start(fixture)?;
     let dir = options.work_dir.join(format!(
-        "latency-{n}-{latency_ms}-{}",
+        "latency-{n}-{latency_ms}-run{run}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S")
     ));
     std::fs::create_dir_all(&dir)?;
@@ -145,6 +200,7 @@ fn one(options: &Options, n: usize, latency_ms: u64) -> Result<Value> {
         "trawl_seconds": trawl_seconds,
         "trawl_vs_limit": trawl_seconds / limit,
         "erddapy_seconds": erddapy,
+        "trawl_x_erddapy": erddapy.map(|e| e / trawl_seconds),
     }))
 }
 

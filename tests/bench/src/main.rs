@@ -1,15 +1,17 @@
 //! Trawl's benchmark harness: prints figures, asserts nothing (BENCHMARKS.md records them).
 //!
 //! ```text
-//! trawl-bench throughput [--sizes 1000,10000,100000] [--concurrency 16] [--peer-python PY]
+//! trawl-bench throughput [--sizes 1000,10000,100000] [--runs 1] [--concurrency 16] [--peer-python PY]
 //! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
 //! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
-//! trawl-bench latency [--sizes 2000,10000] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
+//! trawl-bench latency [--sizes 2000,10000] [--runs 1] [--latencies-ms 20,50] [--bandwidth-mbit 50] [--peer-python PY]
+//! trawl-bench table [--runs 3] [--peer-python PY] [--aws-datasets 2000]   (every ratio, one table)
 //! ```
-//! `tests/bench/run.sh` builds the release binaries these drive and runs them all.
+//! `tests/bench/run.sh` builds the release binaries these drive and runs them all. With
+//! `--runs N` each figure is the median of N runs with its range (`summary`).
 
 mod aws_requests;
 mod cold_start;
@@ -18,6 +20,8 @@ mod latency;
 mod one_answer;
 mod process;
 mod stages;
+mod summary;
+mod table;
 
 /// Counts heap bytes for `stages`; the other benchmarks measure child processes.
 #[global_allocator]
@@ -44,6 +48,9 @@ enum Bench {
     Throughput {
         #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000, 100000])]
         sizes: Vec<usize>,
+        /// Runs of every size; figures are then summarised as median and range.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         /// Python with erddapy 3.3.1 (tests/bench/peer/setup.sh prints it); no peer without.
@@ -94,6 +101,9 @@ enum Bench {
     Latency {
         #[arg(long, value_delimiter = ',', default_values_t = [2000, 10000])]
         sizes: Vec<usize>,
+        /// Runs of every latency and size; figures are then summarised as median and range.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         #[arg(long, value_delimiter = ',', default_values_t = [20, 50])]
         latencies_ms: Vec<u64>,
         #[arg(long, default_value_t = 50)]
@@ -112,6 +122,35 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         repeats: usize,
     },
+    /// Every ratio BENCHMARKS.md states, from one invocation, as one table with the machine and
+    /// the command: throughput, latency, AWS requests, binary sizes (issue 19, items 4 and 5).
+    Table {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 10000)]
+        throughput_size: usize,
+        #[arg(long, default_value_t = 16)]
+        throughput_concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_size: usize,
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 50)]
+        bandwidth_mbit: u64,
+        #[arg(long, default_value_t = 8)]
+        latency_concurrency: usize,
+        /// Datasets of the aws-requests source; 0 skips it (no stack deployed).
+        #[arg(long, default_value_t = 2000)]
+        aws_datasets: usize,
+        /// aws-requests runs (each two sessions on LocalStack, minutes each).
+        #[arg(long, default_value_t = 1)]
+        aws_runs: usize,
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// The harvests' data directories; tmpfs by default, as the headline figures are.
+        #[arg(long, default_value = "/dev/shm/trawl-bench")]
+        work_dir: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -119,6 +158,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Bench::Throughput {
             sizes,
+            runs,
             concurrency,
             peer_python,
             peer_max,
@@ -126,6 +166,7 @@ async fn main() -> Result<()> {
         } => {
             throughput::run(&throughput::Options {
                 sizes,
+                runs,
                 concurrency,
                 peer_max,
                 peer_python,
@@ -160,6 +201,7 @@ async fn main() -> Result<()> {
         }
         Bench::Latency {
             sizes,
+            runs,
             latencies_ms,
             bandwidth_mbit,
             concurrency,
@@ -169,6 +211,7 @@ async fn main() -> Result<()> {
         } => {
             latency::run(&latency::Options {
                 sizes,
+                runs,
                 latencies_ms,
                 bandwidth_mbit,
                 concurrency,
@@ -180,6 +223,34 @@ async fn main() -> Result<()> {
         }
         Bench::ColdStart { repeats } => {
             cold_start::run(repeats.max(1)).await?;
+        }
+        Bench::Table {
+            runs,
+            throughput_size,
+            throughput_concurrency,
+            latency_size,
+            latency_ms,
+            bandwidth_mbit,
+            latency_concurrency,
+            aws_datasets,
+            aws_runs,
+            peer_python,
+            work_dir,
+        } => {
+            table::run(&table::Options {
+                runs,
+                throughput_size,
+                throughput_concurrency,
+                latency_size,
+                latency_ms,
+                bandwidth_mbit,
+                latency_concurrency,
+                aws_datasets,
+                aws_runs,
+                peer_python,
+                work_dir,
+            })
+            .await?;
         }
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! Parts 1, 2 and 5 of the benchmarks: the embedded run (`trawl harvest`, the release binary
 //! users run) against the fixture ERDDAP server, next to the server's raw capacity for the
-//! same request mix and next to erddapy fetching the same datasets in a loop.
+//! same request mix and next to erddapy fetching the same datasets in a loop. With several
+//! runs, each figure is summarised as its median and range, ratios taken within each run.
 
 use crate::process::{mib, run_measured, sibling, Server};
+use crate::summary::{figure, Spread, Unit};
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -12,6 +14,9 @@ use std::time::Instant;
 
 pub struct Options {
     pub sizes: Vec<usize>,
+    /// Runs of every size, taken in turn (all sizes, then all sizes again), so a busy spell
+    /// on the machine does not fall on one size's runs only.
+    pub runs: usize,
     pub concurrency: usize,
     /// erddapy runs for sizes up to this (it is the slow side).
     pub peer_max: usize,
@@ -20,15 +25,21 @@ pub struct Options {
     pub work_dir: PathBuf,
 }
 
-/// One size's figures; printed as a table row and as a JSON line.
+/// Every run of every size; each printed as a JSON line and a table row, then summarised.
 pub async fn run(options: &Options) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
-    for &n in &options.sizes {
-        let row = one_size(options, n).await?;
-        println!("{}", serde_json::to_string(&row)?);
-        rows.push(row);
+    for run in 1..=options.runs.max(1) {
+        for &n in &options.sizes {
+            let mut row = one_size(options, n, run).await?;
+            row["run"] = json!(run);
+            println!("{}", serde_json::to_string(&row)?);
+            rows.push(row);
+        }
     }
     print_table(&rows);
+    if options.runs > 1 {
+        print_summary(&options.sizes, &rows);
+    }
     // 100k datasets leave ~300k small files: not kept.
     for row in &rows {
         if let Some(dir) = row["harvest"]["data_dir"].as_str() {
@@ -38,7 +49,7 @@ pub async fn run(options: &Options) -> Result<Vec<Value>> {
     Ok(rows)
 }
 
-async fn one_size(options: &Options, n: usize) -> Result<Value> {
+async fn one_size(options: &Options, n: usize, run: usize) -> Result<Value> {
     let mut fixture = Command::new(sibling("fixture-erddap")?);
     fixture.args(["--port", "0", "--datasets", &n.to_string()]);
     let server = Server::start(fixture)?;
@@ -51,7 +62,7 @@ async fn one_size(options: &Options, n: usize) -> Result<Value> {
         raw_per_second = raw_per_second.max(raw_capacity(&base, options.concurrency).await?);
     }
 
-    let harvest = harvest(options, &base, n)?;
+    let harvest = harvest(options, &base, n, run)?;
     let per_second = harvest["resources_per_second"].as_f64().unwrap_or(0.0);
 
     let peer = match &options.peer_python {
@@ -133,11 +144,11 @@ async fn raw_capacity(base: &str, concurrency: usize) -> Result<f64> {
 }
 
 /// `trawl harvest` as users run it, into a fresh data directory.
-fn harvest(options: &Options, base: &str, n: usize) -> Result<Value> {
+fn harvest(options: &Options, base: &str, n: usize, run: usize) -> Result<Value> {
     // A directory of its own, removed only after the last size: creating files right after
     // deleting many makes ext4 search its recently freed inodes, which is not the harvest's cost.
     let dir = options.work_dir.join(format!(
-        "harvest-{n}-{}",
+        "harvest-{n}-run{run}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S")
     ));
     std::fs::create_dir_all(&dir)?;
@@ -177,6 +188,7 @@ fn harvest(options: &Options, base: &str, n: usize) -> Result<Value> {
         bail!("expected {n} harvested, got {counters}");
     }
     report["peak_rss_bytes"] = json!(finished.peak_rss);
+    report["peak_rss_mib"] = json!(mib(finished.peak_rss));
     // The harvester's own cost per dataset, apart from waiting on the server it shares the
     // machine with: flat across N means the slowdown of a large N is elsewhere.
     report["cpu_us_per_dataset"] = json!(finished.cpu.as_secs_f64() * 1e6 / n as f64);
@@ -204,7 +216,8 @@ fn peer(python: &Path, base: &str) -> Result<Value> {
 fn print_table(rows: &[Value]) {
     println!();
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>8} {:>12} {:>8}",
+        "{:>4} {:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>8} {:>12} {:>8}",
+        "run",
         "N",
         "harvest/s",
         "p50 ms",
@@ -220,7 +233,8 @@ fn print_table(rows: &[Value]) {
         let h = &row["harvest"];
         let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.0} {:>10.1} {:>12.0} {:>7.0}% {:>12} {:>8}",
+            "{:>4} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.0} {:>10.1} {:>12.0} {:>7.0}% {:>12} {:>8}",
+            row["run"],
             row["datasets"],
             f(&h["resources_per_second"]),
             f(&h["resource_ms"]["p50"]),
@@ -236,5 +250,48 @@ fn print_table(rows: &[Value]) {
                 .as_f64()
                 .map_or("-".into(), |v| format!("{v:.1}×")),
         );
+    }
+}
+
+/// The figures users quote (harvest/s, ÷ raw, × erddapy, …): what each size's runs show, as a
+/// median and a range. Ratios come from within each run (`harvest_vs_raw`, `harvest_vs_peer`).
+pub const SUMMARISED: &[(&str, &str, Unit)] = &[
+    ("harvest/s", "/harvest/resources_per_second", Unit::Plain(0)),
+    ("p50 ms", "/harvest/resource_ms/p50", Unit::Plain(2)),
+    ("p99 ms", "/harvest/resource_ms/p99", Unit::Plain(2)),
+    (
+        "CPU µs/dataset",
+        "/harvest/cpu_us_per_dataset",
+        Unit::Plain(0),
+    ),
+    ("peak RSS MiB", "/harvest/peak_rss_mib", Unit::Plain(1)),
+    ("raw capacity/s", "/raw_capacity_per_second", Unit::Plain(0)),
+    ("harvest ÷ raw", "/harvest_vs_raw", Unit::Percent),
+    (
+        "erddapy/s",
+        "/peer/best_datasets_per_second",
+        Unit::Plain(0),
+    ),
+    ("harvest × erddapy", "/harvest_vs_peer", Unit::Times),
+];
+
+fn print_summary(sizes: &[usize], rows: &[Value]) {
+    println!("\nmedian (min–max) of each size's runs; ratios taken within each run");
+    let names: Vec<&str> = SUMMARISED.iter().map(|(name, _, _)| *name).collect();
+    println!("| N | runs | {} |", names.join(" | "));
+    println!("|---:|---:|{}", "---:|".repeat(names.len()));
+    for &n in sizes {
+        let runs: Vec<Value> = rows
+            .iter()
+            .filter(|r| r["datasets"].as_u64() == Some(n as u64))
+            .cloned()
+            .collect();
+        let cells: Vec<String> = SUMMARISED
+            .iter()
+            .map(|(_, pointer, unit)| {
+                Spread::of(&figure(&runs, pointer)).map_or("–".into(), |s| s.show(*unit))
+            })
+            .collect();
+        println!("| {n} | {} | {} |", runs.len(), cells.join(" | "));
     }
 }
