@@ -15,7 +15,9 @@
 //!
 //! Bucket objects (`{id}` is a [`key_segment`], `{stamp}` a session id's stamp):
 //! - `records/{source_id}/{id}.json`: a resource's record
-//! - `raw/{source_id}/{id}.{ext}`: the response it was made from
+//! - `raw/{source_id}/{id}.{ext}`: the response it was made from (`options.raw: resource`)
+//! - `raw/{source_id}/batches/{stamp}/{first_id}-{random:08x}.{ext}`: one batch's responses
+//!   one after another (`options.raw: batch`); a state names its offset and length
 //! - `logs/{source_id}/{stamp}/{first_id}-{random:08x}.ndjson`: one batch's log lines
 //! - `sessions/{source_id}/{stamp}/`: one session's documents (a source's sessions are the
 //!   folders under `sessions/{source_id}/`):
@@ -116,6 +118,36 @@ pub fn records_prefix(source_id: &str) -> String {
 
 pub fn raw_key(source_id: &str, resource_id: &str, extension: &str) -> String {
     format!("raw/{source_id}/{}.{extension}", key_segment(resource_id))
+}
+
+/// The raw responses of one batch's resources of one session, one after another
+/// (`options.raw: batch`, see `pipeline::tally`). Named like [`batch_log_key`], and for the
+/// same reason. Under `raw/{source_id}/`, so purging a source removes them; in a folder per
+/// session, so the sweep of objects no state names any more reads only closed sessions'.
+pub fn raw_batch_key(
+    source_id: &str,
+    session_stamp: &str,
+    first_resource_id: &str,
+    extension: &str,
+) -> String {
+    format!(
+        "{}{session_stamp}/{}-{:08x}.{extension}",
+        raw_batches_prefix(source_id),
+        key_segment(first_resource_id),
+        crate::random::u32()
+    )
+}
+
+/// The folder whose subfolders hold a source's batch raw objects, one per session stamp.
+pub fn raw_batches_prefix(source_id: &str) -> String {
+    format!("raw/{source_id}/batches/")
+}
+
+/// Whether `key` is a batch's raw object (shared by the resources of one batch).
+pub fn is_raw_batch_key(key: &str) -> bool {
+    key.strip_prefix("raw/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, rest)| rest.starts_with("batches/"))
 }
 
 /// The logs of one batch's resources of one session, a JSON line each (see

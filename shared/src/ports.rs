@@ -208,6 +208,21 @@ impl<T: SourceRegistry + SessionLedger + ResourceStates + ?Sized> StateStore for
 pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// Bytes `offset..offset + length` of an object (S3's ranged GET): `None` when the object
+    /// does not exist, a permanent error when it is shorter than the range asks, so a range
+    /// never reads back as fewer bytes than were written there. A zero length reads nothing.
+    /// The default reads the whole object; the backends read only the range.
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let Some(body) = self.get(key).await? else {
+            return Ok(None);
+        };
+        slice_range(&body, key, offset, length).map(Some)
+    }
     /// Deleting a key that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// The "folders" directly under `prefix` (which ends with `/`), like S3's common
@@ -232,6 +247,18 @@ pub trait ObjectStore: Send + Sync {
             deleted += 1;
         }
         Ok(deleted)
+    }
+}
+
+/// Bytes `offset..offset + length` of `body` (the object at `key`), or why not.
+pub fn slice_range(body: &Bytes, key: &str, offset: u64, length: u64) -> Result<Bytes, StoreError> {
+    let end = offset.checked_add(length);
+    match end {
+        Some(end) if end <= body.len() as u64 => Ok(body.slice(offset as usize..end as usize)),
+        _ => Err(StoreError::permanent(format!(
+            "{key} holds {} bytes, not bytes {offset}+{length}",
+            body.len()
+        ))),
     }
 }
 

@@ -92,8 +92,9 @@ async fn a_failure_counted_after_an_uncounted_attempt_wrote_content_keeps_that_c
         state.record_key.as_deref(),
         Some(written.record_key.as_str())
     );
-    assert_eq!(state.raw_key.as_deref(), Some(written.raw_key.as_str()));
-    assert!(w.objects.get(&written.raw_key).await.unwrap().is_some());
+    let raw = written.raw.expect("a source's own raw object by default");
+    assert_eq!(state.raw(), Some(raw.clone()));
+    assert!(w.objects.get(&raw.key).await.unwrap().is_some());
     assert_eq!(record_hash(&w, &written.record_key).await, written.hash);
     assert!(
         state.last_harvested_at.is_none(),

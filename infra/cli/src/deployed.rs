@@ -463,8 +463,22 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
             format!("  {status} {}", r.url)
         })
         .collect();
+    let raw_storage = d
+        .svc
+        .store
+        .get_source(source_id)
+        .await?
+        .map(|e| e.source.options.raw);
+    let raw = match (state.raw(), raw_storage) {
+        (Some(raw), _) => match raw.range {
+            Some(r) => format!("{} bytes {}+{}", raw.key, r.offset, r.length),
+            None => raw.key,
+        },
+        (None, Some(trawl::model::RawStorage::None)) => "- (not kept: options.raw is none)".into(),
+        (None, _) => "-".into(),
+    };
     let text = format!(
-        "resource   {} / {}\nlast       {}{}\nrecord     {}\nhistory (newest first):\n{}\nlatest log ({}):\n{}",
+        "resource   {} / {}\nlast       {}{}\nrecord     {}\nraw        {}\nhistory (newest first):\n{}\nlatest log ({}):\n{}",
         source_id,
         id,
         state.last_outcome.as_str(),
@@ -474,6 +488,7 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
             .map(|r| format!(" ({r})"))
             .unwrap_or_default(),
         state.record_key.as_deref().unwrap_or("-"),
+        raw,
         table(&["SESSION", "OUTCOME", "REASON"], &rows),
         state.log_key.as_deref().unwrap_or("-"),
         requests.join("\n"),
@@ -482,6 +497,19 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
         text,
         json: json!({"state": state, "latest_log": log}),
     })
+}
+
+/// `trawl resource SOURCE ID --raw`: the raw response its state names, as stored.
+pub async fn raw_response(d: &Deployed, source_id: &str, id: &str) -> Result<bytes::Bytes> {
+    let state = d
+        .svc
+        .store
+        .get_resource(source_id, id)
+        .await?
+        .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
+    trawl::pipeline::raw::read(&d.svc, &state)
+        .await?
+        .ok_or_else(|| anyhow!("no raw response of {id} in {source_id} is kept"))
 }
 
 pub async fn dlq_list(d: &Deployed) -> Result<Shown> {

@@ -133,10 +133,14 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         max_pages: u32,
     },
-    /// A resource: its status, history and latest log (request URLs).
+    /// A resource: its status, history, where its record and raw response are and its latest
+    /// log (request URLs).
     Resource {
         source_id: String,
         resource_id: String,
+        /// Print its raw response instead, byte for byte, as the server sent it.
+        #[arg(long)]
+        raw: bool,
     },
     /// Serve the status API on localhost: over --data-dir (the embedded run's), or over the
     /// deployed stack with --deployed.
@@ -431,6 +435,16 @@ async fn run(cli: Cli) -> Result<bool> {
             Command::Resource {
                 source_id,
                 resource_id,
+                raw: true,
+            } => {
+                let body = deployed::raw_response(&d, &source_id, &resource_id).await?;
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &body)?;
+                return Ok(true);
+            }
+            Command::Resource {
+                source_id,
+                resource_id,
+                raw: false,
             } => deployed::resource(&d, &source_id, &resource_id).await?,
             Command::Deletions { action, .. } => decide_deletions(&d.svc, &action).await?,
             Command::Dlq { action } => match action {

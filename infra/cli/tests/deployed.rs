@@ -265,3 +265,53 @@ async fn a_purged_source_added_again_starts_clean_and_its_session_says_what_chan
     ok(&trawl(&["sources", "remove", &id, "--purge"]).await);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_keeping_raw_responses_in_batches_shows_each_one_s_exact_bytes() {
+    let _lock = lock_stack();
+    let runner = runner(Faults::default()).await.unwrap();
+    let fixture = ErddapFixture::start(ErddapConfig {
+        datasets: 12,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = unique_source_id("cli-raw");
+    let dir = std::env::temp_dir().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("source.json");
+    let spec = serde_json::json!({"id": id, "protocol": "erddap", "base_url": fixture.base_url(),
+        "schedule": "cron(0 3 * * ? *)", "internal": true, "options": {"raw": "batch"}});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    ok(&trawl(&["sources", "add", &file.display().to_string()]).await);
+
+    let started = json(&trawl(&["--json", "run", &id]).await);
+    let session_id = started["started"][0].as_str().unwrap().to_string();
+    runner
+        .run_until_closed(std::slice::from_ref(&session_id), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let session = json(&trawl(&["--json", "session", &session_id]).await);
+    assert_eq!(session["session"]["counters"]["harvested"], 12);
+
+    for ds in ["ds_0001", "ds_0007", "ds_0012"] {
+        let shown = ok(&trawl(&["resource", &id, ds]).await);
+        let raw_line = shown
+            .lines()
+            .find(|l| l.starts_with("raw "))
+            .unwrap_or_else(|| panic!("{shown}"));
+        assert!(
+            raw_line.contains(&format!("raw/{id}/batches/")) && raw_line.contains(" bytes "),
+            "a range of a batch's object: {raw_line}"
+        );
+        let served = reqwest::get(format!("{}/info/{ds}/index.json", fixture.base_url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let raw = trawl(&["resource", &id, ds, "--raw"]).await;
+        assert!(raw.status.success(), "{raw:?}");
+        assert_eq!(raw.stdout, served.to_vec(), "{ds}: exactly its bytes");
+    }
+}

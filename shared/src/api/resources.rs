@@ -249,16 +249,18 @@ pub(super) async fn one(svc: &Services, source_id: &str, id: &str) -> Answer {
             .and_then(|b| ResourceLog::find(&b, id)),
         None => None,
     };
-    let stale_after = svc
+    let options = svc
         .store
         .get_source(source_id)
         .await?
-        .map(|e| e.source.options.stale_after_listings);
+        .map(|e| e.source.options);
     let record = record_of(svc, &state).await?;
     Ok(Ok(json!({
         "state": state,
         "latest_log": log,
-        "stale_after_listings": stale_after,
+        "stale_after_listings": options.as_ref().map(|o| o.stale_after_listings),
+        // How the source keeps raw responses now (`none`: the view says none is kept).
+        "raw_storage": options.as_ref().map(|o| o.raw.as_str()),
         "landing": record.as_ref().and_then(landing),
         "has_record": record.is_some(),
         "has_raw": state.raw_key.is_some(),
@@ -290,17 +292,15 @@ pub(super) async fn record(svc: &Services, source_id: &str, id: &str) -> Answer 
     })))
 }
 
-/// The raw response the resource's state names, as plain text whatever it holds: an HTML
-/// page a server sent must not be rendered as a page of this origin.
+/// The raw response the resource's state names (a whole object, or its range of a batch's
+/// object), as plain text whatever it holds: an HTML page a server sent must not be rendered
+/// as a page of this origin.
 pub(super) async fn raw(svc: &Services, source_id: &str, id: &str) -> ApiResponse {
     let found = async {
         let Some(state) = svc.store.get_resource(source_id, id).await? else {
             return Ok(None);
         };
-        match &state.raw_key {
-            Some(key) => svc.objects.get(key).await,
-            None => Ok(None),
-        }
+        crate::pipeline::raw::read(svc, &state).await
     };
     match found.await {
         Ok(Some(body)) => ApiResponse::new(200, "text/plain; charset=utf-8", body.to_vec()),

@@ -89,6 +89,66 @@ impl ObjectStore for S3Objects {
         }
     }
 
+    /// GetObject with `Range: bytes=a-b`. S3 answers a range starting past the end with 416
+    /// and one running past it with the bytes there are: both are refused as a short read.
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let short = |got: &dyn std::fmt::Display| {
+            StoreError::permanent(format!(
+                "s3 get {key}: bytes {offset}+{length} asked, {got}"
+            ))
+        };
+        if length == 0 {
+            // A range cannot be empty: whether the object exists is all there is to say.
+            return match self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(Some(Bytes::new())),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+                Err(e) => Err(sdk_error(format_args!("s3 head {key}"), e)),
+            };
+        }
+        let last = offset
+            .checked_add(length - 1)
+            .ok_or_else(|| short(&"past any object's end"))?;
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={offset}-{last}"))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::new(format!("s3 get {key}: {e}")))?
+                    .into_bytes();
+                if body.len() as u64 != length {
+                    return Err(short(&format_args!("{} read", body.len())));
+                }
+                Ok(Some(body))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                Err(short(&"the object is shorter"))
+            }
+            Err(e) => Err(sdk_error(format_args!("s3 get {key}"), e)),
+        }
+    }
+
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.list(prefix).await?.0)
     }

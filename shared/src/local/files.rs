@@ -81,6 +81,33 @@ impl ObjectStore for FileObjects {
         }
     }
 
+    /// A seek and one read of the range; blocking, as `put` is, for the same reason.
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path(key)?;
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(StoreError::permanent(format!(
+                "{key} holds {size} bytes, not bytes {offset}+{length}"
+            )));
+        }
+        let mut body = vec![0; length as usize];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut body))
+            .map_err(|e| io_error(&path, e))?;
+        Ok(Some(Bytes::from(body)))
+    }
+
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let dir = self.path(prefix.trim_end_matches('/'))?;
         let mut entries = match tokio::fs::read_dir(&dir).await {

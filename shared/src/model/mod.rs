@@ -16,9 +16,13 @@ pub use ledger::{
 };
 pub use reason::{Reason, ReasonCode};
 pub use record::{BoundingBox, Dates, Identifier, Link, Record, TimeRange, Translation, Variable};
-pub use resource::{HistoryEntry, Outcome, RecordChange, ResourceState, HISTORY_LEN};
+pub use resource::{
+    ByteRange, Content, HistoryEntry, Outcome, RawLocation, RecordChange, ResourceState,
+    HISTORY_LEN,
+};
 pub use schedule::Schedule;
 pub use session::{Counters, ListingCheck, Session, SessionStatus, Trigger};
 pub use source::{
-    refuse_duplicate_ids, ConfigError, Protocol, Source, SourceOptions, SourceSpec, StaleAction,
+    refuse_duplicate_ids, ConfigError, Protocol, RawStorage, Source, SourceOptions, SourceSpec,
+    StaleAction,
 };

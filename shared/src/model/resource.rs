@@ -102,7 +102,12 @@ pub struct ResourceState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub record_key: Option<String>,
+    /// The object holding its raw response (see [`ResourceState::raw`]).
     pub raw_key: Option<String>,
+    /// Where in `raw_key` the raw response is, when that object is a batch's
+    /// (`options.raw: batch`); `None`: the whole object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_range: Option<ByteRange>,
     pub log_key: Option<String>,
     /// Newest last, at most [`HISTORY_LEN`] entries.
     pub history: Vec<HistoryEntry>,
@@ -121,6 +126,34 @@ pub struct ResourceState {
     pub deletion_held_at: Option<DateTime<Utc>>,
 }
 
+/// Bytes `offset..offset + length` of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// Where a resource's raw response is kept: a whole object, or a range of a batch's object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawLocation {
+    pub key: String,
+    pub range: Option<ByteRange>,
+}
+
+impl RawLocation {
+    /// A whole object.
+    pub fn object(key: impl Into<String>) -> RawLocation {
+        RawLocation {
+            key: key.into(),
+            range: None,
+        }
+    }
+}
+
+/// What a counted harvest stored: the record's content hash, its key and where the raw
+/// response went (`None` when none was kept).
+pub type Content = (String, String, Option<RawLocation>);
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -136,7 +169,7 @@ impl ResourceState {
         outcome: Outcome,
         reason: Option<Reason>,
         at: DateTime<Utc>,
-        content: Option<(String, String, String)>,
+        content: Option<Content>,
     ) -> ResourceState {
         let mut history: Vec<HistoryEntry> =
             previous.map(|p| p.history.clone()).unwrap_or_default();
@@ -151,12 +184,12 @@ impl ResourceState {
         if history.len() > HISTORY_LEN {
             history.drain(..history.len() - HISTORY_LEN);
         }
-        let (content_hash, record_key, raw_key) = match content {
-            Some((h, r, w)) => (Some(h), Some(r), Some(w)),
+        let (content_hash, record_key, raw) = match content {
+            Some((h, r, w)) => (Some(h), Some(r), w),
             None => (
                 previous.and_then(|p| p.content_hash.clone()),
                 previous.and_then(|p| p.record_key.clone()),
-                previous.and_then(|p| p.raw_key.clone()),
+                previous.and_then(ResourceState::raw),
             ),
         };
         let last_harvested_at = match outcome {
@@ -174,7 +207,8 @@ impl ResourceState {
             content_hash,
             title: previous.and_then(|p| p.title.clone()),
             record_key,
-            raw_key,
+            raw_key: raw.as_ref().map(|r| r.key.clone()),
+            raw_range: raw.and_then(|r| r.range),
             // The previous log until this outcome's is written (`pipeline::tally` names it);
             // an unchanged resource writes none, so the previous one stays the newest.
             log_key: previous.and_then(|p| p.log_key.clone()),
@@ -197,6 +231,20 @@ impl ResourceState {
             self.missing_session = p.missing_session.clone();
             self.deleted_at = p.deleted_at;
         }
+    }
+
+    /// Where its raw response is, if one is kept.
+    pub fn raw(&self) -> Option<RawLocation> {
+        Some(RawLocation {
+            key: self.raw_key.clone()?,
+            range: self.raw_range,
+        })
+    }
+
+    /// Names `raw` as its raw response (none kept: `None`).
+    pub fn set_raw(&mut self, raw: Option<RawLocation>) {
+        self.raw_range = raw.as_ref().and_then(|r| r.range);
+        self.raw_key = raw.map(|r| r.key);
     }
 
     /// Whether the resource is part of the source's catalog (not deleted as stale).
@@ -290,7 +338,7 @@ mod tests {
             Some((
                 "h1".into(),
                 "records/s/r.json".into(),
-                "raw/s/r.json".into(),
+                Some(RawLocation::object("raw/s/r.json")),
             )),
         );
         for i in 2..=40 {

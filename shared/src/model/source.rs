@@ -24,6 +24,10 @@ pub struct SourceOptions {
     /// What deleting a stale resource does to its record and raw response.
     #[serde(default)]
     pub on_stale: StaleAction,
+    /// Where the raw responses are kept: one object each, in one object per harvester
+    /// batch, or not at all.
+    #[serde(default, skip_serializing_if = "RawStorage::is_default")]
+    pub raw: RawStorage,
     /// Politeness: at most this many requests to the source at once, across all harvesters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
@@ -82,6 +86,7 @@ impl Default for SourceOptions {
             stale_after_listings: default_stale_after(),
             max_shrink_percent: default_max_shrink(),
             on_stale: StaleAction::default(),
+            raw: RawStorage::default(),
             max_in_flight: None,
             requests_per_second: None,
             incremental: false,
@@ -115,6 +120,36 @@ pub enum StaleAction {
     /// `trawl deletions approve` moves it aside (as `move` would) or `restore` discards the
     /// deletion.
     Hold,
+}
+
+/// How a source's raw responses are stored (`options.raw`). The record is one object per
+/// resource whatever this says: it is what downstream users read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStorage {
+    /// `raw/{source}/{id}.{ext}`, one object per resource, replaced when it changes.
+    #[default]
+    Resource,
+    /// The raw responses of one harvester batch in one object; each resource's state names
+    /// the object, an offset and a length, which a ranged GET reads back. One PUT per batch
+    /// instead of one per changed resource.
+    Batch,
+    /// Not kept: the record alone.
+    None,
+}
+
+impl RawStorage {
+    fn is_default(&self) -> bool {
+        *self == RawStorage::default()
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RawStorage::Resource => "resource",
+            RawStorage::Batch => "batch",
+            RawStorage::None => "none",
+        }
+    }
 }
 
 impl SourceOptions {

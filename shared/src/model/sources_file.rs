@@ -6,7 +6,8 @@ use super::source::{refuse_duplicate_ids, ConfigError, Source, SourceSpec};
 use serde_json::Value;
 
 /// The sources a document describes (a source object, or a list of them), each validated.
-/// Errors name the source by its position and the field (`source #2: options.set: …`).
+/// Errors name the source by its position, its id where it has one, and the field
+/// (`source #2 (ocean): options.set: …`).
 pub fn sources_of(document: Value) -> Result<Vec<Source>, ConfigError> {
     let items = match document {
         Value::Array(items) => items,
@@ -16,9 +17,15 @@ pub fn sources_of(document: Value) -> Result<Vec<Source>, ConfigError> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            SourceSpec::from_json(&item.to_string()).map_err(|e| ConfigError {
-                field: format!("source #{}: {}", i + 1, e.field),
-                message: e.message,
+            SourceSpec::from_json(&item.to_string()).map_err(|e| {
+                let named = match item.get("id").and_then(Value::as_str) {
+                    Some(id) => format!("source #{} ({id})", i + 1),
+                    None => format!("source #{}", i + 1),
+                };
+                ConfigError {
+                    field: format!("{named}: {}", e.field),
+                    message: e.message,
+                }
             })
         })
         .collect::<Result<Vec<Source>, ConfigError>>()?;
@@ -100,7 +107,12 @@ mod tests {
         assert_eq!(sources_of(two).unwrap().len(), 2);
         let bad = json!([source("a", "rate(1 day)"), {"id": "b", "protocol": "erddap", "base_url": "ftp://x", "schedule": "rate(1 day)"}]);
         let e = sources_of(bad).unwrap_err();
-        assert_eq!(e.field, "source #2: base_url", "{e}");
+        assert_eq!(e.field, "source #2 (b): base_url", "{e}");
+        let unknown = json!({"id": "c", "protocol": "erddap", "base_url": "https://x.example",
+            "schedule": "rate(1 day)", "options": {"raw": "bundle"}});
+        let e = sources_of(unknown).unwrap_err();
+        assert_eq!(e.field, "source #1 (c): options.raw", "{e}");
+        assert!(e.message.contains("`resource`, `batch`, `none`"), "{e}");
         let twice = json!([source("a", "rate(1 day)"), source("a", "rate(2 days)")]);
         assert_eq!(sources_of(twice).unwrap_err().field, "id");
     }

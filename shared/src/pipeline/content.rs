@@ -13,11 +13,19 @@
 //!
 //! Every writer that loses the race to count runs `reconcile` after its own write, so the
 //! last write to the object is always followed by a reconcile that sees it.
+//!
+//! Where the raw response goes is the source's `options.raw`: its own object beside the
+//! record (`resource`), nowhere (`none`), or, with `batch`, into the batch's one raw object,
+//! which the batch's [`super::tally::Tally`] writes just before it counts (so no state ever
+//! names a batch object that was not written whole). Content found by `unclaimed_content` or
+//! `reconcile` is named with its raw response only under `resource`, whose key the resource
+//! id alone gives; under `batch` the object an uncounted attempt wrote is not known, so such
+//! content is named without a raw response until the resource changes again.
 
 use super::Services;
 use crate::keys;
 use crate::messages::SourceSnapshot;
-use crate::model::{Record, RecordChange, ResourceState};
+use crate::model::{Content, RawLocation, RawStorage, Record, RecordChange, ResourceState};
 use crate::ports::StoreError;
 use crate::protocols::Fetched;
 use bytes::Bytes;
@@ -27,17 +35,21 @@ use bytes::Bytes;
 pub struct StoredContent {
     pub hash: String,
     pub record_key: String,
-    pub raw_key: String,
+    /// `None` when no raw response is kept, or (`options.raw: batch`) until the batch's
+    /// raw object is written.
+    pub raw: Option<RawLocation>,
 }
 
 impl StoredContent {
-    /// The (hash, record key, raw key) triple [`ResourceState::next`] takes.
-    pub fn into_parts(self) -> (String, String, String) {
-        (self.hash, self.record_key, self.raw_key)
+    /// The (hash, record key, raw location) triple [`ResourceState::next`] takes.
+    pub fn into_parts(self) -> Content {
+        (self.hash, self.record_key, self.raw)
     }
 }
 
-/// Writes the raw response and the normalized record.
+/// Writes the normalized record, and the raw response beside it when the source keeps one
+/// object per resource (`options.raw: resource`); `batch` leaves the raw response to the
+/// batch's count, `none` keeps none.
 pub async fn store_content(
     svc: &Services,
     source: &SourceSnapshot,
@@ -45,21 +57,30 @@ pub async fn store_content(
     fetched: &Fetched,
     record: &Record,
 ) -> Result<StoredContent, StoreError> {
-    let raw_key = raw_key(source, resource_id);
     let record_key = keys::record_key(&source.id, resource_id);
     let record_json = serde_json::to_vec_pretty(record).expect("records serialize");
-    let (raw, rec) = tokio::join!(
-        svc.objects
-            .put(&raw_key, fetched.body.clone(), fetched.content_type),
-        svc.objects
-            .put(&record_key, Bytes::from(record_json), "application/json"),
-    );
-    raw?;
-    rec?;
+    let put_record = svc
+        .objects
+        .put(&record_key, Bytes::from(record_json), "application/json");
+    let raw = match own_raw_key(source, resource_id) {
+        Some(raw_key) => {
+            let put_raw = svc
+                .objects
+                .put(&raw_key, fetched.body.clone(), fetched.content_type);
+            let (raw, rec) = tokio::join!(put_raw, put_record);
+            raw?;
+            rec?;
+            Some(RawLocation::object(raw_key))
+        }
+        None => {
+            put_record.await?;
+            None
+        }
+    };
     Ok(StoredContent {
         hash: record.content_hash(),
         record_key,
-        raw_key,
+        raw,
     })
 }
 
@@ -90,8 +111,10 @@ pub async fn record_change(
     })
 }
 
-fn raw_key(source: &SourceSnapshot, resource_id: &str) -> String {
-    keys::raw_key(&source.id, resource_id, source.protocol.raw_extension())
+/// The resource's own raw object, where its source keeps one (`options.raw: resource`).
+fn own_raw_key(source: &SourceSnapshot, resource_id: &str) -> Option<String> {
+    (source.options.raw == RawStorage::Resource)
+        .then(|| keys::raw_key(&source.id, resource_id, source.protocol.raw_extension()))
 }
 
 /// The content the record object holds, if there is a readable one.
@@ -110,10 +133,20 @@ async fn stored_content(
         tracing::warn!(key = %record_key, "record object does not parse; left unnamed");
         return Ok(None);
     };
+    // The record and its raw response are written at once, so an attempt cut off between
+    // the two can leave the record without its raw object: named only if it is there.
+    let raw = match own_raw_key(source, resource_id) {
+        Some(key) => svc
+            .objects
+            .get_range(&key, 0, 0)
+            .await?
+            .map(|_| RawLocation::object(key)),
+        None => None,
+    };
     Ok(Some(StoredContent {
         hash: record.content_hash(),
         record_key,
-        raw_key: raw_key(source, resource_id),
+        raw,
     }))
 }
 
@@ -163,7 +196,7 @@ pub async fn reconcile(
         let mut next = state.clone();
         next.content_hash = Some(found.hash.clone());
         next.record_key = Some(found.record_key);
-        next.raw_key = Some(found.raw_key);
+        next.set_raw(found.raw);
         if svc.store.replace_resource(&state, &next).await? {
             tracing::info!(session = %session_id, resource = %resource_id, hash = %found.hash, "state now names the content an uncounted attempt wrote");
             return Ok(());

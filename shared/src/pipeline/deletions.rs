@@ -15,7 +15,7 @@
 use super::stale::{content_type, take_out};
 use super::Services;
 use crate::keys;
-use crate::model::{ResourceState, StaleAction};
+use crate::model::{RawLocation, ResourceState, StaleAction};
 use crate::ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ pub async fn restore(
             match bring_back(svc, &current).await? {
                 Ok((record, raw)) => {
                     next.record_key = record;
-                    next.raw_key = raw;
+                    next.set_raw(raw);
                     next.deleted_at = None;
                 }
                 Err(why) => {
@@ -183,18 +183,20 @@ async fn targets(
 }
 
 /// Moves a deleted resource's record and raw response back from `deleted/`; where they
-/// are now, or why they cannot come back.
+/// are now, or why they cannot come back. (A raw response a batch's object held was copied
+/// into an object of its own when the resource was moved aside, so it comes back as one.)
 #[allow(clippy::type_complexity)]
 async fn bring_back(
     svc: &Services,
     state: &ResourceState,
-) -> Result<Result<(Option<String>, Option<String>), String>, StoreError> {
+) -> Result<Result<(Option<String>, Option<RawLocation>), String>, StoreError> {
     let Some(record) = state.record_key.as_deref() else {
         return Ok(Err(
             "its record was removed for good (on_stale: remove); the next harvest that lists it fetches it again".into(),
         ));
     };
-    let moved: Vec<(&str, String)> = [Some(record), state.raw_key.as_deref()]
+    let raw = state.raw();
+    let moved: Vec<(&str, String)> = [Some(record), raw.as_ref().map(|r| r.key.as_str())]
         .into_iter()
         .flatten()
         .filter_map(|key| Some((key, keys::live_key(key)?)))
@@ -207,24 +209,27 @@ async fn bring_back(
             )));
         }
     }
-    let mut live = Vec::new();
-    for key in [Some(record), state.raw_key.as_deref()] {
-        let Some(key) = key else {
-            live.push(None);
-            continue;
-        };
-        let Some(target) = keys::live_key(key) else {
-            live.push(Some(key.to_string()));
-            continue;
-        };
-        // Absent when an earlier attempt moved it back and stopped before the state said so.
-        if let Some(body) = svc.objects.get(key).await? {
-            svc.objects
-                .put(&target, body, content_type(&target))
-                .await?;
-            svc.objects.delete(key).await?;
-        }
-        live.push(Some(target));
+    let record = move_back(svc, record).await?;
+    let raw = match raw {
+        // Not under `deleted/` (a range of a batch object): it stays where it is.
+        Some(raw) if !keys::is_deleted_key(&raw.key) => Some(raw),
+        Some(raw) => Some(RawLocation::object(move_back(svc, &raw.key).await?)),
+        None => None,
+    };
+    Ok(Ok((Some(record), raw)))
+}
+
+/// Moves one object back from `deleted/`; where it is now.
+async fn move_back(svc: &Services, key: &str) -> Result<String, StoreError> {
+    let Some(target) = keys::live_key(key) else {
+        return Ok(key.to_string());
+    };
+    // Absent when an earlier attempt moved it back and stopped before the state said so.
+    if let Some(body) = svc.objects.get(key).await? {
+        svc.objects
+            .put(&target, body, content_type(&target))
+            .await?;
+        svc.objects.delete(key).await?;
     }
-    Ok(Ok((live[0].clone(), live[1].clone())))
+    Ok(target)
 }

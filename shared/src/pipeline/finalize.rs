@@ -30,6 +30,9 @@ pub async fn finalize_session(svc: &Services, session_id: &str) -> Result<Finali
     if let Some(session) = svc.store.get_session(session_id).await? {
         if session.status == SessionStatus::Running && session.counters.remaining == 0 {
             super::stale::settle(svc, &session).await?;
+            if let Err(e) = super::raw::sweep(svc, &session.source_id, &session.stamp()).await {
+                tracing::warn!(session = %session.id, error = %e, "batch raw objects not swept; the next close tries again");
+            }
             super::incremental::keep_failed_ids(svc, &session).await?;
             // The summary is written before the close, as the session will read once
             // closed: a close whose summary never got written (a crash in between, then the

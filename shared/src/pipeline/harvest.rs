@@ -8,12 +8,14 @@
 
 use super::content::{reconcile, record_change, store_content, unclaimed_content};
 use super::listing::{list_page, PageResult};
-use super::tally::{OutcomeToCount, Tally};
+use super::tally::{BatchedRaw, OutcomeToCount, Tally};
 use super::Services;
 use crate::documents::ResourceLog;
 use crate::keys;
 use crate::messages::{SourceSnapshot, WorkMessage};
-use crate::model::{session::split_session_id, Outcome, Reason, ReasonCode, ResourceState};
+use crate::model::{
+    session::split_session_id, Outcome, RawStorage, Reason, ReasonCode, ResourceState,
+};
 use crate::ports::{Counting, StoreError};
 use crate::protocols::{FetchContext, FetchError, InlineDocuments, Remote};
 use bytes::Bytes;
@@ -218,6 +220,7 @@ pub async fn harvest_resource(
         .is_some_and(ResourceState::awaits_restoring);
     let mut title = None;
     let mut change = None;
+    let mut batched_raw = None;
     let (outcome, reason, content) = match result {
         Ok((fetched, record)) => {
             title = Some(record.title.clone());
@@ -236,7 +239,15 @@ pub async fn harvest_resource(
                     change = Some(record_change(svc, previous.as_ref(), &record).await?);
                 }
                 match store_content(svc, source, resource_id, &fetched, &record).await {
-                    Ok(stored) => (Outcome::Harvested, None, Some(stored.into_parts())),
+                    Ok(stored) => {
+                        if source.options.raw == RawStorage::Batch {
+                            batched_raw = Some(BatchedRaw {
+                                body: fetched.body.clone(),
+                                extension: source.protocol.raw_extension(),
+                            });
+                        }
+                        (Outcome::Harvested, None, Some(stored.into_parts()))
+                    }
                     // The same write would fail the same way: counted, not retried.
                     Err(e) if e.is_permanent() => {
                         tracing::error!(session = %session_id, resource = %resource_id, error = %e, "the record cannot be stored; counted as failed");
@@ -317,6 +328,7 @@ pub async fn harvest_resource(
                 session_id: session_id.to_string(),
                 state,
                 log,
+                raw: batched_raw,
             },
         )
         .await?;
@@ -345,6 +357,16 @@ pub async fn harvest_resource(
             if let Some(key) = key.as_deref().filter(|k| keys::is_deleted_key(k)) {
                 svc.objects.delete(key).await?;
             }
+        }
+    }
+    if wrote_content && counting == Counting::Counted && source.options.raw != RawStorage::Resource
+    {
+        // The resource's own raw object, from before its source stored raw responses in
+        // batches (or stopped storing them): no state names it any more.
+        if let Some(own) = previous.as_ref().and_then(ResourceState::raw).filter(|r| {
+            r.range.is_none() && !keys::is_deleted_key(&r.key) && !keys::is_raw_batch_key(&r.key)
+        }) {
+            svc.objects.delete(&own.key).await?;
         }
     }
     Ok(ResourceAttempt::Counted)

@@ -10,10 +10,10 @@
 //!    [`crate::protocols::FetchContext`] and normalized by its protocol, its record and raw
 //!    response stored unless unchanged ([`content`]).
 //! 4. A batch of outcomes is counted together ([`tally`]): one log object for the batch
-//!    (`documents::ResourceLog`), then `ledger::Tally` settles the markers in one
+//!    (`documents::ResourceLog`) and, with `options.raw: batch`, one raw object, then `ledger::Tally` settles the markers in one
 //!    transaction.
 //! 5. The session closes when nothing remains ([`finalize`]): the stale check ([`stale`]),
-//!    the summary (`documents::SessionSummary`), `ledger::close` and `ledger::release`.
+//!    the sweep of batch raw objects no state names ([`raw`]), the summary (`documents::SessionSummary`), `ledger::close` and `ledger::release`.
 //!
 //! Each ledger change is persisted by a store under its condition: `local::store` (memory
 //! and SQLite) or `aws::dynamodb` (`expressions.rs`), both proved by `testing::contract`.
@@ -32,6 +32,7 @@ pub mod harvest;
 pub mod incremental;
 pub mod listing;
 pub mod metrics;
+pub mod raw;
 pub mod schedule;
 pub mod sources;
 pub mod stale;

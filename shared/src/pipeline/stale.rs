@@ -22,7 +22,7 @@
 use super::Services;
 use crate::documents;
 use crate::keys;
-use crate::model::{Session, StaleAction};
+use crate::model::{RawLocation, Session, StaleAction};
 use crate::ports::StoreError;
 
 pub use crate::documents::StaleReport;
@@ -292,44 +292,85 @@ pub(crate) async fn take_out(
     action: StaleAction,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
-    let (record, raw) = remove_objects(svc, state, action).await?;
+    let record = match &state.record_key {
+        Some(key) => remove_object(svc, key, action).await?,
+        None => None,
+    };
+    let raw = match state.raw() {
+        Some(raw) if raw.range.is_some() => remove_batched_raw(svc, state, &raw, action).await?,
+        Some(raw) => remove_object(svc, &raw.key, action)
+            .await?
+            .map(RawLocation::object),
+        None => None,
+    };
     state.record_key = record;
-    state.raw_key = raw;
+    state.set_raw(raw);
     state.deleted_at = Some(now);
     state.deletion_held_at = None;
     Ok(())
 }
 
-/// Moves (or removes) a stale resource's record and raw response; returns where they are now.
-async fn remove_objects(
+/// Moves (or removes) one of a stale resource's objects; returns where it is now.
+async fn remove_object(
     svc: &Services,
-    state: &crate::model::ResourceState,
+    key: &str,
     action: StaleAction,
-) -> Result<(Option<String>, Option<String>), StoreError> {
-    let mut kept = Vec::new();
-    for key in [&state.record_key, &state.raw_key] {
-        let Some(key) = key else {
-            kept.push(None);
-            continue;
-        };
-        match action {
-            StaleAction::Remove => {
+) -> Result<Option<String>, StoreError> {
+    match action {
+        StaleAction::Remove => {
+            svc.objects.delete(key).await?;
+            Ok(None)
+        }
+        // An approved held deletion is moved aside, recoverable as `move` leaves it.
+        StaleAction::Move | StaleAction::Hold => {
+            let target = keys::deleted_key(key);
+            // Absent when an earlier attempt moved it already.
+            if let Some(body) = svc.objects.get(key).await? {
+                svc.objects.put(&target, body, content_type(key)).await?;
                 svc.objects.delete(key).await?;
-                kept.push(None);
             }
-            // An approved held deletion is moved aside, recoverable as `move` leaves it.
-            StaleAction::Move | StaleAction::Hold => {
-                let target = keys::deleted_key(key);
-                // Absent when an earlier attempt moved it already.
-                if let Some(body) = svc.objects.get(key).await? {
-                    svc.objects.put(&target, body, content_type(key)).await?;
-                    svc.objects.delete(key).await?;
-                }
-                kept.push(Some(target));
-            }
+            Ok(Some(target))
         }
     }
-    Ok((kept[0].clone(), kept[1].clone()))
+}
+
+/// A raw response kept in a batch's object (`options.raw: batch`): the object is shared with
+/// the batch's other resources, so it stays where it is (the sweep removes it once no state
+/// names it, `pipeline::raw`). Moved aside, the resource's bytes are copied into an object of
+/// their own under `deleted/`, where its own raw object would be, so restoring it and the
+/// retention of `deleted/` treat it as any other; removed, the state just stops naming them.
+async fn remove_batched_raw(
+    svc: &Services,
+    state: &crate::model::ResourceState,
+    raw: &RawLocation,
+    action: StaleAction,
+) -> Result<Option<RawLocation>, StoreError> {
+    let (StaleAction::Move | StaleAction::Hold, Some(range)) = (action, raw.range) else {
+        return Ok(None);
+    };
+    let extension = raw.key.rsplit_once('.').map_or("raw", |(_, ext)| ext);
+    let own = keys::raw_key(&state.source_id, &state.resource_id, extension);
+    let target = keys::deleted_key(&own);
+    // Copied again by a retry (the batch object stays): the same bytes.
+    match svc
+        .objects
+        .get_range(&raw.key, range.offset, range.length)
+        .await
+    {
+        Ok(Some(body)) => {
+            svc.objects.put(&target, body, content_type(&own)).await?;
+            Ok(Some(RawLocation::object(target)))
+        }
+        Ok(None) => {
+            tracing::warn!(resource = %state.resource_id, key = %raw.key, "the batch raw object a deleted resource named is gone; its raw response is not kept");
+            Ok(None)
+        }
+        Err(e) if e.is_permanent() => {
+            tracing::warn!(resource = %state.resource_id, key = %raw.key, error = %e, "the raw response a deleted resource named does not read; not kept");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) fn content_type(key: &str) -> &'static str {

@@ -11,10 +11,17 @@
 //! Nothing else changes: logs are still written before the count, and the transaction
 //! keeps every resource's marker condition, so a redelivered copy still counts nothing
 //! (when one condition fails the store counts the batch one by one to say which).
+//!
+//! A source with `options.raw: batch` has its raw responses written here too: one object
+//! per session in the batch, the responses one after another, each state naming the object
+//! with its offset and length. Written before the count like the logs, so a state never
+//! names an object that is not whole; a batch retried after a crash writes a new object
+//! (random part in its name), and the first one, which no state names, is swept when a
+//! later session of the source closes (`pipeline::raw`).
 
 use crate::documents::ResourceLog;
 use crate::keys;
-use crate::model::{session::split_session_id, ResourceState};
+use crate::model::{session::split_session_id, ByteRange, RawLocation, ResourceState};
 use crate::ports::{Counting, ObjectStore, StateStore, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +34,14 @@ pub struct OutcomeToCount {
     pub state: ResourceState,
     /// Its log line; `None` writes no log (an unchanged resource keeps its last log).
     pub log: Option<ResourceLog>,
+    /// Its raw response, to be kept in the batch's raw object (`options.raw: batch`).
+    pub raw: Option<BatchedRaw>,
+}
+
+/// A raw response for the batch's raw object, and the extension its source's responses have.
+pub struct BatchedRaw {
+    pub body: Bytes,
+    pub extension: &'static str,
 }
 
 type Reply = oneshot::Sender<Result<Counting, StoreError>>;
@@ -175,10 +190,11 @@ async fn flush(
     }
 }
 
-/// Writes the logs of `outcomes` (one object per session), then counts them all with
-/// [`SessionLedger::record_outcomes`]; one result each, in order. An outcome whose log could not
-/// be written is not counted (its message is retried). The batch's [`Tally`] calls this;
-/// so does the watchdog for the resources it gives up on.
+/// Writes the raw responses of `outcomes` that carry one and their logs (one object of each
+/// per session), then counts them all with [`SessionLedger::record_outcomes`]; one result
+/// each, in order. An outcome whose raw response or log could not be written is not counted
+/// (its message is retried). The batch's [`Tally`] calls this; so does the watchdog for the
+/// resources it gives up on.
 pub async fn count_together(
     store: &dyn StateStore,
     objects: &dyn ObjectStore,
@@ -186,9 +202,10 @@ pub async fn count_together(
 ) -> Vec<Result<Counting, StoreError>> {
     let mut results: Vec<Option<Result<Counting, StoreError>>> =
         outcomes.iter().map(|_| None).collect();
+    write_raw(objects, &mut outcomes, &mut results).await;
     let mut by_session: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, outcome) in outcomes.iter().enumerate() {
-        if outcome.log.is_some() {
+        if outcome.log.is_some() && results[i].is_none() {
             by_session
                 .entry(outcome.session_id.clone())
                 .or_default()
@@ -240,4 +257,55 @@ pub async fn count_together(
         .into_iter()
         .map(|r| r.expect("every outcome answered"))
         .collect()
+}
+
+/// Writes the raw responses the outcomes carry, one object per session, and names each one's
+/// range in its state; an outcome whose object could not be written gets the error.
+async fn write_raw(
+    objects: &dyn ObjectStore,
+    outcomes: &mut [OutcomeToCount],
+    results: &mut [Option<Result<Counting, StoreError>>],
+) {
+    let mut by_session: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if outcome.raw.is_some() {
+            by_session
+                .entry(outcome.session_id.clone())
+                .or_default()
+                .push(i);
+        }
+    }
+    for (session_id, members) in by_session {
+        let first = &outcomes[members[0]];
+        let source_id = first.state.source_id.clone();
+        let extension = first.raw.as_ref().expect("grouped by having one").extension;
+        let (_, stamp) = split_session_id(&session_id).unwrap_or((&source_id, &session_id));
+        let key = keys::raw_batch_key(&source_id, stamp, &first.state.resource_id, extension);
+        let mut body = Vec::new();
+        let mut ranges = Vec::with_capacity(members.len());
+        for &i in &members {
+            let raw = outcomes[i].raw.as_ref().expect("grouped by having one");
+            ranges.push(ByteRange {
+                offset: body.len() as u64,
+                length: raw.body.len() as u64,
+            });
+            body.extend_from_slice(&raw.body);
+        }
+        let content_type = super::stale::content_type(&key);
+        match objects.put(&key, Bytes::from(body), content_type).await {
+            Ok(()) => {
+                for (&i, range) in members.iter().zip(ranges) {
+                    outcomes[i].state.set_raw(Some(RawLocation {
+                        key: key.clone(),
+                        range: Some(range),
+                    }));
+                }
+            }
+            Err(e) => {
+                for &i in &members {
+                    results[i] = Some(Err(e.clone().context(format_args!("raw {key}"))));
+                }
+            }
+        }
+    }
 }

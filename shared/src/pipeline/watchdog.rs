@@ -268,6 +268,7 @@ pub async fn expire(svc: &Services, session: &Session) -> Result<(u64, u64), Sto
                 session_id: session.id.clone(),
                 state,
                 log: Some(log),
+                raw: None,
             });
         }
         for counted in tally::count_together(svc.store.as_ref(), svc.objects.as_ref(), lost).await {

@@ -1,4 +1,5 @@
 //! The state store contract: what every [`StateStore`] must do, whatever it keeps rows in.
+//! (And, at the end, the object store contract: what every [`ObjectStore`] must do.)
 //! Each case is one rule of `model::ledger` (or of the ports' documentation) seen through a
 //! store, including the conditional answers: a page committed twice, a redelivered count, a
 //! session closed twice. A backend runs all of them with one line:
@@ -14,7 +15,8 @@ use crate::model::{
     Closing, Counting, Outcome, PageState, Protocol, Reason, ResourceState, Session, SessionStart,
     SessionStatus, Source, SourceEntry,
 };
-use crate::ports::StateStore;
+use crate::ports::{ObjectStore, StateStore};
+use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -47,6 +49,32 @@ macro_rules! state_store_contract {
             async fn $case() {
                 let store = $make;
                 $crate::testing::contract::$case(&store).await;
+            }
+        )*
+    };
+}
+
+/// The object store contract's cases, run on a store with one line:
+///
+/// ```ignore
+/// trawl::object_store_contract!(MemoryObjects::default());
+/// ```
+#[macro_export]
+macro_rules! object_store_contract {
+    ($make:expr) => {
+        $crate::object_store_contract!(@cases $make;
+            an_object_reads_back_as_written,
+            a_range_reads_back_exactly_its_bytes,
+            a_range_of_a_missing_object_is_none,
+            a_range_past_the_end_is_refused,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let objects = $make;
+                $crate::testing::contract::$case(&objects).await;
             }
         )*
     };
@@ -100,7 +128,9 @@ fn state(session: &Session, resource_id: &str, outcome: Outcome) -> ResourceStat
         (
             format!("hash-{resource_id}"),
             format!("records/{resource_id}.json"),
-            format!("raw/{resource_id}"),
+            Some(crate::model::RawLocation::object(format!(
+                "raw/{resource_id}"
+            ))),
         )
     });
     ResourceState::next(
@@ -628,4 +658,78 @@ pub async fn a_sources_resources_are_removed_together(store: &dyn StateStore) {
     let (other, _) = store.list_resources(&kept.source_id, None).await.unwrap();
     assert_eq!(other.len(), 2, "another source's states stay");
     assert_eq!(store.remove_resources(&purged.source_id).await.unwrap(), 0);
+}
+
+// The object store contract.
+
+/// Three responses one after another, as a batch's raw object holds them.
+fn batch_body() -> (Bytes, [(u64, u64); 3]) {
+    let parts: [&[u8]; 3] = [b"{\"first\": 1}", b"<second>\xc3\xa9</second>", b"third\n"];
+    let mut body = Vec::new();
+    let mut ranges = [(0, 0); 3];
+    for (i, part) in parts.iter().enumerate() {
+        ranges[i] = (body.len() as u64, part.len() as u64);
+        body.extend_from_slice(part);
+    }
+    (Bytes::from(body), ranges)
+}
+
+pub async fn an_object_reads_back_as_written(objects: &dyn ObjectStore) {
+    let key = format!("contract/{}/whole.json", unique("objects"));
+    let (body, _) = batch_body();
+    objects
+        .put(&key, body.clone(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(objects.get(&key).await.unwrap(), Some(body));
+    objects.delete(&key).await.unwrap();
+    assert_eq!(objects.get(&key).await.unwrap(), None);
+}
+
+pub async fn a_range_reads_back_exactly_its_bytes(objects: &dyn ObjectStore) {
+    let key = format!("contract/{}/batch.raw", unique("objects"));
+    let (body, ranges) = batch_body();
+    objects
+        .put(&key, body.clone(), "application/octet-stream")
+        .await
+        .unwrap();
+    for (offset, length) in ranges {
+        let part = objects.get_range(&key, offset, length).await.unwrap();
+        assert_eq!(
+            part.as_deref(),
+            Some(&body[offset as usize..(offset + length) as usize]),
+            "bytes {offset}+{length}"
+        );
+    }
+    let whole = objects.get_range(&key, 0, body.len() as u64).await.unwrap();
+    assert_eq!(whole, Some(body.clone()), "the whole object as one range");
+    let empty = objects.get_range(&key, 3, 0).await.unwrap();
+    assert_eq!(
+        empty,
+        Some(Bytes::new()),
+        "an empty range of an object that exists"
+    );
+}
+
+pub async fn a_range_of_a_missing_object_is_none(objects: &dyn ObjectStore) {
+    let key = format!("contract/{}/missing.raw", unique("objects"));
+    assert_eq!(objects.get_range(&key, 0, 10).await.unwrap(), None);
+    assert_eq!(objects.get_range(&key, 0, 0).await.unwrap(), None);
+}
+
+pub async fn a_range_past_the_end_is_refused(objects: &dyn ObjectStore) {
+    let key = format!("contract/{}/short.raw", unique("objects"));
+    let (body, _) = batch_body();
+    let size = body.len() as u64;
+    objects
+        .put(&key, body, "application/octet-stream")
+        .await
+        .unwrap();
+    for (offset, length) in [(size - 2, 5), (size, 1), (size + 10, 3)] {
+        let read = objects.get_range(&key, offset, length).await;
+        assert!(
+            read.as_ref().is_err_and(|e| e.is_permanent()),
+            "bytes {offset}+{length} of {size}: {read:?}"
+        );
+    }
 }

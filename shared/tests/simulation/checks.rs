@@ -4,7 +4,7 @@
 use super::history::{Ctx, Report};
 use std::collections::{BTreeMap, BTreeSet};
 use trawl::messages::WorkMessage;
-use trawl::model::{Outcome, Record, Session, SessionStatus};
+use trawl::model::{Outcome, RawStorage, Record, Session, SessionStatus};
 use trawl::ports::{Marker, ObjectStore};
 use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 
@@ -389,6 +389,20 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
                         Some(_) => {}
                     }
                 }
+                // Its raw response reads back whole where its state says: a batch's object
+                // is written before any state names a range of it.
+                if let Some(raw) = state.raw() {
+                    let read = match raw.range {
+                        Some(r) => ctx.objects.get_range(&raw.key, r.offset, r.length).await,
+                        None => ctx.objects.get(&raw.key).await,
+                    };
+                    if !matches!(read, Ok(Some(_))) {
+                        violation(format!(
+                            "{source_id}/{}: its raw response {} {:?} does not read: {read:?}",
+                            state.resource_id, raw.key, raw.range
+                        ));
+                    }
+                }
             }
             match next {
                 Some(n) => after = Some(n),
@@ -399,6 +413,25 @@ pub async fn check(ctx: &Ctx, report: &mut Report) {
     for key in ctx.objects.keys("records/") {
         if !named.contains(&key) {
             violation(format!("record object {key} is named by no live state"));
+        }
+    }
+    // A source's raw responses are where its `options.raw` puts them, and nowhere else.
+    for (source_id, _) in &ctx.sources {
+        let Ok(Some(entry)) = store.get_source(source_id).await else {
+            continue;
+        };
+        let misplaced = |key: &String| match entry.source.options.raw {
+            RawStorage::Resource => trawl::keys::is_raw_batch_key(key),
+            RawStorage::Batch => !trawl::keys::is_raw_batch_key(key),
+            RawStorage::None => true,
+        };
+        for key in ctx.objects.keys(&format!("raw/{source_id}/")) {
+            if misplaced(&key) {
+                violation(format!(
+                    "raw object {key} of {source_id}, whose raw responses are kept {}",
+                    entry.source.options.raw.as_str()
+                ));
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trawl::local::{MemoryObjects, MemoryStore};
-use trawl::model::{SourceOptions, SourceSpec, StaleAction};
+use trawl::model::{RawStorage, SourceOptions, SourceSpec, StaleAction};
 use trawl::pipeline::{AbortFlags, Services, Settings};
 use trawl::ports::{SessionLedger, SourceRegistry};
 
@@ -201,6 +201,13 @@ fn build(world: Arc<World>) -> Ctx {
                 (true, 0) => StaleAction::Hold,
                 (true, _) => StaleAction::Move,
                 (false, _) => StaleAction::Remove,
+            },
+            // Half the sources keep raw responses one object each, a quarter in batches, a
+            // quarter not at all: from a draw already made, as above.
+            raw: match (minute / 3) % 4 {
+                2 => RawStorage::Batch,
+                3 => RawStorage::None,
+                _ => RawStorage::Resource,
             },
             incremental: rng.gen_bool(0.3),
             max_in_flight: rng.gen_bool(0.3).then(|| rng.gen_range(1..4)),

@@ -3,6 +3,8 @@
 //! LocalStack: the first session finds everything changed, the second everything unchanged.
 //! The functions' requests and the event source mappings' (the runner plays them: SQS polls
 //! and deletes, stream reads) are counted apart, then priced with public on-demand prices.
+//! Each `options.raw` mode asked for (`resource`, `batch`, `none`) is a source of its own,
+//! harvested twice; a table at the end sets the modes side by side.
 
 use crate::process::{sibling, Server};
 use anyhow::{bail, Result};
@@ -12,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use trawl::aws::counting::Requests;
 use trawl::aws::RequestCounter;
+use trawl::model::RawStorage;
 
 /// us-east-1 on-demand prices, USD (aws.amazon.com/{s3,sqs,dynamodb,lambda}/pricing, 2026).
 const S3_PUT_LIST_PER_1K: f64 = 0.005;
@@ -21,7 +24,7 @@ const DYNAMODB_WRU_PER_MILLION: f64 = 0.625;
 const DYNAMODB_RRU_PER_MILLION: f64 = 0.125;
 const LAMBDA_REQUESTS_PER_MILLION: f64 = 0.20;
 
-pub async fn run(datasets: usize) -> Result<Value> {
+pub async fn run(datasets: usize, modes: &[RawStorage]) -> Result<Value> {
     trawl_runner::default_to_local_emulator();
     let root = trawl_runner::repo_root();
     let stack = trawl_runner::Stack::load(&root.join(".local/stack.json"))?;
@@ -41,10 +44,41 @@ pub async fn run(datasets: usize) -> Result<Value> {
         Some(&event_sources),
     )
     .await?;
-    let source_id = format!("bench-aws-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let mut by_mode = Vec::new();
+    for &mode in modes {
+        let runs = harvest_twice(
+            &runner,
+            &functions,
+            &event_sources,
+            &fixture.base_url,
+            datasets,
+            mode,
+        )
+        .await?;
+        by_mode.push(json!({"raw": mode.as_str(), "runs": runs}));
+    }
+    print_modes(&by_mode);
+    Ok(json!({ "datasets": datasets, "modes": by_mode }))
+}
+
+/// One source keeping raw responses as `mode` says, harvested twice: everything changed,
+/// then everything unchanged; a priced row per run.
+async fn harvest_twice(
+    runner: &trawl_runner::Runner,
+    functions: &RequestCounter,
+    event_sources: &RequestCounter,
+    base_url: &str,
+    datasets: usize,
+    mode: RawStorage,
+) -> Result<Vec<Value>> {
+    let source_id = format!(
+        "bench-aws-{}-{}",
+        mode.as_str(),
+        chrono::Utc::now().format("%Y%m%d%H%M%S")
+    );
     let source = trawl::model::SourceSpec::from_json(
-        &json!({"id": source_id, "protocol": "erddap", "base_url": fixture.base_url,
-                "schedule": "rate(1 day)", "internal": true})
+        &json!({"id": source_id, "protocol": "erddap", "base_url": base_url,
+                "schedule": "rate(1 day)", "internal": true, "options": {"raw": mode.as_str()}})
         .to_string(),
     )?;
     runner.services.store.put_source(&source).await?;
@@ -90,7 +124,7 @@ pub async fn run(datasets: usize) -> Result<Value> {
             + (after["finalizer_invocations"] - before["finalizer_invocations"])
             + 1;
         let row = priced(
-            label,
+            &format!("{label}, raw: {}", mode.as_str()),
             datasets,
             &functions.snapshot(),
             &event_sources.snapshot(),
@@ -103,7 +137,7 @@ pub async fn run(datasets: usize) -> Result<Value> {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     runner.services.store.remove_source(&source_id).await?;
-    Ok(json!({ "datasets": datasets, "runs": runs }))
+    Ok(runs)
 }
 
 fn price(operation: &str, r: &Requests) -> f64 {
@@ -204,4 +238,47 @@ fn print_run(row: &Value, took: Duration) {
         row["usd_per_million_resources"]["aws_requests"].as_f64().unwrap_or_default(),
         row["usd_per_million_resources"]["lambda_requests"].as_f64().unwrap_or_default(),
     );
+}
+
+/// The modes side by side: per changed and per unchanged resource, S3 PUTs, billable
+/// requests and USD per million (AWS requests and Lambda requests).
+fn print_modes(by_mode: &[Value]) {
+    println!(
+        "\n{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "raw", "PUT/changed", "req/changed", "$/M changed", "PUT/unch.", "req/unch.", "$/M unch."
+    );
+    for mode in by_mode {
+        let runs = mode["runs"].as_array().cloned().unwrap_or_default();
+        let figures = |run: Option<&Value>| {
+            let Some(run) = run else {
+                return (0.0, 0.0, 0.0);
+            };
+            let puts: f64 = run["operations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|op| {
+                    op["operation"]
+                        .as_str()
+                        .is_some_and(|o| o.eq_ignore_ascii_case("s3.PutObject"))
+                })
+                .map(|op| op["per_resource"].as_f64().unwrap_or_default())
+                .sum();
+            (
+                puts,
+                run["billable_requests_per_resource"]
+                    .as_f64()
+                    .unwrap_or_default(),
+                run["usd_per_million_resources"]["total"]
+                    .as_f64()
+                    .unwrap_or_default(),
+            )
+        };
+        let (cp, cr, cu) = figures(runs.first());
+        let (up, ur, uu) = figures(runs.get(1));
+        println!(
+            "{:<9} {cp:>12.3} {cr:>12.2} {cu:>12.2} {up:>12.3} {ur:>12.2} {uu:>12.2}",
+            mode["raw"].as_str().unwrap_or_default()
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! trawl-bench throughput [--sizes 1000,10000,100000] [--runs 1] [--concurrency 16] [--peer-python PY]
 //! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
-//! trawl-bench aws-requests [--datasets 2000]   (needs LocalStack and infra/deploy.sh)
+//! trawl-bench aws-requests [--datasets 2000] [--raw resource,batch,none]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
 //! trawl-bench one-answer [--sizes 10000,100000,1000000]
 //! trawl-bench fair-share [--large 20000] [--small 50] [--small-sources 5] [--concurrency 8]
@@ -66,6 +66,9 @@ enum Bench {
     AwsRequests {
         #[arg(long, default_value_t = 2000)]
         datasets: usize,
+        /// The `options.raw` modes to measure, each a source of its own.
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("resource"), String::from("batch"), String::from("none")])]
+        raw: Vec<String>,
     },
     /// Heap each stage allocates vs catalog size: scheduler, listing, finalizer (part 5).
     Stages {
@@ -174,8 +177,13 @@ async fn main() -> Result<()> {
             })
             .await?;
         }
-        Bench::AwsRequests { datasets } => {
-            aws_requests::run(datasets).await?;
+        Bench::AwsRequests { datasets, raw } => {
+            let modes = raw
+                .iter()
+                .map(|m| serde_json::from_value(serde_json::Value::String(m.clone())))
+                .collect::<Result<Vec<trawl::model::RawStorage>, _>>()
+                .map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
+            aws_requests::run(datasets, &modes).await?;
         }
         Bench::Stages { sizes, work_dir } => {
             stages::run(&sizes, &work_dir).await?;

@@ -46,3 +46,26 @@ async fn store() -> DynamoStore {
 }
 
 trawl::state_store_contract!(store().await);
+
+/// The object store contract on S3 in LocalStack, in a bucket of its own.
+mod objects {
+    use trawl::aws::s3::S3Objects;
+
+    const BUCKET: &str = "trawl-contract";
+
+    async fn objects() -> S3Objects {
+        trawl_runner::default_to_local_emulator();
+        let client = trawl::aws::s3_client(&trawl::aws::sdk_config().await);
+        if let Err(e) = client.create_bucket().bucket(BUCKET).send().await {
+            // Made by an earlier test of this run (or an earlier run on this emulator).
+            let e = e.into_service_error();
+            assert!(
+                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists(),
+                "creating {BUCKET}: {e}"
+            );
+        }
+        S3Objects::new(client, BUCKET)
+    }
+
+    trawl::object_store_contract!(objects().await);
+}
