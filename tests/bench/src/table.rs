@@ -17,6 +17,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
+use trawl::model::RawStorage;
 
 pub struct Options {
     pub runs: usize,
@@ -149,12 +150,15 @@ pub async fn run(options: &Options) -> Result<()> {
 
 /// One aws-requests run, tried a second time if the first fails: LocalStack shared with other
 /// work now and then refuses a request outright ("timed out … waiting for a lock").
+/// Measures `raw: resource` (the default, whose targets are the request counts) and `raw:
+/// batch` (whose targets are issue 19's PUTs, requests and dollars).
 async fn aws_run(datasets: usize) -> Result<Value> {
-    match aws_requests::run(datasets).await {
+    let modes = [RawStorage::Resource, RawStorage::Batch];
+    match aws_requests::run(datasets, &modes).await {
         Ok(figures) => Ok(figures),
         Err(first) => {
             eprintln!("aws-requests failed ({first}); once more");
-            aws_requests::run(datasets).await
+            aws_requests::run(datasets, &modes).await
         }
     }
 }
@@ -275,49 +279,95 @@ fn latency_lines(options: &Options, runs: &[Value]) -> Vec<Line> {
     ]
 }
 
-/// Each aws-requests run gives a first session (everything changed) and a second (everything
-/// unchanged); requests and dollars are per resource of the same session.
+/// Each aws-requests run gives, per raw mode, a first session (everything changed) and a
+/// second (everything unchanged); requests and dollars are per resource of the same session.
 fn aws_lines(options: &Options, runs: &[Value]) -> Vec<Line> {
     let setting = format!(
         "LocalStack, N = {}, billable requests; USD: requests incl. Lambda's, not duration",
         thousands_usize(options.aws_datasets)
     );
-    let session = |index: usize, pointer: &str| -> Vec<f64> {
-        let sessions: Vec<Value> = runs.iter().map(|r| r["runs"][index].clone()).collect();
-        figure(&sessions, pointer)
+    let session = |mode: RawStorage, index: usize| -> Vec<Value> {
+        runs.iter()
+            .map(|r| {
+                r["modes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["raw"] == mode.as_str())
+                    .map(|m| m["runs"][index].clone())
+                    .unwrap_or(Value::Null)
+            })
+            .collect()
     };
-    let line = |what: &str, target, index, pointer: &str, unit| Line {
+    let line = |what: &str, target, mode, index, pointer: &str, unit| Line {
         what: what.into(),
         target,
-        values: session(index, pointer),
+        values: figure(&session(mode, index), pointer),
         unit,
         setting: setting.clone(),
     };
+    let puts = |mode, index| -> Vec<f64> {
+        session(mode, index)
+            .iter()
+            .map(|run| match run["operations"].as_array() {
+                Some(ops) => ops
+                    .iter()
+                    .filter(|op| {
+                        op["operation"]
+                            .as_str()
+                            .is_some_and(|o| o.eq_ignore_ascii_case("s3.PutObject"))
+                    })
+                    .filter_map(|op| op["per_resource"].as_f64())
+                    .sum(),
+                None => f64::NAN,
+            })
+            .collect()
+    };
+    use RawStorage::{Batch, Resource};
     vec![
         line(
             "AWS requests per changed resource",
             "≤ 3",
+            Resource,
             0,
             "/billable_requests_per_resource",
             Unit::Plain(2),
         ),
         line(
-            "USD per million changed resources",
-            "≤ $8 with `raw: batch`",
+            "AWS requests per unchanged resource",
+            "≤ 1.5",
+            Resource,
+            1,
+            "/billable_requests_per_resource",
+            Unit::Plain(2),
+        ),
+        Line {
+            what: "S3 PUTs per changed resource, `raw: batch`".into(),
+            target: "≤ 1.3",
+            values: puts(Batch, 0),
+            unit: Unit::Plain(3),
+            setting: setting.clone(),
+        },
+        line(
+            "AWS requests per changed resource, `raw: batch`",
+            "≤ 2.0",
+            Batch,
+            0,
+            "/billable_requests_per_resource",
+            Unit::Plain(2),
+        ),
+        line(
+            "USD per million changed resources, `raw: batch`",
+            "≤ $8",
+            Batch,
             0,
             "/usd_per_million_resources/total",
             Unit::Dollars,
         ),
         line(
-            "AWS requests per unchanged resource",
-            "≤ 1.5",
-            1,
-            "/billable_requests_per_resource",
-            Unit::Plain(2),
-        ),
-        line(
-            "USD per million unchanged resources",
-            "≤ $3 with `raw: batch`",
+            "USD per million unchanged resources, `raw: batch`",
+            "≤ $3",
+            Batch,
             1,
             "/usd_per_million_resources/total",
             Unit::Dollars,
@@ -452,14 +502,19 @@ mod tests {
     #[test]
     fn the_aws_lines_take_changed_figures_from_each_runs_first_session_and_unchanged_from_its_second(
     ) {
-        let session = |requests: f64, usd: f64| {
+        let session = |puts: f64, requests: f64, usd: f64| {
             json!({"billable_requests_per_resource": requests,
+                   "operations": [{"operation": "S3.PutObject", "per_resource": puts},
+                                  {"operation": "S3.GetObject", "per_resource": 9.0}],
                    "usd_per_million_resources": {"total": usd}})
         };
-        let runs = [
-            json!({"runs": [session(2.8, 15.4), session(0.9, 4.9)]}),
-            json!({"runs": [session(2.7, 15.2), session(0.8, 4.8)]}),
-        ];
+        let run = |shift: f64| {
+            json!({"modes": [
+                {"raw": "resource", "runs": [session(2.1, 2.8 - shift, 15.4), session(0.1, 0.9 - shift, 4.9)]},
+                {"raw": "batch", "runs": [session(1.2 - shift, 1.9, 11.0 - shift), session(0.1, 0.5, 5.0 - shift)]},
+            ]})
+        };
+        let runs = [run(0.0), run(0.1)];
         let options = Options {
             runs: 2,
             throughput_size: 10_000,
@@ -475,13 +530,19 @@ mod tests {
         };
         let lines = aws_lines(&options, &runs);
         let values: Vec<&[f64]> = lines.iter().map(|l| l.values.as_slice()).collect();
+        let rounded: Vec<Vec<f64>> = values
+            .iter()
+            .map(|v| v.iter().map(|x| (x * 100.0).round() / 100.0).collect())
+            .collect();
         assert_eq!(
-            values,
+            rounded,
             vec![
-                &[2.8, 2.7][..],
-                &[15.4, 15.2][..],
-                &[0.9, 0.8][..],
-                &[4.9, 4.8][..]
+                vec![2.8, 2.7],
+                vec![0.9, 0.8],
+                vec![1.2, 1.1],
+                vec![1.9, 1.9],
+                vec![11.0, 10.9],
+                vec![5.0, 4.9]
             ]
         );
     }
