@@ -338,17 +338,21 @@ impl Runner {
                     parked.push(m);
                 }
             }
+            let taken: Vec<Option<String>> =
+                split.take.iter().map(|&i| groups[i].clone()).collect();
+            let _in_flight = Released(self, taken);
             if !parked.is_empty() {
-                self.park(&queue_url, &parked).await?;
+                // Not put back: they come back when their visibility timeout ends, later than
+                // a fair queue would deliver them but not lost.
+                if let Err(e) = self.park(&queue_url, &parked).await {
+                    tracing::warn!(error = %format!("{e:#}"), "putting messages back for fairness failed");
+                }
             }
             if messages.is_empty() {
                 digs += 1;
                 continue;
             }
             digs = 0;
-            let taken: Vec<Option<String>> =
-                split.take.iter().map(|&i| groups[i].clone()).collect();
-            let _in_flight = Released(self, taken);
             if self.faults.duplicate_every_message {
                 self.send_duplicates(&queue_url, &messages).await?;
             }
