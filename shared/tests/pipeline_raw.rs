@@ -14,7 +14,7 @@ use trawl::pipeline::deletions;
 use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::harvest::handle_message;
 use trawl::pipeline::schedule::run_now;
-use trawl::ports::{ObjectStore, ResourceStates, StoreError, WorkQueue};
+use trawl::ports::{ObjectStore, StoreError, WorkQueue};
 
 /// A world of `datasets` whose source keeps raw responses as `raw` says.
 async fn world(datasets: usize, raw: RawStorage) -> ErddapWorld {
@@ -130,7 +130,7 @@ async fn a_batch_source_writes_one_raw_object_per_batch_and_each_resource_reads_
         "no object of a resource's own"
     );
     for id in w.fixture.dataset_ids() {
-        let state = w.store.get_resource("src", &id).await.unwrap().unwrap();
+        let state = w.state(&id).await;
         let raw = state.raw().expect("a raw response is named");
         assert!(objects.contains(&raw.key), "{raw:?}");
         assert!(raw.range.is_some(), "a range of the batch's object");
@@ -159,12 +159,7 @@ async fn unchanged_resources_write_no_raw_object_and_a_change_writes_only_its_ow
     assert_eq!(changed.counters.harvested, 1);
     let now = batch_objects(&w);
     assert_eq!(now.len(), first.len() + 1, "{now:?}");
-    let state = w
-        .store
-        .get_resource("src", "ds_0003")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0003").await;
     let raw = state.raw().unwrap();
     assert!(!first.contains(&raw.key));
     assert_eq!(raw.range.unwrap().offset, 0, "alone in its batch's object");
@@ -244,7 +239,7 @@ async fn a_batch_retried_after_its_raw_object_was_written_names_only_the_retry_s
     let named: std::collections::BTreeSet<String> = {
         let mut named = std::collections::BTreeSet::new();
         for id in w.fixture.dataset_ids() {
-            let state = w.store.get_resource("src", &id).await.unwrap().unwrap();
+            let state = w.state(&id).await;
             named.insert(state.raw_key.unwrap());
             assert_eq!(raw_route(&w, &id).await.1, served(&w, &id).await);
         }
@@ -268,12 +263,7 @@ async fn a_stale_resource_s_batched_raw_response_is_copied_aside_and_restored_wh
     let deleted = harvest_in_batches(&w, "2026-11-02").await;
     assert_eq!(w.stale_report(&deleted).await.deleted, ["ds_0004"]);
 
-    let state = w
-        .store
-        .get_resource("src", "ds_0004")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0004").await;
     assert_eq!(
         state.raw_key.as_deref(),
         Some("deleted/raw/src/ds_0004.json")
@@ -295,12 +285,7 @@ async fn a_stale_resource_s_batched_raw_response_is_copied_aside_and_restored_wh
         .await
         .unwrap();
     assert_eq!(decision.done, ["ds_0004"]);
-    let state = w
-        .store
-        .get_resource("src", "ds_0004")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0004").await;
     assert_eq!(state.raw_key.as_deref(), Some("raw/src/ds_0004.json"));
     assert_eq!(raw_route(&w, "ds_0004").await.1, bytes);
     assert!(w.objects.keys("deleted/").is_empty());
@@ -317,12 +302,7 @@ async fn a_stale_resource_that_comes_back_is_named_in_a_new_batch_and_its_aside_
     w.fixture.restore_dataset("ds_0002");
     let back = harvest_in_batches(&w, "2026-11-03").await;
     assert_eq!(back.counters.harvested, 1);
-    let state = w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0002").await;
     assert!(state.history.last().unwrap().restored);
     assert!(state.raw_range.is_some(), "{state:?}");
     assert_eq!(
@@ -345,12 +325,7 @@ async fn removing_a_stale_resource_leaves_the_shared_batch_object_to_the_others(
     harvest_in_batches(&w, "2026-11-01").await;
     w.fixture.remove_dataset("ds_0001");
     harvest_in_batches(&w, "2026-11-02").await;
-    let state = w
-        .store
-        .get_resource("src", "ds_0001")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0001").await;
     assert_eq!((state.raw_key, state.raw_range), (None, None));
     assert_eq!(raw_route(&w, "ds_0001").await.0, 404);
     for id in ["ds_0002", "ds_0003", "ds_0004"] {
@@ -365,12 +340,7 @@ async fn a_source_that_keeps_no_raw_response_stores_none_and_its_views_say_so() 
     assert_eq!(session.counters.harvested, 5);
     assert!(w.objects.keys("raw/").is_empty());
     assert_eq!(w.objects.keys("records/src/").len(), 5);
-    let state = w
-        .store
-        .get_resource("src", "ds_0001")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0001").await;
     assert_eq!(state.raw(), None);
     let view = resource_view(&w, "ds_0001").await;
     assert_eq!(

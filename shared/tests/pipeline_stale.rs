@@ -37,12 +37,7 @@ async fn a_dataset_gone_upstream_is_tombstoned_then_moved_aside_after_two_comple
         ),
         (10, 1, vec!["ds_0004".to_string()], 0)
     );
-    let state = w
-        .store
-        .get_resource("src", "ds_0004")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0004").await;
     assert_eq!(state.missing_listings, 1);
     assert!(state.is_live());
     assert_eq!(
@@ -59,12 +54,7 @@ async fn a_dataset_gone_upstream_is_tombstoned_then_moved_aside_after_two_comple
     assert!(w.objects.keys("raw/src/ds_0004").is_empty());
     assert_eq!(w.objects.keys("deleted/records/src/ds_0004.json").len(), 1);
     assert_eq!(w.objects.keys("deleted/raw/src/ds_0004.json").len(), 1);
-    let state = w
-        .store
-        .get_resource("src", "ds_0004")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0004").await;
     assert!(!state.is_live());
     assert_eq!(
         state.record_key.as_deref(),
@@ -109,12 +99,7 @@ async fn a_deleted_resource_that_comes_back_is_restored_with_its_record_where_li
         back.counters
     );
     assert_eq!(back.counters.unchanged, 9);
-    let state = w
-        .store
-        .get_resource("src", "ds_0004")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0004").await;
     assert!(state.is_live());
     assert_eq!(
         state.record_key.as_deref(),
@@ -152,35 +137,19 @@ async fn a_resource_listed_again_loses_its_tombstone() {
     };
     w.set_options(hide.clone()).await;
     w.harvest("2026-11-02").await;
-    let state = w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0002").await;
     assert_eq!(state.missing_listings, 1);
 
     w.set_options(SourceOptions::default()).await;
     w.harvest("2026-11-03").await;
-    let state = w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0002").await;
     assert_eq!((state.missing_listings, state.missing_session), (0, None));
 
     // Missing again: the count starts over, so it is not deleted yet.
     w.set_options(hide).await;
     let session = w.harvest("2026-11-04").await;
     assert_eq!(w.stale_report(&session).await.tombstoned, ["ds_0002"]);
-    assert!(w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap()
-        .is_live());
+    assert!(w.state("ds_0002").await.is_live());
 }
 
 #[tokio::test]
@@ -199,15 +168,7 @@ async fn a_listing_that_shrank_by_more_than_half_deletes_nothing_and_says_why() 
         assert!(why.contains("max_shrink_percent"), "{why}");
     }
     assert_eq!(w.objects.keys("records/src/").len(), 10);
-    assert_eq!(
-        w.store
-            .get_resource("src", "ds_0001")
-            .await
-            .unwrap()
-            .unwrap()
-            .missing_listings,
-        0
-    );
+    assert_eq!(w.state("ds_0001").await.missing_listings, 0);
 }
 
 #[tokio::test]
@@ -247,12 +208,7 @@ async fn a_source_set_to_remove_deletes_for_good_after_its_own_count() {
     assert_eq!(w.stale_report(&session).await.deleted, ["ds_0005"]);
     assert!(w.objects.keys("records/src/ds_0005").is_empty());
     assert!(w.objects.keys("deleted/").is_empty());
-    let state = w
-        .store
-        .get_resource("src", "ds_0005")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0005").await;
     assert_eq!((state.record_key, state.raw_key), (None, None));
     assert!(state.deleted_at.is_some());
 }
@@ -314,12 +270,7 @@ async fn a_source_set_to_hold_keeps_its_deletions_pending_until_an_operator_appr
         decision.skipped[0].resource_id, "ds_0001",
         "nothing pending for it"
     );
-    let state = w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = w.state("ds_0002").await;
     assert!(!state.is_live() && !state.deletion_held());
     assert_eq!(state.history.len(), 1, "its history is kept");
     assert_eq!(w.objects.keys("deleted/records/src/ds_0002.json").len(), 1);
@@ -339,12 +290,7 @@ async fn a_source_set_to_hold_keeps_its_deletions_pending_until_an_operator_appr
     .await
     .unwrap();
     assert_eq!(decision.done, ["ds_0005", "ds_0002"], "{decision:?}");
-    let back = w
-        .store
-        .get_resource("src", "ds_0002")
-        .await
-        .unwrap()
-        .unwrap();
+    let back = w.state("ds_0002").await;
     assert!(back.is_live());
     assert_eq!(back.record_key.as_deref(), Some("records/src/ds_0002.json"));
     assert_eq!(

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use trawl::local::{MemoryObjects, MemoryQueue, MemoryStore};
 use trawl::messages::WorkMessage;
-use trawl::model::{Record, Session, SourceOptions, SourceSpec};
+use trawl::model::{Record, ResourceState, Session, SourceOptions, SourceSpec};
 use trawl::pipeline::finalize::finalize_session;
 use trawl::pipeline::harvest::{handle_message, Disposition};
 use trawl::pipeline::schedule::run_now;
 use trawl::pipeline::stale::{self, StaleReport};
 use trawl::pipeline::{Services, Settings};
 use trawl::ports::{ObjectStore, WorkQueue};
-use trawl::ports::{SessionLedger, SourceRegistry};
+use trawl::ports::{ResourceStates, SessionLedger, SourceRegistry};
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure};
 
 /// The pipeline's services over in-memory stores and queue, with the fixture server `F` the
@@ -186,6 +186,15 @@ impl<F> World<F> {
     pub async fn summary(&self, session: &Session) -> serde_json::Value {
         let key = trawl::keys::summary_key(&session.source_id, &session.stamp());
         serde_json::from_slice(&self.objects.get(&key).await.unwrap().unwrap()).unwrap()
+    }
+
+    /// The state of the source's resource `id`, which must exist.
+    pub async fn state(&self, id: &str) -> ResourceState {
+        self.store
+            .get_resource("src", id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no state of {id}"))
     }
 
     pub async fn record(&self, id: &str) -> Record {
