@@ -1,100 +1,17 @@
-//! The dashboard in headless Chromium (Debian `chromium`, installed by `infra/install.sh`):
-//! each view is rendered from the status API served by `trawl serve`, its figures are checked
-//! against the API's own answers, and a screenshot of each is saved under
-//! `target/dashboard-screenshots/` (test artifacts, not committed).
+//! The dashboard in headless Chromium (Debian `chromium`, installed by `infra/install.sh`),
+//! one browser per test: each view is rendered from the status API served by `trawl serve`,
+//! its figures are checked against the API's own answers, and a screenshot of each is saved
+//! under `target/dashboard-screenshots/` (test artifacts, not committed).
 
 mod browser;
 mod common;
 
-use browser::{chromium, Browser};
+use browser::Browser;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use trawl_fixtures::{ErddapConfig, ErddapFixture, Failure, OaiConfig, OaiFixture};
-
-const BASE: [&str; 5] = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--hide-scrollbars",
-    "--virtual-time-budget=10000",
-];
-
-/// The page's DOM once its view is ready.
-fn dom(url: &str) -> String {
-    dom_in(url, "en-CA")
-}
-
-/// [`dom`] in a browser whose language is `lang`.
-fn dom_in(url: &str, lang: &str) -> String {
-    let out = Command::new(chromium())
-        .args(BASE)
-        // What headless Chromium tells pages for navigator.language(s).
-        .arg(format!("--accept-lang={lang}"))
-        .args(["--dump-dom", url])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let html = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        html.contains(r#"data-state="ready""#),
-        "{url} did not end ready: {html}"
-    );
-    html
-}
-
-/// A screenshot of the page at `size` (`width,height`).
-fn screenshot(url: &str, shot: &Path, size: &str) {
-    let out = Command::new(chromium())
-        .args(BASE)
-        .args([
-            &format!("--screenshot={}", shot.display()),
-            &format!("--window-size={size}"),
-            url,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let bytes = std::fs::metadata(shot).unwrap().len();
-    assert!(bytes > 5_000, "{} is {bytes} bytes", shot.display());
-}
-
-/// The page's DOM after its scripts ran, and a screenshot of it.
-fn render(url: &str, shot: &Path) -> String {
-    render_in_state(url, shot, "ready")
-}
-
-/// The page's DOM once its view reached `state` (`ready`, `error`), and a screenshot of it.
-fn render_in_state(url: &str, shot: &Path, state: &str) -> String {
-    let browser = chromium();
-    let base = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        "--virtual-time-budget=10000",
-    ];
-    let shot_arg = format!("--screenshot={}", shot.display());
-    let screenshot = Command::new(browser)
-        .args(base)
-        .args([shot_arg.as_str(), "--window-size=1280,900", url])
-        .output()
-        .unwrap();
-    assert!(screenshot.status.success(), "{screenshot:?}");
-    let dom = Command::new(browser)
-        .args(base)
-        .args(["--dump-dom", url])
-        .output()
-        .unwrap();
-    assert!(dom.status.success(), "{dom:?}");
-    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
-    assert!(
-        html.contains(&format!(r#"data-state="{state}""#)),
-        "{url} did not end {state}: {html}"
-    );
-    html
-}
 
 /// The text of the first cell `data-field="FIELD"` after `marker`, within its table.
 fn field(html: &str, marker: &str, name: &str) -> String {
@@ -171,7 +88,11 @@ async fn world() -> World {
         store.clone(),
         Arc::new(FileObjects::new(&dir)),
         queue.clone(),
-        Settings::default(),
+        // `broken`'s listing is retried as on AWS, without a minute of backoff in the test.
+        Settings {
+            max_retry_delay: std::time::Duration::from_secs(1),
+            ..Settings::default()
+        },
     );
     let clock = Arc::new(Behind(std::sync::Mutex::new(chrono::Duration::zero())));
     svc.clock = clock.clone();
@@ -429,29 +350,32 @@ async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
     let latest_coast = w.coast_sessions.last().unwrap().clone();
 
     // The browser's language is the default; ?lang= forces one.
-    let url = format!("http://127.0.0.1:{port}/#/");
-    let html = tokio::task::block_in_place(|| dom_in(&url, "fr"));
+    let (default, forced) = tokio::task::block_in_place(|| {
+        let mut french = Browser::launch("fr");
+        french.open(&format!("http://127.0.0.1:{port}/#/"), "ready");
+        let default = french.dom();
+        french.open(&format!("http://127.0.0.1:{port}/?lang=en#/"), "ready");
+        (default, french.dom())
+    });
     assert!(
-        html.contains(r#"<html lang="fr""#),
+        default.contains(r#"<html lang="fr""#),
         "the browser's French is the default"
     );
-    let url = format!("http://127.0.0.1:{port}/?lang=en#/");
-    let html = tokio::task::block_in_place(|| dom_in(&url, "fr"));
     assert!(
-        html.contains(r#"<html lang="en""#),
+        forced.contains(r#"<html lang="en""#),
         "?lang=en wins over the browser"
     );
 
+    let mut browser = tokio::task::block_in_place(|| Browser::launch("en-CA"));
     for lang in ["en", "fr"] {
         let page = |view: &str| format!("http://127.0.0.1:{port}/?lang={lang}#/{view}");
-        let view = |name: &str, v: &str| {
+        let mut view = |name: &str, v: &str| {
             let url = page(v);
-            let shot = shots.join(format!("{name}-{lang}.png"));
-            let phone = shots.join(format!("{name}-{lang}-phone.png"));
             tokio::task::block_in_place(|| {
-                screenshot(&url, &shot, "1400,1800");
-                screenshot(&url, &phone, "390,1600");
-                plain(dom(&url))
+                browser.open(&url, "ready");
+                browser.screenshot(&shots.join(format!("{name}-{lang}.png")), 1400, 1800);
+                browser.screenshot(&shots.join(format!("{name}-{lang}-phone.png")), 390, 1600);
+                plain(browser.dom())
             })
         };
         let word = |en: &'static str, fr: &'static str| if lang == "en" { en } else { fr };
@@ -781,9 +705,16 @@ async fn a_resource_whose_id_is_a_dot_segment_has_its_view_and_a_broken_address_
     std::fs::create_dir_all(&shots).unwrap();
     let page = |view: &str| format!("http://127.0.0.1:{port}/#/{view}");
 
-    let html = tokio::task::block_in_place(|| {
-        render(&page("source/dots"), &shots.join("source-dots.png"))
-    });
+    let mut browser = tokio::task::block_in_place(|| Browser::launch("en-CA"));
+    let mut render = |view: &str, shot: &str, state: &str| {
+        tokio::task::block_in_place(|| {
+            browser.open(&page(view), state);
+            browser.screenshot(&shots.join(shot), 1280, 900);
+            browser.dom()
+        })
+    };
+
+    let html = render("source/dots", "source-dots.png", "ready");
     for link in ["#/resource/dots/.", "#/resource/dots/.."] {
         assert!(html.contains(&format!(r#"href="{link}""#)), "{link}");
     }
@@ -792,19 +723,12 @@ async fn a_resource_whose_id_is_a_dot_segment_has_its_view_and_a_broken_address_
         ("resource/dots/..", "Two dots"),
         ("resource/dots/%2E%2E", "Two dots"),
     ] {
-        let html =
-            tokio::task::block_in_place(|| render(&page(view), &shots.join("resource-dots.png")));
+        let html = render(view, "resource-dots.png", "ready");
         assert!(html.contains(title), "{view}: {html}");
     }
 
     // A broken escape in the address: an error, not "Loading…" forever.
-    let html = tokio::task::block_in_place(|| {
-        render_in_state(
-            &page("resource/dots/%E0%A4%A"),
-            &shots.join("malformed-address.png"),
-            "error",
-        )
-    });
+    let html = render("resource/dots/%E0%A4%A", "malformed-address.png", "error");
     assert!(html.contains("is malformed"), "{html}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -1076,16 +1000,17 @@ async fn a_catalog_of_html_and_script_payloads_is_shown_as_text_and_nothing_in_i
         let escaped: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
         views.push(format!("resource/hostile/{}", escaped.replace('+', "%20")));
     }
+    let mut browser = tokio::task::block_in_place(|| Browser::launch("en-CA"));
     for lang in ["en", "fr"] {
         for (i, view) in views.iter().enumerate() {
             let url = format!("http://127.0.0.1:{port}/?lang={lang}#/{view}");
             let html = tokio::task::block_in_place(|| {
-                screenshot(
-                    &url,
-                    &shots.join(format!("hostile-{i}-{lang}.png")),
-                    "1400,1400",
-                );
-                dom(&url)
+                browser.open(&url, "ready");
+                browser.screenshot(&shots.join(format!("hostile-{i}-{lang}.png")), 1400, 1400);
+                // A payload that became an element would run once its image failed to load
+                // or its frame loaded: give it the time to.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                browser.dom()
             });
             let lower = html.to_lowercase();
             assert!(!lower.contains("data-pwned=\""), "{view}: a payload ran");
@@ -1128,7 +1053,10 @@ async fn a_catalog_of_html_and_script_payloads_is_shown_as_text_and_nothing_in_i
         let escaped: String = url::form_urlencoded::byte_serialize(img.as_bytes()).collect();
         escaped.replace('+', "%20")
     });
-    let html = tokio::task::block_in_place(|| dom(&url));
+    let html = tokio::task::block_in_place(|| {
+        browser.open(&url, "ready");
+        browser.dom()
+    });
     assert!(
         html.contains("&lt;script&gt;document.body.setAttribute"),
         "the title, as text"

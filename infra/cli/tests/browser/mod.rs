@@ -1,6 +1,8 @@
 //! Headless Chromium (Debian `chromium`, installed by `infra/install.sh`) driven over the
-//! DevTools protocol, for the dashboard tests that click: `--dump-dom` only shows a page as it
-//! loads, and an operator's decision is a button pressed on a page already shown.
+//! DevTools protocol: one browser per test shows every view, takes its screenshots and clicks
+//! its buttons. A browser started per view (`--dump-dom`, `--screenshot`) spent four minutes
+//! of every CI run starting Chromium, and only shows a page as it loads, where an operator's
+//! decision is a button pressed on a page already shown.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -47,6 +49,7 @@ impl Browser {
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
+                "--hide-scrollbars",
                 "--remote-debugging-port=0",
                 &format!("--user-data-dir={}", profile.display()),
                 &format!("--accept-lang={lang}"),
@@ -111,6 +114,14 @@ impl Browser {
     /// Sends one command (to the page once attached) and returns its result, skipping the
     /// events that arrive meanwhile.
     fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params) {
+            Ok(result) => result,
+            Err(reply) => panic!("{method}: {reply}"),
+        }
+    }
+
+    /// [`Browser::call`], with the browser's error reply as `Err`.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut command = json!({"id": id, "method": method, "params": params});
@@ -127,14 +138,57 @@ impl Browser {
             };
             let reply: Value = serde_json::from_str(text.as_str()).unwrap();
             if reply["id"] == id {
-                assert!(reply["error"].is_null(), "{method}: {reply}");
-                return reply["result"].clone();
+                return match reply["error"].is_null() {
+                    true => Ok(reply["result"].clone()),
+                    false => Err(reply),
+                };
             }
         }
     }
 
     pub fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
+    }
+
+    /// Loads `url` as a new document and waits until the dashboard has drawn its view:
+    /// `#view`'s `data-state` is `state` (`ready`, or `error` for an address it refuses).
+    /// Through a blank page, so a view is never read from the document before it.
+    pub fn open(&mut self, url: &str, state: &str) {
+        self.navigate("about:blank");
+        self.wait_for(r#"location.href === "about:blank""#);
+        self.navigate(url);
+        let state = serde_json::to_string(state).unwrap();
+        self.wait_for(&format!(
+            r##"location.href !== "about:blank" && document.querySelector("#view") !== null && document.querySelector("#view").dataset.state === {state}"##
+        ));
+    }
+
+    /// The page's document as HTML, as `--dump-dom` prints it.
+    pub fn dom(&mut self) -> String {
+        self.eval("document.documentElement.outerHTML")
+            .as_str()
+            .expect("the document serializes")
+            .to_string()
+    }
+
+    /// A PNG of the page as a window `width` × `height` shows it, written to `path`.
+    pub fn screenshot(&mut self, path: &std::path::Path, width: u32, height: u32) {
+        use base64::Engine;
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("a screenshot"))
+            .unwrap();
+        assert!(
+            png.len() > 5_000,
+            "{} is {} bytes",
+            path.display(),
+            png.len()
+        );
+        std::fs::write(path, png).unwrap();
     }
 
     /// The value of a JavaScript expression in the page (awaited if a promise).
@@ -154,7 +208,13 @@ impl Browser {
     pub fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.eval(expression) == json!(true) {
+            // While a page is replaced, its old document's context can be gone before the new
+            // one has any: such an answer (an error, or a thrown exception) means "not yet".
+            let answer = self.try_call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            );
+            if answer.is_ok_and(|r| r["result"]["value"] == json!(true)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
