@@ -4,7 +4,7 @@
 //! every choice and fault drawn from one seed, so a seed is one exactly repeatable history
 //! (`world.rs` says what is modelled, `checks.rs` what must hold).
 //!
-//!   TRAWL_SIM_SEEDS=START..END cargo test -p trawl --test simulation -- --nocapture
+//!   TRAWL_SIM_SEEDS=START..END cargo test --workspace --test simulation -- --nocapture
 //!
 //! prints one line per failing seed with its violations, fault mix and trace (with
 //! `TRAWL_SIM_TRACE=1`, every seed's whole trace), and ends with

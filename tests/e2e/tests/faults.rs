@@ -15,7 +15,7 @@
 //! Then it checks the invariants and prints the figures. CI runs the seeds in
 //! `TRAWL_FAULT_SEEDS` (default `1,2`); for a longer run:
 //!
-//!   TRAWL_FAULT_SEEDS=1,2,3,4,5,6,7,8 cargo test -p trawl-e2e --test faults -- --nocapture
+//!   TRAWL_FAULT_SEEDS=1,2,3,4,5,6,7,8 cargo test --workspace --test faults -- --nocapture
 
 use chrono::Utc;
 use futures::StreamExt;
