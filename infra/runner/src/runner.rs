@@ -82,6 +82,12 @@ impl Stats {
     }
 }
 
+/// What one look at the run's sessions saw: those still open, and whether the queue is idle.
+struct Looked {
+    open: Vec<(String, Option<trawl::model::Counters>)>,
+    idle: bool,
+}
+
 pub struct Runner {
     pub services: Services,
     pub stack: Stack,
@@ -232,43 +238,78 @@ impl Runner {
         stall: Option<Duration>,
     ) -> Result<Vec<String>> {
         let mut idle_since: Option<Instant> = None;
+        // The runner's own looks at sessions and the queue: one failed request (an emulator's
+        // 500 under load) is looked at again on the next turn, not the end of the run.
+        let mut failed_looks = 0u32;
         loop {
-            let mut open = Vec::new();
-            let mut waiting = Vec::new();
-            for id in session_ids {
-                match self.services.store.get_session(id).await? {
-                    Some(s) if s.status != SessionStatus::Running => {}
-                    other => {
-                        waiting.extend(
-                            other
-                                .as_ref()
-                                .filter(|s| s.counters.remaining > 0)
-                                .map(|s| s.source_id.clone()),
-                        );
-                        open.push((id.clone(), other.map(|s| s.counters)));
+            match self.look_at_sessions(session_ids).await {
+                Ok(looked) => {
+                    failed_looks = 0;
+                    if let Some(open) = self.settled(looked, &mut idle_since, stall, deadline)? {
+                        return Ok(open);
                     }
                 }
-            }
-            self.fair_share().set_waiting(waiting);
-            let idle = self.work_queue_is_empty().await?;
-            if open.is_empty() && idle {
-                return Ok(Vec::new());
-            }
-            idle_since = if idle {
-                idle_since.or(Some(Instant::now()))
-            } else {
-                None
-            };
-            if let (Some(stall), Some(since)) = (stall, idle_since) {
-                if since.elapsed() >= stall {
-                    return Ok(open.into_iter().map(|(id, _)| id).collect());
+                Err(e) if failed_looks < 20 => {
+                    failed_looks += 1;
+                    tracing::warn!(error = %format!("{e:#}"), failed_looks, "runner: looking at sessions failed; looking again");
                 }
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("timed out with sessions still open: {open:?}");
+                Err(e) => return Err(e),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Which of `session_ids` are still open (with their counters), and whether the work
+    /// queue is empty; tells the fair share which sources still have work.
+    async fn look_at_sessions(&self, session_ids: &[String]) -> Result<Looked> {
+        let mut open = Vec::new();
+        let mut waiting = Vec::new();
+        for id in session_ids {
+            match self.services.store.get_session(id).await? {
+                Some(s) if s.status != SessionStatus::Running => {}
+                other => {
+                    waiting.extend(
+                        other
+                            .as_ref()
+                            .filter(|s| s.counters.remaining > 0)
+                            .map(|s| s.source_id.clone()),
+                    );
+                    open.push((id.clone(), other.map(|s| s.counters)));
+                }
+            }
+        }
+        self.fair_share().set_waiting(waiting);
+        let idle = self.work_queue_is_empty().await?;
+        Ok(Looked { open, idle })
+    }
+
+    /// `Some(still open)` once the run is over: every session closed and the queue empty, or
+    /// the queue idle for `stall`; an error past `deadline`; `None` to look again.
+    fn settled(
+        &self,
+        looked: Looked,
+        idle_since: &mut Option<Instant>,
+        stall: Option<Duration>,
+        deadline: Instant,
+    ) -> Result<Option<Vec<String>>> {
+        let Looked { open, idle } = looked;
+        if open.is_empty() && idle {
+            return Ok(Some(Vec::new()));
+        }
+        *idle_since = if idle {
+            idle_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if let (Some(stall), Some(since)) = (stall, *idle_since) {
+            if since.elapsed() >= stall {
+                return Ok(Some(open.into_iter().map(|(id, _)| id).collect()));
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out with sessions still open: {open:?}");
+        }
+        Ok(None)
     }
 
     async fn work_queue_is_empty(&self) -> Result<bool> {
