@@ -1,7 +1,7 @@
 //! Trawl's benchmark harness: prints figures, asserts nothing (BENCHMARKS.md records them).
 //!
 //! ```text
-//! trawl-bench throughput [--sizes 1000,10000,100000] [--runs 1] [--concurrency 16] [--peer-python PY]
+//! trawl-bench throughput [--sizes 1000,10000,100000] [--runs 1] [--concurrency 16] [--peer-python PY] [--raw resource]
 //! trawl-bench cold-start [--repeats 20]        (needs LocalStack and infra/deploy.sh)
 //! trawl-bench aws-requests [--datasets 2000] [--raw resource,batch,none]   (needs LocalStack and infra/deploy.sh)
 //! trawl-bench stages [--sizes 1000,10000,100000]
@@ -61,6 +61,9 @@ enum Bench {
         peer_max: usize,
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
+        /// The harvested source's `options.raw` (`resource`, `batch` or `none`).
+        #[arg(long, default_value = "resource")]
+        raw: String,
     },
     /// AWS requests per resource on LocalStack, first and second run (part 3).
     AwsRequests {
@@ -166,6 +169,7 @@ async fn main() -> Result<()> {
             peer_python,
             peer_max,
             work_dir,
+            raw,
         } => {
             throughput::run(&throughput::Options {
                 sizes,
@@ -174,15 +178,16 @@ async fn main() -> Result<()> {
                 peer_max,
                 peer_python,
                 work_dir,
+                raw: raw_mode(&raw)?,
             })
             .await?;
         }
         Bench::AwsRequests { datasets, raw } => {
             let modes = raw
                 .iter()
-                .map(|m| serde_json::from_value(serde_json::Value::String(m.clone())))
-                .collect::<Result<Vec<trawl::model::RawStorage>, _>>()
-                .map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
+                .map(String::as_str)
+                .map(raw_mode)
+                .collect::<Result<Vec<_>, _>>()?;
             aws_requests::run(datasets, &modes).await?;
         }
         Bench::Stages { sizes, work_dir } => {
@@ -262,4 +267,10 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An `options.raw` mode named on the command line.
+fn raw_mode(name: &str) -> anyhow::Result<trawl::model::RawStorage> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|e| anyhow::anyhow!("--raw {name}: {e}"))
 }

@@ -56,6 +56,7 @@ pub async fn run(options: &Options) -> Result<()> {
         peer_max: options.throughput_size,
         peer_python: options.peer_python.clone(),
         work_dir: options.work_dir.clone(),
+        raw: RawStorage::Resource,
     })
     .await?;
     lines.extend(throughput_lines(options, &throughput_runs));

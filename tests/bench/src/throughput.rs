@@ -23,6 +23,9 @@ pub struct Options {
     /// The Python with erddapy installed (`tests/bench/peer/setup.sh` prints it).
     pub peer_python: Option<PathBuf>,
     pub work_dir: PathBuf,
+    /// The source's `options.raw`: `batch` writes one raw object per batch rather than a file
+    /// per dataset.
+    pub raw: trawl::model::RawStorage,
 }
 
 /// Every run of every size; each printed as a JSON line and a table row, then summarised.
@@ -156,7 +159,8 @@ fn harvest(options: &Options, base: &str, n: usize, run: usize) -> Result<Value>
     std::fs::write(
         &sources,
         json!({"id": "bench", "protocol": "erddap", "base_url": base,
-               "schedule": "rate(1 day)", "internal": true})
+               "schedule": "rate(1 day)", "internal": true,
+               "options": {"raw": options.raw.as_str()}})
         .to_string(),
     )?;
     let mut trawl = Command::new(sibling("trawl")?);
@@ -194,6 +198,7 @@ fn harvest(options: &Options, base: &str, n: usize, run: usize) -> Result<Value>
     report["cpu_us_per_dataset"] = json!(finished.cpu.as_secs_f64() * 1e6 / n as f64);
     report["process_seconds"] = json!(finished.wall.as_secs_f64());
     report["data_dir"] = json!(dir);
+    report["raw"] = json!(options.raw.as_str());
     Ok(report)
 }
 
