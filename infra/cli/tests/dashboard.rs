@@ -504,7 +504,7 @@ async fn every_dashboard_view_in_english_and_french_shows_what_the_api_says() {
         assert!(
             html.contains(word(
                 "missing from 1 of 2 listings",
-                "absente de 1 inventaire(s) sur 2"
+                "absente de 1 inventaire sur 2"
             )),
             "the tombstone"
         );
