@@ -187,14 +187,29 @@ pub(super) fn resource_state(item: &Item) -> Result<ResourceState, StoreError> {
             get_s(item, "sk").unwrap_or_default()
         )
     };
-    let state = get_s(item, "state")
-        .ok_or_else(|| StoreError::permanent(format!("resource item {} without state", key())))?;
-    serde_json::from_str(&state)
+    let json = match item.get("state") {
+        Some(AttributeValue::B(deflated)) => inflate_state(deflated.as_ref())
+            .map_err(|e| StoreError::permanent(format!("resource item {}: {e}", key())))?,
+        // Written before states were deflated.
+        Some(AttributeValue::S(json)) => json.clone().into_bytes(),
+        _ => {
+            return Err(StoreError::permanent(format!(
+                "resource item {} without state",
+                key()
+            )))
+        }
+    };
+    serde_json::from_slice(&json)
         .map_err(|e| StoreError::permanent(format!("resource item {}: {e}", key())))
 }
 
-/// A resource's item: the whole state as JSON, plus the attributes conditions look at.
+/// A resource's item: the whole state as deflated JSON, its digest (what a conditional
+/// replace compares), plus the attributes conditions look at. DynamoDB bills a write by the
+/// KB of the item, twice in a transaction, and every count rewrites the state with its
+/// history of up to [`crate::model::HISTORY_LEN`] sessions: deflated, the state is a few
+/// hundred bytes where its JSON was kilobytes.
 pub(super) fn resource_item(state: &ResourceState) -> Item {
+    let json = serde_json::to_vec(state).expect("states serialize");
     let mut item: Item = HashMap::from([
         ("pk".into(), s(keys::resources_pk(&state.source_id))),
         ("sk".into(), s(&state.resource_id)),
@@ -202,14 +217,46 @@ pub(super) fn resource_item(state: &ResourceState) -> Item {
         ("last_session".into(), s(&state.last_session)),
         (
             "state".into(),
-            s(serde_json::to_string(state).expect("states serialize")),
+            AttributeValue::B(deflate_state(&json).into()),
         ),
+        ("state_digest".into(), state_digest(&json)),
     ]);
     if let Some(missing) = &state.missing_session {
         item.insert("missing_session".into(), s(missing));
     }
     item
 }
+
+/// What a conditional replace compares: the first 16 bytes of the SHA-256 of the state's JSON
+/// (comparing the deflated bytes would also compare the compressor's version).
+pub(super) fn state_digest(json: &[u8]) -> AttributeValue {
+    use sha2::Digest;
+    AttributeValue::B(sha2::Sha256::digest(json)[..16].to_vec().into())
+}
+
+fn deflate_state(json: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(json).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
+/// The JSON a deflated state holds, at most [`MAX_STATE_JSON`] bytes of it: DynamoDB caps an
+/// item at 400 KB, and a state's history is bounded, so anything larger is not a state.
+fn inflate_state(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_STATE_JSON + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("state does not inflate: {e}"))?;
+    if json.len() as u64 > MAX_STATE_JSON {
+        return Err(format!("state inflates past {MAX_STATE_JSON} bytes"));
+    }
+    Ok(json)
+}
+
+const MAX_STATE_JSON: u64 = 4 << 20;
 
 /// A source's item: its configuration (`expressions::register_source`) and its run state
 /// (`expressions::claim_source`, `expressions::release`).
@@ -430,6 +477,93 @@ mod tests {
         let e = resource_state(&item).unwrap_err();
         assert!(e.is_permanent(), "{e:?}");
         assert!(e.message.contains("RESOURCES#ocean/r1"), "{}", e.message);
+
+        // Bytes that are not deflate, and a deflate bomb: errors, not memory.
+        item.insert("state".into(), AttributeValue::B(vec![0xff; 64].into()));
+        let e = resource_state(&item).unwrap_err();
+        assert!(e.message.contains("does not inflate"), "{}", e.message);
+        let bomb = deflate_state(&vec![b' '; 5 << 20]);
+        assert!(bomb.len() < 20_000, "{}", bomb.len());
+        item.insert("state".into(), AttributeValue::B(bomb.into()));
+        let e = resource_state(&item).unwrap_err();
+        assert!(e.message.contains("inflates past"), "{}", e.message);
+    }
+
+    /// The state of a resource harvested in every one of its last [`HISTORY_LEN`] sessions,
+    /// each one changing it: the largest history a resource keeps.
+    fn long_lived_state() -> ResourceState {
+        use crate::model::{RecordChange, HISTORY_LEN};
+        let mut state = None;
+        for n in 0..HISTORY_LEN as i64 + 5 {
+            let mut next = ResourceState::next(
+                state.as_ref(),
+                "ocean-observatories",
+                "sea_water_temperature_2026_station_42",
+                &format!("ocean-observatories@2026120{}T0{}1500Z", n % 10, n % 7),
+                Outcome::Harvested,
+                None,
+                at(n * 86_400),
+                Some((
+                    format!("{n:064x}"),
+                    keys::record_key(
+                        "ocean-observatories",
+                        "sea_water_temperature_2026_station_42",
+                    ),
+                    Some(crate::model::RawLocation {
+                        key: format!("raw/ocean-observatories/batch-{n:08x}.bin"),
+                        range: Some(crate::model::ByteRange {
+                            offset: 9_000 * n as u64,
+                            length: 8_934,
+                        }),
+                    }),
+                )),
+            );
+            next.title = Some("Sea water temperature, station 42 (hourly, QC'd)".into());
+            next.log_key = Some(format!(
+                "logs/ocean-observatories/session-{n}/batch-{n:08x}.jsonl"
+            ));
+            next.history.last_mut().unwrap().change = Some(RecordChange::Changed {
+                fields: Some(vec!["title".into(), "time_coverage_end".into()]),
+            });
+            state = Some(next);
+        }
+        state.unwrap()
+    }
+
+    /// DynamoDB's size of an item: names and values, in bytes.
+    fn item_bytes(item: &Item) -> usize {
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        AttributeValue::N(n) => n.len(),
+                        _ => 1,
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_full_history_is_stored_deflated_in_one_write_unit_and_reads_back() {
+        let state = long_lived_state();
+        assert_eq!(state.history.len(), crate::model::HISTORY_LEN);
+        let json = serde_json::to_vec(&state).unwrap();
+        let item = resource_item(&state);
+        // A write unit is 1 KB of item; the JSON alone would take several.
+        assert!(json.len() > 3 * 1024, "{}", json.len());
+        assert!(item_bytes(&item) <= 1024, "{} bytes", item_bytes(&item));
+        assert_eq!(resource_state(&item).unwrap(), state);
+    }
+
+    #[test]
+    fn an_item_written_before_states_were_deflated_reads_back() {
+        let state = long_lived_state();
+        let mut item = resource_item(&state);
+        item.remove("state_digest");
+        item.insert("state".into(), s(serde_json::to_string(&state).unwrap()));
+        assert_eq!(resource_state(&item).unwrap(), state);
     }
 
     fn registered(source: &Source) -> Item {

@@ -287,15 +287,17 @@ pub(super) fn mark_missing(missing_session: &str) -> Expression {
         .value(":sid", s(missing_session))
 }
 
-/// Puts a resource's next state only over `current`. The `state` attribute is the whole state
-/// as JSON, so comparing it is comparing all.
+/// Puts a resource's next state only over `current`: its digest is that of the whole state's
+/// JSON, so comparing it is comparing all. An item written before states were deflated has
+/// no digest and its `state` is the JSON itself.
 pub(super) fn replace_resource(current: &ResourceState) -> Expression {
-    Expression::only_if("#state = :current")
-        .name("#state", "state")
-        .value(
-            ":current",
-            s(serde_json::to_string(current).expect("states serialize")),
-        )
+    let json = serde_json::to_string(current).expect("states serialize");
+    Expression::only_if(
+        "state_digest = :digest OR (attribute_not_exists(state_digest) AND #state = :current)",
+    )
+    .name("#state", "state")
+    .value(":digest", super::codec::state_digest(json.as_bytes()))
+    .value(":current", s(json))
 }
 
 #[cfg(test)]
@@ -608,14 +610,30 @@ mod tests {
 
         let current = state(Outcome::Harvested, None);
         let e = replace_resource(&current);
-        assert_eq!(e.condition.as_deref(), Some("#state = :current"));
+        assert_eq!(
+            e.condition.as_deref(),
+            Some(
+                "state_digest = :digest OR (attribute_not_exists(state_digest) AND #state = :current)"
+            )
+        );
         assert_eq!(e.names, names(&[("#state", "state")]));
+        // The digest is the one the current state's item holds; the JSON, an older item's.
+        assert_eq!(
+            e.values[":digest"],
+            super::super::codec::resource_item(&current)["state_digest"]
+        );
         let AttributeValue::S(stored) = &e.values[":current"] else {
             panic!("state is not a string");
         };
         assert_eq!(
             serde_json::from_str::<ResourceState>(stored).unwrap(),
             current
+        );
+        let mut other = current.clone();
+        other.missing_listings += 1;
+        assert_ne!(
+            replace_resource(&other).values[":digest"],
+            e.values[":digest"]
         );
 
         let e = mark_page_sent();
