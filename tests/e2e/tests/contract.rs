@@ -69,3 +69,78 @@ mod objects {
 
     trawl::object_store_contract!(objects().await);
 }
+
+/// A resource item written before states were deflated (its `state` the JSON itself, no
+/// digest) reads back, and a conditional replace of it holds over exactly that state: the
+/// condition's second arm, which only DynamoDB evaluates.
+#[tokio::test]
+async fn a_state_stored_as_json_before_deflating_reads_back_and_is_replaced_only_over_itself() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use trawl::model::{Outcome, ResourceState};
+    use trawl::ports::ResourceStates;
+
+    let store = store().await;
+    let client = Client::new(&trawl::aws::sdk_config().await);
+    let source = format!("legacy-{}", std::process::id());
+    let at = chrono::Utc::now();
+    let stored = ResourceState::next(
+        None,
+        &source,
+        "r1",
+        "s@1",
+        Outcome::Harvested,
+        None,
+        at,
+        None,
+    );
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    client
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", s(&trawl::keys::resources_pk(&source)))
+        .item("sk", s("r1"))
+        .item("last_outcome", s("harvested"))
+        .item("last_session", s("s@1"))
+        .item("state", s(&serde_json::to_string(&stored).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let read = store.get_resource(&source, "r1").await.unwrap();
+    assert_eq!(read.as_ref(), Some(&stored));
+
+    let next = ResourceState::next(
+        Some(&stored),
+        &source,
+        "r1",
+        "s@2",
+        Outcome::Unchanged,
+        None,
+        at,
+        None,
+    );
+    let mut not_stored = stored.clone();
+    not_stored.missing_listings = 1;
+    assert!(
+        !store.replace_resource(&not_stored, &next).await.unwrap(),
+        "replaced over a state that is not the stored one"
+    );
+    assert!(store.replace_resource(&stored, &next).await.unwrap());
+    assert_eq!(
+        store.get_resource(&source, "r1").await.unwrap(),
+        Some(next.clone())
+    );
+    // Now deflated with a digest: replaced over itself, and not over the JSON it was.
+    let last = ResourceState::next(
+        Some(&next),
+        &source,
+        "r1",
+        "s@3",
+        Outcome::Unchanged,
+        None,
+        at,
+        None,
+    );
+    assert!(!store.replace_resource(&stored, &last).await.unwrap());
+    assert!(store.replace_resource(&next, &last).await.unwrap());
+    assert_eq!(store.get_resource(&source, "r1").await.unwrap(), Some(last));
+}
