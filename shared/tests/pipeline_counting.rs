@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{erddap_world, t};
+use common::{erddap_world, sqs_event, t};
 use std::time::Duration;
-use trawl::messages::WorkMessage;
 use trawl::model::{Outcome, SessionStatus};
 use trawl::pipeline::finalize::{finalize_session, Finalized};
 use trawl::pipeline::harvest::handle_message;
@@ -190,27 +189,10 @@ async fn a_batch_is_logged_and_counted_together_and_a_copy_in_it_counts_nothing(
         .await
         .unwrap();
     let session_id = report.started[0].clone();
-    let mut bodies = Vec::new();
-    while let Some(m) = w.queue.pop() {
-        match m {
-            WorkMessage::Resource { .. } => bodies.push(m.to_json()),
-            page => {
-                handle_message(&w.svc, "p", &page.to_json(), 1).await;
-            }
-        }
-    }
+    let mut bodies = w.list_into_bodies().await;
     assert_eq!(bodies.len(), 6);
     bodies.push(bodies[0].clone());
-    let records: Vec<_> = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            serde_json::json!({"messageId": format!("id-{i}"), "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"}})
-        })
-        .collect();
-    let event: aws_lambda_events::sqs::SqsEvent =
-        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let event = sqs_event(bodies.iter().map(|body| (body.as_str(), 1)));
     let response = trawl::handlers::harvester(&w.svc, event).await;
     assert!(response.batch_item_failures.is_empty());
 

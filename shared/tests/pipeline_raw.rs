@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::{erddap_world, t, ErddapWorld};
+use common::{erddap_world, sqs_event, t, ErddapWorld};
 use std::collections::HashMap;
 use trawl::api::{handle, ApiRequest};
 use trawl::messages::WorkMessage;
 use trawl::model::{RawStorage, Session, SourceOptions, SourceSpec, StaleAction};
 use trawl::pipeline::deletions;
 use trawl::pipeline::finalize::finalize_session;
-use trawl::pipeline::harvest::handle_message;
 use trawl::pipeline::schedule::run_now;
 use trawl::ports::{ObjectStore, StoreError, WorkQueue};
 
@@ -36,31 +35,16 @@ async fn harvest_in_batches(w: &ErddapWorld, day: &str) -> Session {
         .unwrap();
     let mut receives: HashMap<String, u32> = HashMap::new();
     loop {
-        let mut bodies = Vec::new();
-        while let Some(m) = w.queue.pop() {
-            match m {
-                WorkMessage::Resource { .. } => bodies.push(m.to_json()),
-                page => {
-                    handle_message(&w.svc, "p", &page.to_json(), 1).await;
-                }
-            }
-        }
+        let bodies = w.list_into_bodies().await;
         if bodies.is_empty() {
             break;
         }
         for batch in bodies.chunks(10) {
-            let records: Vec<serde_json::Value> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    let count = receives.entry(body.clone()).or_insert(0);
-                    *count += 1;
-                    serde_json::json!({"messageId": format!("id-{i}"), "body": body,
-                        "attributes": {"ApproximateReceiveCount": count.to_string()}})
-                })
-                .collect();
-            let event: aws_lambda_events::sqs::SqsEvent =
-                serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+            let event = sqs_event(batch.iter().map(|body| {
+                let count = receives.entry(body.clone()).or_insert(0);
+                *count += 1;
+                (body.as_str(), *count)
+            }));
             let response = trawl::handlers::harvester(&w.svc, event).await;
             for failure in response.batch_item_failures {
                 let i: usize = failure.item_identifier[3..].parse().unwrap();

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use trawl::documents::{ResourceLog, SessionChanges, SessionSummary};
-use trawl::model::{Session, SourceSpec};
+use trawl::model::{ResourceState, Session, SourceSpec};
 use trawl::pipeline::{schedule::run_now, Services, Settings};
 use trawl::ports::SourceEntry;
 
@@ -428,12 +428,7 @@ pub async fn check(d: &Deployed, source_id: &str, max_pages: u32) -> Result<Show
 }
 
 pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> {
-    let state = d
-        .svc
-        .store
-        .get_resource(source_id, id)
-        .await?
-        .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
+    let state = resource_state(d, source_id, id).await?;
     let log: Option<ResourceLog> = match &state.log_key {
         Some(key) => d
             .svc
@@ -499,14 +494,18 @@ pub async fn resource(d: &Deployed, source_id: &str, id: &str) -> Result<Shown> 
     })
 }
 
-/// `trawl resource SOURCE ID --raw`: the raw response its state names, as stored.
-pub async fn raw_response(d: &Deployed, source_id: &str, id: &str) -> Result<bytes::Bytes> {
-    let state = d
-        .svc
+/// A resource's state, or an error naming what is not there.
+async fn resource_state(d: &Deployed, source_id: &str, id: &str) -> Result<ResourceState> {
+    d.svc
         .store
         .get_resource(source_id, id)
         .await?
-        .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))?;
+        .ok_or_else(|| anyhow!("no resource {id} in source {source_id}"))
+}
+
+/// `trawl resource SOURCE ID --raw`: the raw response its state names, as stored.
+pub async fn raw_response(d: &Deployed, source_id: &str, id: &str) -> Result<bytes::Bytes> {
+    let state = resource_state(d, source_id, id).await?;
     trawl::pipeline::raw::read(&d.svc, &state)
         .await?
         .ok_or_else(|| anyhow!("no raw response of {id} in {source_id} is kept"))

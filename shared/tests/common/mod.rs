@@ -201,6 +201,37 @@ impl<F> World<F> {
         let key = trawl::keys::record_key("src", id);
         serde_json::from_slice(&self.objects.get(&key).await.unwrap().expect(id)).unwrap()
     }
+
+    /// Takes every queued message: listing messages are handled (what they send is taken
+    /// too), resource messages are returned as their bodies, for a test to deliver in batches.
+    pub async fn list_into_bodies(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        while let Some(m) = self.queue.pop() {
+            match m {
+                WorkMessage::Resource { .. } => bodies.push(m.to_json()),
+                page => {
+                    handle_message(&self.svc, "p", &page.to_json(), 1).await;
+                }
+            }
+        }
+        bodies
+    }
+}
+
+/// An SQS event of `bodies`, each with its receive count, as the harvester function gets it
+/// (message ids `id-0`, `id-1`… by position).
+pub fn sqs_event<'a>(
+    bodies: impl IntoIterator<Item = (&'a str, u32)>,
+) -> aws_lambda_events::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, (body, receives))| {
+            serde_json::json!({"messageId": format!("id-{i}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": receives.to_string()}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
 /// A fresh folder under the system's temporary directory, unique to this process and call.

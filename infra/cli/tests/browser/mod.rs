@@ -150,6 +150,15 @@ impl Browser {
         self.call("Page.navigate", json!({"url": url}));
     }
 
+    /// `Runtime.evaluate` of `expression`, its value returned (awaited if a promise); the
+    /// browser's error reply as `Err`.
+    fn evaluate(&mut self, expression: &str) -> Result<Value, Value> {
+        self.try_call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        )
+    }
+
     /// Loads `url` as a new document and waits until the dashboard has drawn its view:
     /// `#view`'s `data-state` is `state` (`ready`, or `error` for an address it refuses).
     /// Through a blank page, so a view is never read from the document before it.
@@ -193,10 +202,9 @@ impl Browser {
 
     /// The value of a JavaScript expression in the page (awaited if a promise).
     pub fn eval(&mut self, expression: &str) -> Value {
-        let result = self.call(
-            "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-        );
+        let result = self
+            .evaluate(expression)
+            .unwrap_or_else(|reply| panic!("{expression}: {reply}"));
         assert!(
             result["exceptionDetails"].is_null(),
             "{expression}: {result}"
@@ -210,10 +218,7 @@ impl Browser {
         while Instant::now() < deadline {
             // While a page is replaced, its old document's context can be gone before the new
             // one has any: such an answer (an error, or a thrown exception) means "not yet".
-            let answer = self.try_call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            );
+            let answer = self.evaluate(expression);
             if answer.is_ok_and(|r| r["result"]["value"] == json!(true)) {
                 return;
             }
