@@ -149,8 +149,8 @@ fn price(operation: &str, r: &Requests) -> f64 {
         "s3" if op.starts_with("Delete") => 0.0,
         "s3" => r.requests as f64 * S3_PUT_LIST_PER_1K / 1e3,
         "sqs" => r.requests as f64 * SQS_PER_MILLION / 1e6,
-        "dynamodb" if is_write(op) => r.capacity_units as f64 * DYNAMODB_WRU_PER_MILLION / 1e6,
-        "dynamodb" => r.capacity_units as f64 * DYNAMODB_RRU_PER_MILLION / 1e6,
+        "dynamodb" if is_write(op) => r.capacity_units * DYNAMODB_WRU_PER_MILLION / 1e6,
+        "dynamodb" => r.capacity_units * DYNAMODB_RRU_PER_MILLION / 1e6,
         // Stream reads by a Lambda trigger are free.
         _ => 0.0,
     }
@@ -190,6 +190,7 @@ fn priced(
             operations.push(json!({
                 "by": who, "operation": op, "requests": r.requests,
                 "per_resource": r.requests as f64 / n, "capacity_units": r.capacity_units,
+                "capacity_units_estimated_requests": r.estimated,
                 "billable": billable, "usd_per_million_resources": usd,
             }));
         }
@@ -218,13 +219,17 @@ fn print_run(row: &Value, took: Duration) {
     );
     for op in row["operations"].as_array().into_iter().flatten() {
         println!(
-            "{:<14} {:<36} {:>9} {:>12.3} {:>10} {:>12.2}{}",
+            "{:<14} {:<36} {:>9} {:>12.3} {:>10.1} {:>12.2}{}{}",
             op["by"].as_str().unwrap_or_default(),
             op["operation"].as_str().unwrap_or_default(),
             op["requests"],
             op["per_resource"].as_f64().unwrap_or_default(),
-            op["capacity_units"],
+            op["capacity_units"].as_f64().unwrap_or_default(),
             op["usd_per_million_resources"].as_f64().unwrap_or_default(),
+            match op["capacity_units_estimated_requests"].as_u64() {
+                Some(n) if n > 0 => format!("  ({n} answers without units: estimated)"),
+                _ => String::new(),
+            },
             if op["billable"].as_bool() == Some(false) {
                 "  (not billed)"
             } else {

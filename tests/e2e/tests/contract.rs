@@ -144,3 +144,72 @@ async fn a_state_stored_as_json_before_deflating_reads_back_and_is_replaced_only
     assert!(store.replace_resource(&next, &last).await.unwrap());
     assert_eq!(store.get_resource(&source, "r1").await.unwrap(), Some(last));
 }
+
+/// The benchmarks' request counter: an update at the units DynamoDB reports for it (the size of
+/// the item it updates, which no request body shows), a transaction at twice its items' sizes
+/// in KiB (binary values by their bytes, not their base64).
+#[tokio::test]
+async fn the_request_counter_adds_up_the_units_dynamodb_reports() {
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+
+    let _table = store().await;
+    let counter = trawl::aws::RequestCounter::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(&trawl::aws::sdk_config().await)
+        .interceptor(counter.clone())
+        .build();
+    let client = Client::from_conf(config);
+    let pk = format!(
+        "counted-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let put = |sk: &str, payload: usize| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(TABLE)
+                    .item("pk", s(&pk))
+                    .item("sk", s(sk))
+                    .item("payload", AttributeValue::B(vec![7u8; payload].into()))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    // 900 bytes is one write unit as DynamoDB sizes items, two as the request's base64 JSON;
+    // a transaction bills each item twice.
+    client
+        .transact_write_items()
+        .transact_items(put("big", 900))
+        .transact_items(put("small", 10))
+        .transact_items(put("large", 1500))
+        .send()
+        .await
+        .unwrap();
+    let updated = client
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(&pk))
+        .key("sk", s("large"))
+        .update_expression("ADD n :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.attributes().and_then(|a| a.get("n")),
+        Some(&AttributeValue::N("1".into())),
+        "the request still did what it asked"
+    );
+
+    let counts = counter.snapshot();
+    let transaction = counts["DynamoDB.TransactWriteItems"];
+    assert_eq!(
+        (transaction.requests, transaction.capacity_units),
+        (1, 2.0 * (1.0 + 1.0 + 2.0))
+    );
+    let update = counts["DynamoDB.UpdateItem"];
+    assert_eq!((update.requests, update.capacity_units), (1, 2.0));
+    assert_eq!(update.estimated, 0, "the update's units were DynamoDB's");
+}
