@@ -21,7 +21,7 @@ use crate::model::ConfigError;
 use crate::model::{BoundingBox, Link, Reason, ReasonCode, Record, TimeRange, Variable};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use table::{Cell, Table};
+use table::Cell;
 
 pub struct Erddap;
 
@@ -140,8 +140,7 @@ impl Catalog for Erddap {
         resource_id: &str,
         fetched: &Fetched,
     ) -> Result<Record, Reason> {
-        let table = Table::parse(&fetched.body)?;
-        let info = Info::from_table(&table)?;
+        let info = Info::from_body(&fetched.body)?;
         Ok(info.into_record(source, resource_id))
     }
 }
@@ -182,46 +181,48 @@ struct Info {
 }
 
 impl Info {
-    fn from_table(table: &Table) -> Result<Info, Reason> {
-        let col = |name: &str| {
-            table
-                .column(name)
-                .ok_or_else(|| Reason::parse(format!("info table has no {name:?} column")))
-        };
-        let (row_type, var_name, attr_name, value) = (
-            col("Row Type")?,
-            col("Variable Name")?,
-            col("Attribute Name")?,
-            col("Value")?,
-        );
+    /// Read row by row as the table is parsed (`table::scan_rows`), its cells moved into the
+    /// groups: building the whole table first, then copying each cell out of it, was a fifth
+    /// of the embedded run's CPU per dataset (BENCHMARKS.md, section 1).
+    fn from_body(body: &[u8]) -> Result<Info, Reason> {
         let mut info = Info::default();
-        for row in &table.rows {
-            let text = |i: usize| row.get(i).and_then(|v| v.as_text()).unwrap_or_default();
-            match text(row_type).as_str() {
-                "attribute" if text(var_name) == "NC_GLOBAL" => {
-                    info.globals.insert(text(attr_name), text(value));
-                }
-                "attribute" => {
-                    let name = text(var_name);
-                    match info.variables.iter_mut().find(|(n, _)| *n == name) {
-                        Some((_, attrs)) => {
-                            attrs.insert(text(attr_name), text(value));
+        table::scan_rows(
+            body,
+            &["Row Type", "Variable Name", "Attribute Name", "Value"],
+            &[],
+            &mut |_, cells| {
+                let mut text = |i: usize| {
+                    cells[i]
+                        .take()
+                        .and_then(Cell::into_text)
+                        .unwrap_or_default()
+                };
+                let (row_type, name) = (text(0), text(1));
+                match row_type.as_str() {
+                    "attribute" if name == "NC_GLOBAL" => {
+                        info.globals.insert(text(2), text(3));
+                    }
+                    "attribute" => {
+                        let attribute = (text(2), text(3));
+                        match info.variables.iter_mut().find(|(n, _)| *n == name) {
+                            Some((_, attrs)) => {
+                                attrs.insert(attribute.0, attribute.1);
+                            }
+                            // An attribute before its variable row: keep it anyway.
+                            None => info.variables.push((name, BTreeMap::from([attribute]))),
                         }
-                        // An attribute before its variable row: keep it anyway.
-                        None => info
-                            .variables
-                            .push((name, BTreeMap::from([(text(attr_name), text(value))]))),
                     }
-                }
-                "variable" | "dimension" => {
-                    let name = text(var_name);
-                    if !info.variables.iter().any(|(n, _)| *n == name) {
-                        info.variables.push((name, BTreeMap::new()));
+                    "variable" | "dimension" => {
+                        if !info.variables.iter().any(|(n, _)| *n == name) {
+                            info.variables.push((name, BTreeMap::new()));
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
-            }
-        }
+                Ok(())
+            },
+        )
+        .map_err(|reason| Reason::parse(format!("info table: {}", reason.detail)))?;
         if info.globals.is_empty() && info.variables.is_empty() {
             return Err(Reason::parse("info table has no attribute rows"));
         }
@@ -481,6 +482,10 @@ mod tests {
             r#"{"table": {"columnNames": ["Row Type""#,
             "<html>",
             r#"{"table": {"rows": []}}"#,
+            // A column it reads is missing; no attribute rows at all; rows before the names.
+            r#"{"table": {"columnNames": ["Row Type", "Variable Name", "Attribute Name"], "rows": []}}"#,
+            r#"{"table": {"columnNames": ["Row Type", "Variable Name", "Attribute Name", "Data Type", "Value"], "rows": [["x", "", "", "", ""]]}}"#,
+            r#"{"table": {"rows": [], "columnNames": ["Row Type", "Variable Name", "Attribute Name", "Value"]}}"#,
         ] {
             let f = Fetched {
                 body: body.to_string().into(),

@@ -1,22 +1,11 @@
-//! ERDDAP's JSON table: `{"table": {"columnNames": [...], "rows": [[...]]}}`.
+//! ERDDAP's JSON table: `{"table": {"columnNames": [...], "rows": [[...]]}}`, read row by
+//! row ([`scan_rows`]), never held whole.
 
 use crate::model::Reason;
 use crate::protocols::json_body;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
-
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    table: Table,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Table {
-    #[serde(rename = "columnNames")]
-    pub column_names: Vec<String>,
-    pub rows: Vec<Vec<Cell>>,
-}
 
 /// ERDDAP prints attribute values as strings, numeric columns as numbers, and missing
 /// values as `null`.
@@ -69,6 +58,14 @@ impl<'de> Deserialize<'de> for Cell {
 }
 
 impl Cell {
+    /// [`Cell::as_text`] without copying a text cell.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Cell::Text(s) => Some(s),
+            other => other.as_text(),
+        }
+    }
+
     pub fn as_text(&self) -> Option<String> {
         match self {
             Cell::Text(s) => Some(s.clone()),
@@ -79,22 +76,9 @@ impl Cell {
     }
 }
 
-impl Table {
-    pub fn parse(body: &[u8]) -> Result<Table, Reason> {
-        let text = std::str::from_utf8(json_body(body))
-            .map_err(|e| Reason::parse(format!("body is not UTF-8: {e}")))?;
-        let envelope: Envelope = serde_json::from_str(text)
-            .map_err(|e| Reason::parse(format!("not an ERDDAP JSON table: {e}")))?;
-        Ok(envelope.table)
-    }
-
-    pub fn column(&self, name: &str) -> Option<usize> {
-        self.column_names.iter().position(|c| c == name)
-    }
-}
-
-/// What [`scan_rows`] hands each row to: its index and its kept cells; an error stops the scan.
-pub type OnRow<'a> = dyn FnMut(usize, &[Option<Cell>]) -> Result<(), String> + 'a;
+/// What [`scan_rows`] hands each row to: its index and its kept cells (which it may take: the
+/// next row starts afresh); an error stops the scan.
+pub type OnRow<'a> = dyn FnMut(usize, &mut [Option<Cell>]) -> Result<(), String> + 'a;
 
 /// Reads a table's rows one at a time, keeping only the cells of the `required` columns, then
 /// the `optional` ones (by name; `None` where the table lacks an optional column or a row
@@ -254,7 +238,7 @@ impl<'de> Visitor<'de> for RowsScan<'_, '_> {
             })?
             .is_some()
         {
-            (self.row)(index, &cells).map_err(A::Error::custom)?;
+            (self.row)(index, &mut cells).map_err(A::Error::custom)?;
             index += 1;
         }
         Ok(index)
