@@ -212,10 +212,8 @@ impl Info {
                             None => info.variables.push((name, BTreeMap::from([attribute]))),
                         }
                     }
-                    "variable" | "dimension" => {
-                        if !info.variables.iter().any(|(n, _)| *n == name) {
-                            info.variables.push((name, BTreeMap::new()));
-                        }
+                    "variable" | "dimension" if !info.variables.iter().any(|(n, _)| *n == name) => {
+                        info.variables.push((name, BTreeMap::new()));
                     }
                     _ => {}
                 }
