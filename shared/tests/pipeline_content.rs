@@ -42,7 +42,8 @@ async fn write_content_uncounted(
         panic!("{resource_id} could not be fetched")
     };
     let record = catalog.normalize(source, resource_id, &fetched).unwrap();
-    trawl::pipeline::content::store_content(&w.svc, source, resource_id, &fetched, &record)
+    let hash = record.content_hash();
+    trawl::pipeline::content::store_content(&w.svc, source, resource_id, &fetched, &record, hash)
         .await
         .unwrap()
 }

@@ -49,13 +49,15 @@ impl StoredContent {
 
 /// Writes the normalized record, and the raw response beside it when the source keeps one
 /// object per resource (`options.raw: resource`); `batch` leaves the raw response to the
-/// batch's count, `none` keeps none.
+/// batch's count, `none` keeps none. `hash` is the record's [`Record::content_hash`], which
+/// the caller has compared already (it serializes and hashes the whole record).
 pub async fn store_content(
     svc: &Services,
     source: &SourceSnapshot,
     resource_id: &str,
     fetched: &Fetched,
     record: &Record,
+    hash: String,
 ) -> Result<StoredContent, StoreError> {
     let record_key = keys::record_key(&source.id, resource_id);
     let record_json = serde_json::to_vec_pretty(record).expect("records serialize");
@@ -78,7 +80,7 @@ pub async fn store_content(
         }
     };
     Ok(StoredContent {
-        hash: record.content_hash(),
+        hash,
         record_key,
         raw,
     })

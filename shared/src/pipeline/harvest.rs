@@ -238,7 +238,7 @@ pub async fn harvest_resource(
                 if !returning {
                     change = Some(record_change(svc, previous.as_ref(), &record).await?);
                 }
-                match store_content(svc, source, resource_id, &fetched, &record).await {
+                match store_content(svc, source, resource_id, &fetched, &record, hash).await {
                     Ok(stored) => {
                         if source.options.raw == RawStorage::Batch {
                             batched_raw = Some(BatchedRaw {
