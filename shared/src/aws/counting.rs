@@ -92,6 +92,13 @@ impl Storable for Estimate {
     type Storer = StoreReplace<Self>;
 }
 
+/// `"Service.Operation"` of the request under way.
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>().map_or("unknown".to_string(), |m| {
+        format!("{}.{}", m.service(), m.name())
+    })
+}
+
 fn is_dynamodb(m: &Metadata) -> bool {
     m.service().eq_ignore_ascii_case("dynamodb")
 }
@@ -101,20 +108,25 @@ impl Intercept for RequestCounter {
         "TrawlRequestCounter"
     }
 
+    /// Reads a DynamoDB request's JSON once: its estimated units, kept for an answer that
+    /// reports none, and the request asking for its consumed capacity.
     fn modify_before_signing(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(m) = cfg.load::<Metadata>() else {
+        let Some(m) = cfg.load::<Metadata>().filter(|m| is_dynamodb(m)) else {
             return Ok(());
         };
-        if !is_dynamodb(m) || !REPORTS_CAPACITY.contains(&m.name()) {
-            return Ok(());
-        }
+        let reports = REPORTS_CAPACITY.contains(&m.name());
         let request = context.request_mut();
-        let Some(body) = request.body().bytes().and_then(with_capacity_asked) else {
+        let Some(mut json) = request.body().bytes().and_then(request_json) else {
+            return Ok(());
+        };
+        let estimate = Estimate(estimated_units(m.name(), &json));
+        cfg.interceptor_state().store_put(estimate);
+        let Some(body) = reports.then(|| with_capacity_asked(&mut json)).flatten() else {
             return Ok(());
         };
         let length = body.len().to_string();
@@ -127,23 +139,11 @@ impl Intercept for RequestCounter {
 
     fn read_before_transmit(
         &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(m) = cfg.load::<Metadata>() else {
-            self.add("unknown".to_string(), 1, 0.0, 0);
-            return Ok(());
-        };
-        self.add(format!("{}.{}", m.service(), m.name()), 1, 0.0, 0);
-        if is_dynamodb(m) {
-            let units = context
-                .request()
-                .body()
-                .bytes()
-                .map_or(1, |body| estimated_units(m.name(), body));
-            cfg.interceptor_state().store_put(Estimate(units));
-        }
+        self.add(operation(cfg), 1, 0.0, 0);
         Ok(())
     }
 
@@ -158,9 +158,10 @@ impl Intercept for RequestCounter {
         let Some(m) = cfg.load::<Metadata>().filter(|m| is_dynamodb(m)) else {
             return Ok(());
         };
-        let name = format!("{}.{}", m.service(), m.name());
+        let transaction = m.name() == "TransactWriteItems";
+        let name = operation(cfg);
         let reported = context.response().body().bytes().and_then(consumed_units);
-        match reported.filter(|_| m.name() != "TransactWriteItems") {
+        match reported.filter(|_| !transaction) {
             Some(units) => self.add(name, 0, units, 0),
             None => {
                 let units = cfg.load::<Estimate>().map_or(1, |e| e.0);
@@ -171,15 +172,18 @@ impl Intercept for RequestCounter {
     }
 }
 
-/// `body` (a DynamoDB request's JSON) asking for its consumed capacity, if it did not.
-fn with_capacity_asked(body: &[u8]) -> Option<Vec<u8>> {
-    let mut request = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+fn request_json(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// The request's body asking for its consumed capacity, if it did not ask already.
+fn with_capacity_asked(request: &mut serde_json::Value) -> Option<Vec<u8>> {
     let fields = request.as_object_mut()?;
     if fields.contains_key("ReturnConsumedCapacity") {
         return None;
     }
     fields.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
-    serde_json::to_vec(&request).ok()
+    serde_json::to_vec(request).ok()
 }
 
 /// The capacity units a DynamoDB answer reports (one `ConsumedCapacity`, or one per table).
@@ -192,11 +196,8 @@ fn consumed_units(body: &[u8]) -> Option<f64> {
     }
 }
 
-/// Estimated capacity units of one DynamoDB request from its JSON body (see the module doc).
-fn estimated_units(operation: &str, body: &[u8]) -> u64 {
-    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return 1;
-    };
+/// Estimated capacity units of one DynamoDB request from its JSON (see the module doc).
+fn estimated_units(operation: &str, request: &serde_json::Value) -> u64 {
     let units = |bytes: u64| bytes.div_ceil(1024).max(1);
     let tables = |key: &str| {
         request
@@ -296,12 +297,14 @@ mod tests {
 
     #[test]
     fn a_request_asks_for_its_capacity_once() {
-        let asked = with_capacity_asked(br#"{"TableName":"t","Key":{}}"#).unwrap();
+        let mut request = request_json(br#"{"TableName":"t","Key":{}}"#).unwrap();
+        let asked = with_capacity_asked(&mut request).unwrap();
         let asked: serde_json::Value = serde_json::from_slice(&asked).unwrap();
         assert_eq!(asked["ReturnConsumedCapacity"], "TOTAL");
         assert_eq!(asked["TableName"], "t");
-        assert!(with_capacity_asked(br#"{"ReturnConsumedCapacity":"INDEXES"}"#).is_none());
-        assert!(with_capacity_asked(b"not json").is_none());
+        let mut asking = request_json(br#"{"ReturnConsumedCapacity":"INDEXES"}"#).unwrap();
+        assert!(with_capacity_asked(&mut asking).is_none());
+        assert!(request_json(b"not json").is_none());
     }
 
     #[test]
@@ -329,7 +332,7 @@ mod tests {
             {"ConditionCheck": {"Key": {"pk": {"S": "d"}}}},
         ]});
         assert_eq!(
-            estimated_units("TransactWriteItems", body.to_string().as_bytes()),
+            estimated_units("TransactWriteItems", &body),
             2 * (1 + 2 + 1 + 1)
         );
     }
