@@ -14,6 +14,15 @@ use anyhow::Result;
 
 /// Connects a runner to the locally deployed stack (`.local/stack.json`, `template.yaml`).
 pub async fn connect_local(faults: Faults) -> Result<Runner> {
+    connect_local_counted(faults, None, None).await
+}
+
+/// [`connect_local`], counting requests as [`Runner::connect_counted`] does.
+pub async fn connect_local_counted(
+    faults: Faults,
+    functions: Option<&trawl::aws::RequestCounter>,
+    event_sources: Option<&trawl::aws::RequestCounter>,
+) -> Result<Runner> {
     default_to_local_emulator();
     let root = repo_root();
     let stack_file = std::env::var("TRAWL_STACK_OUTPUTS")
@@ -21,5 +30,5 @@ pub async fn connect_local(faults: Faults) -> Result<Runner> {
         .unwrap_or_else(|_| root.join(".local/stack.json"));
     let stack = Stack::load(&stack_file)?;
     let sources = EventSources::from_file(&root.join("template.yaml"))?;
-    Runner::connect(stack, sources, faults).await
+    Runner::connect_counted(stack, sources, faults, functions, event_sources).await
 }

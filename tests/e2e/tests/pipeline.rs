@@ -644,3 +644,64 @@ async fn dynamodb_markers_are_only_added_where_missing() {
         .collect();
     assert_eq!(settled, ["r007"]);
 }
+
+/// The benchmark bills the functions' requests: the runner's own looks at the sessions it
+/// waits for (nothing makes them on AWS, where the stream wakes the finalizer) are not among
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runners_looks_at_a_session_are_not_billed_to_the_functions() {
+    use trawl::ports::PageState;
+    let _lock = lock_stack();
+    let functions = trawl::aws::RequestCounter::default();
+    let runner = trawl_runner::connect_local_counted(Faults::default(), Some(&functions), None)
+        .await
+        .unwrap();
+    let fixture = catalog_with_three_broken().await;
+    let source_id = register(&runner, "e2e-looks", &fixture, "cron(0 3 1 1 ? *)").await;
+    let store = &runner.services.store;
+    let now = at_second(Utc::now());
+    // A session that owes its first page: the finalizer is not woken, nothing else runs.
+    let session = Session::start(&source_id, now, now);
+    store.create_session(&session).await.unwrap();
+    functions.reset();
+    let open = runner
+        .run_until_closed_or_stalled(
+            std::slice::from_ref(&session.id),
+            TIMEOUT,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        open,
+        std::slice::from_ref(&session.id),
+        "the runner looked until it stalled"
+    );
+    let counted = functions.snapshot();
+    assert!(
+        !counted.contains_key("DynamoDB.GetItem"),
+        "the runner's looks were counted as the functions': {counted:?}"
+    );
+    // What goes through the functions' clients still counts.
+    store.get_session(&session.id).await.unwrap();
+    assert_eq!(functions.snapshot()["DynamoDB.GetItem"].requests, 1);
+    // Closed, so no later test finds it running.
+    let empty_last_page = PageState {
+        page: 0,
+        ids_key: String::new(),
+        count: 0,
+        next_cursor: None,
+        sent: true,
+        error: None,
+        listed: 0,
+        expected_total: Some(0),
+        problems: vec![],
+        listed_at: Some(now),
+        deleted_upstream: 0,
+    };
+    assert!(store
+        .commit_page(&session.id, &empty_last_page)
+        .await
+        .unwrap());
+    store.close_session(&session.id, now).await.unwrap();
+}
