@@ -134,15 +134,13 @@ impl Runner {
         event_sources: Option<&trawl::aws::RequestCounter>,
     ) -> Result<Runner> {
         let config = trawl::aws::sdk_config().await;
-        let services = trawl::aws::services_counted(
-            &config,
-            &stack.resources()?,
-            stack.settings()?,
-            functions,
-        );
-        let watch =
-            trawl::aws::services_counted(&config, &stack.resources()?, stack.settings()?, None)
-                .store;
+        let resources = stack.resources()?;
+        let services =
+            trawl::aws::services_counted(&config, &resources, stack.settings()?, functions);
+        let watch = Arc::new(trawl::aws::dynamodb::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            &resources.table,
+        ));
         let fair_sqs = aws_sdk_sqs::Client::new(&config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
         let mut streams = aws_sdk_dynamodbstreams::config::Builder::from(&config);
